@@ -1,0 +1,6 @@
+//! `rekey-cleanup`: see `rekey::lambda::cleanup`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    rekey::lambda::serve(rekey::lambda::cleanup).await
+}

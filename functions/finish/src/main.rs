@@ -1,0 +1,6 @@
+//! `rekey-finish`: see `rekey::lambda::finish`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    rekey::lambda::serve(rekey::lambda::finish).await
+}

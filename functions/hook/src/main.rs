@@ -1,0 +1,6 @@
+//! `rekey-hook`: see `rekey::lambda::hook`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    rekey::lambda::serve(rekey::lambda::hook).await
+}

@@ -1,0 +1,306 @@
+//! The Lambda edge: event parsing, one handler per function, and `serve`,
+//! which builds everything once per process and runs the runtime loop.
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::secretsmanager::SecretsManagerSecretRotationEvent;
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::{error, info, Instrument};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ports::{KeyProvider, Vault};
+use crate::providers::AwsIam;
+use crate::steps::{Driver, Probing, Rekey};
+use crate::vault::SecretsManager;
+
+/// The steps as deployed: Secrets Manager and IAM.
+pub type App = Rekey<SecretsManager, AwsIam>;
+
+/// Reads the settings and builds the clients, once per process.
+pub async fn app_from_env() -> Result<App> {
+    let config = Config::from_env()?;
+    let sdk = crate::sdk::load_config().await;
+    Ok(App::new(
+        SecretsManager::new(&sdk),
+        AwsIam::new(&sdk, &config.managed_user_path),
+        config,
+    ))
+}
+
+/// Runs a function's handler under the Lambda runtime. Invalid settings
+/// stop the function at start with a message naming the setting.
+pub async fn serve<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(&'static App, LambdaEvent<Value>) -> Fut,
+    Fut: Future<Output = Result<Value, Diagnostic>>,
+{
+    lambda_runtime::tracing::init_default_subscriber();
+    let app: &'static App = match app_from_env().await {
+        Ok(app) => Box::leak(Box::new(app)),
+        Err(e) => {
+            error!(error_type = e.kind(), "{e}");
+            return Err(e.into());
+        }
+    };
+    lambda_runtime::run(service_fn(|event| Box::pin(handler(app, event)))).await
+}
+
+/// The longest SecretId Secrets Manager accepts (an ARN or a name).
+const MAX_SECRET_ID: usize = 2048;
+
+fn parse_event<T: DeserializeOwned>(payload: Value, expected: &str) -> Result<T> {
+    if !payload.is_object() {
+        return Err(Error::InvalidEvent(format!(
+            "expected a JSON object {expected}"
+        )));
+    }
+    serde_json::from_value(payload)
+        .map_err(|e| Error::InvalidEvent(format!("{e}; expected {expected}")))
+}
+
+fn check_secret_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_SECRET_ID || id.chars().any(char::is_control) {
+        return Err(Error::InvalidEvent(format!(
+            "SecretId must be a secret name or ARN of 1 to {MAX_SECRET_ID} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_token(token: &str) -> Result<()> {
+    if !(32..=64).contains(&token.len())
+        || !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(Error::InvalidEvent(
+            "ClientRequestToken must be 32 to 64 letters, digits or '-' (a UUID)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The time left before the invocation's deadline, if that lies in the
+/// future (local runtimes may send one in the past: it is ignored then).
+fn time_left(deadline_ms: u64) -> Option<Duration> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    Duration::from_millis(deadline_ms).checked_sub(now)
+}
+
+/// The hook's test must end before the invocation's deadline, with margin.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
+fn probe_until<V, P>(app: &Rekey<V, P>, deadline_ms: u64) -> Probing {
+    let mut budget = app.config.test_timeout;
+    if let Some(left) = time_left(deadline_ms) {
+        budget = budget.min(left.saturating_sub(DEADLINE_MARGIN));
+    }
+    Probing::Until(Instant::now() + budget)
+}
+
+async fn traced<T: Serialize>(
+    step: &str,
+    secret_id: &str,
+    token: Option<&str>,
+    work: impl Future<Output = Result<T>>,
+) -> Result<Value, Diagnostic> {
+    let span = tracing::info_span!("rekey", step, secret_id, token);
+    // Boxed: the step futures are deep, and boxing keeps each function's
+    // future small and quick to compile.
+    let work = Box::pin(work);
+    async {
+        match work.await {
+            Ok(out) => {
+                info!("step succeeded");
+                Ok(serde_json::to_value(out).unwrap_or(Value::Null))
+            }
+            Err(e) => {
+                error!(error_type = e.kind(), "{e}");
+                Err(e.into())
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// `rekey-hook`: the Secrets Manager rotation function.
+pub async fn hook<V: Vault, P: KeyProvider>(
+    app: &Rekey<V, P>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Diagnostic> {
+    let parsed = parse_event::<SecretsManagerSecretRotationEvent>(
+        event.payload,
+        r#"{"SecretId", "ClientRequestToken", "Step"} from Secrets Manager"#,
+    )
+    .and_then(|e| {
+        check_secret_id(&e.secret_id)?;
+        check_token(&e.client_request_token)?;
+        Ok(e)
+    });
+    let e = match parsed {
+        Ok(e) => e,
+        Err(err) => return traced::<()>("hook", "", None, async { Err(err) }).await,
+    };
+    let (id, token) = (e.secret_id.as_str(), e.client_request_token.as_str());
+    let deadline = event.context.deadline;
+    traced(&e.step, id, Some(token), async {
+        match e.step.as_str() {
+            "createSecret" => app.create(id, token, Driver::Hook).await.map(drop),
+            "setSecret" => app.set(id, token, Driver::Hook).await,
+            "testSecret" => {
+                app.test(id, token, Driver::Hook, probe_until(app, deadline))
+                    .await
+            }
+            "finishSecret" => app.finish(id, token, Driver::Hook).await.map(drop),
+            other => Err(Error::InvalidEvent(format!(
+                "unknown Step {:?}: expected createSecret, setSecret, testSecret or finishSecret",
+                crate::model::truncate(other, 40)
+            ))),
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PipelineEvent {
+    secret_id: String,
+    #[serde(default)]
+    client_request_token: Option<String>,
+}
+
+/// What each pipeline function returns, for the next state.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "PascalCase")]
+struct PipelineOutput {
+    secret_id: String,
+    client_request_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+enum PipelineStep {
+    Create,
+    Test,
+    Finish,
+}
+
+async fn pipeline<V: Vault, P: KeyProvider>(
+    app: &Rekey<V, P>,
+    event: LambdaEvent<Value>,
+    step: PipelineStep,
+) -> Result<Value, Diagnostic> {
+    let (name, token_rule) = match step {
+        PipelineStep::Create => ("create", r#"{"SecretId", "ClientRequestToken"?}"#),
+        PipelineStep::Test => ("test", r#"{"SecretId", "ClientRequestToken"}"#),
+        PipelineStep::Finish => ("finish", r#"{"SecretId", "ClientRequestToken"}"#),
+    };
+    let parsed = parse_event::<PipelineEvent>(event.payload, token_rule).and_then(|e| {
+        check_secret_id(&e.secret_id)?;
+        let token = match (e.client_request_token, step) {
+            (Some(t), _) => t,
+            (None, PipelineStep::Create) => uuid::Uuid::new_v4().to_string(),
+            (None, _) => {
+                return Err(Error::InvalidEvent(format!(
+                    "ClientRequestToken is missing: pass on the output of the previous state; expected {token_rule}"
+                )))
+            }
+        };
+        check_token(&token)?;
+        Ok((e.secret_id, token))
+    });
+    let (id, token) = match parsed {
+        Ok(p) => p,
+        Err(err) => return traced::<()>(name, "", None, async { Err(err) }).await,
+    };
+    traced(name, &id, Some(&token), async {
+        let done = match step {
+            PipelineStep::Create => app.create(&id, &token, Driver::Pipeline).await.map(drop),
+            PipelineStep::Test => app.test(&id, &token, Driver::Pipeline, Probing::Once).await,
+            PipelineStep::Finish => app.finish(&id, &token, Driver::Pipeline).await.map(drop),
+        };
+        let skipped = match done {
+            Ok(()) => None,
+            // The pipeline passes over a paused secret rather than failing.
+            Err(Error::SecretPaused { .. }) => {
+                info!("secret is paused: skipped");
+                Some("paused".to_owned())
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(PipelineOutput {
+            secret_id: id.clone(),
+            client_request_token: token.clone(),
+            skipped,
+        })
+    })
+    .await
+}
+
+/// `rekey-create`.
+pub async fn create<V: Vault, P: KeyProvider>(
+    app: &Rekey<V, P>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Diagnostic> {
+    pipeline(app, event, PipelineStep::Create).await
+}
+
+/// `rekey-test`.
+pub async fn test<V: Vault, P: KeyProvider>(
+    app: &Rekey<V, P>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Diagnostic> {
+    pipeline(app, event, PipelineStep::Test).await
+}
+
+/// `rekey-finish`.
+pub async fn finish<V: Vault, P: KeyProvider>(
+    app: &Rekey<V, P>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Diagnostic> {
+    pipeline(app, event, PipelineStep::Finish).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct CleanupEvent {
+    #[serde(default)]
+    secret_id: Option<String>,
+}
+
+/// `rekey-cleanup`: `{}` sweeps every managed secret, `{"SecretId"}` one.
+pub async fn cleanup<V: Vault, P: KeyProvider>(
+    app: &Rekey<V, P>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Diagnostic> {
+    let payload = match event.payload {
+        Value::Null => Value::Object(Default::default()),
+        p => p,
+    };
+    let parsed = parse_event::<CleanupEvent>(payload, r#"{} or {"SecretId"}"#).and_then(|e| {
+        if let Some(id) = &e.secret_id {
+            check_secret_id(id)?;
+        }
+        Ok(e)
+    });
+    match parsed {
+        Err(err) => traced::<()>("cleanup", "", None, async { Err(err) }).await,
+        Ok(CleanupEvent {
+            secret_id: Some(id),
+        }) => {
+            traced("cleanup", &id, None, async {
+                let one = app.cleanup(&id).await?;
+                Ok(crate::steps::CleanupReport { secrets: vec![one] })
+            })
+            .await
+        }
+        Ok(CleanupEvent { secret_id: None }) => {
+            traced("cleanup", "*", None, app.cleanup_all()).await
+        }
+    }
+}

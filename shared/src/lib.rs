@@ -1,0 +1,20 @@
+//! rekey: automated access-key rotation for AWS Lambda.
+//!
+//! The functions under `functions/` are thin: each calls [`lambda::serve`]
+//! with one handler from [`lambda`]. The protocol lives in [`steps`], the
+//! decisions in [`plan`], the I/O behind the traits in [`ports`].
+
+pub mod config;
+pub mod error;
+pub mod lambda;
+pub mod model;
+pub mod plan;
+pub mod ports;
+pub mod providers;
+pub mod sdk;
+pub mod steps;
+pub mod vault;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use steps::{Driver, Probing, Rekey};

@@ -1,0 +1,373 @@
+//! The data rekey works with: access keys, the managed secret's JSON, the
+//! Secrets Manager stages and tags.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+pub const AWSCURRENT: &str = "AWSCURRENT";
+pub const AWSPENDING: &str = "AWSPENDING";
+pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
+
+/// A secret is managed by rekey when it carries this tag with value `true`.
+pub const TAG_MANAGED: &str = "rekey:managed";
+/// `rekey:paused` = `true` pauses a managed secret.
+pub const TAG_PAUSED: &str = "rekey:paused";
+
+/// A string that must never be shown: its `Debug` is redacted and it has no
+/// `Display`, so it cannot reach a log line or an error message by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sensitive(String);
+
+impl Sensitive {
+    pub fn new(s: impl Into<String>) -> Self {
+        Sensitive(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sensitive(<redacted>)")
+    }
+}
+
+/// An access key pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    pub access_key_id: String,
+    pub secret: Sensitive,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyStatus {
+    Active,
+    Inactive,
+}
+
+/// An access key as the provider lists it (never with its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessKey {
+    pub id: String,
+    pub status: KeyStatus,
+    pub created: SystemTime,
+}
+
+/// When a key was last used, as the provider reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LastUsed {
+    Never,
+    At {
+        when: SystemTime,
+        service: Option<String>,
+    },
+}
+
+/// The providers rekey can rotate keys for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    Aws,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 1] = [ProviderKind::Aws];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Aws => "aws",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// The secret's JSON field that holds the key's secret half.
+    pub fn secret_field(self) -> &'static str {
+        match self {
+            ProviderKind::Aws => "SecretAccessKey",
+        }
+    }
+}
+
+/// Why a SecretString could not be used. Never holds the value itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretFormatError {
+    Invalid(String),
+    UnknownProvider(String),
+}
+
+/// The managed secret's JSON value:
+/// `{"Provider":"aws","UserName":"alice","AccessKeyId":"AKIA...","SecretAccessKey":"..."}`.
+/// Fields rekey does not know are kept as they are.
+#[derive(Clone, PartialEq)]
+pub struct ManagedSecret {
+    pub provider: ProviderKind,
+    pub user_name: String,
+    pub credential: Option<Credential>,
+    fields: Map<String, Value>,
+}
+
+impl fmt::Debug for ManagedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagedSecret")
+            .field("provider", &self.provider)
+            .field("user_name", &self.user_name)
+            .field("access_key_id", &self.key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+const F_PROVIDER: &str = "Provider";
+const F_USER: &str = "UserName";
+const F_KEY_ID: &str = "AccessKeyId";
+const MAX_USER_NAME: usize = 128;
+
+impl ManagedSecret {
+    /// A secret for `user` with no key yet.
+    pub fn new(provider: ProviderKind, user_name: &str) -> Self {
+        let mut fields = Map::new();
+        fields.insert(F_PROVIDER.into(), provider.name().into());
+        fields.insert(F_USER.into(), user_name.into());
+        ManagedSecret {
+            provider,
+            user_name: user_name.to_owned(),
+            credential: None,
+            fields,
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, SecretFormatError> {
+        use SecretFormatError::*;
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            // serde_json's syntax errors carry only a position; keep it that way.
+            Invalid(format!(
+                "SecretString is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let Value::Object(fields) = value else {
+            return Err(Invalid(format!(
+                "SecretString must be a JSON object, found {}",
+                json_type(&value)
+            )));
+        };
+        let provider = match fields.get(F_PROVIDER) {
+            None | Some(Value::Null) => ProviderKind::Aws,
+            Some(Value::String(p)) => {
+                ProviderKind::parse(p).ok_or_else(|| UnknownProvider(truncate(p, 40)))?
+            }
+            Some(other) => {
+                return Err(Invalid(format!(
+                    "field Provider must be a string, found {}",
+                    json_type(other)
+                )))
+            }
+        };
+        let user_name = string_field(&fields, F_USER)?
+            .ok_or_else(|| Invalid("field UserName is missing".into()))?;
+        if let Err(why) = validate_user_name(&user_name) {
+            return Err(Invalid(format!("field UserName {why}")));
+        }
+        let secret_field = provider.secret_field();
+        let key_id = string_field(&fields, F_KEY_ID)?;
+        let secret = string_field(&fields, secret_field)?;
+        let credential = match (key_id, secret) {
+            (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+                if !valid_key_id(&id) {
+                    return Err(Invalid(
+                        "field AccessKeyId must be 16 to 128 letters and digits".into(),
+                    ));
+                }
+                Some(Credential {
+                    access_key_id: id,
+                    secret: Sensitive(secret),
+                })
+            }
+            (None, None) => None,
+            _ => {
+                return Err(Invalid(format!(
+                    "fields AccessKeyId and {secret_field} must be given together, both non-empty"
+                )))
+            }
+        };
+        Ok(ManagedSecret {
+            provider,
+            user_name,
+            credential,
+            fields,
+        })
+    }
+
+    pub fn key_id(&self) -> Option<&str> {
+        self.credential.as_ref().map(|c| c.access_key_id.as_str())
+    }
+
+    /// The same secret holding `credential` instead; other fields unchanged.
+    pub fn with_credential(&self, credential: Credential) -> Self {
+        let mut fields = self.fields.clone();
+        fields.insert(F_KEY_ID.into(), credential.access_key_id.clone().into());
+        fields.insert(
+            self.provider.secret_field().into(),
+            credential.secret.expose().into(),
+        );
+        ManagedSecret {
+            credential: Some(credential),
+            fields,
+            ..self.clone()
+        }
+    }
+
+    /// The SecretString to store. Sensitive: never log it.
+    pub fn to_secret_string(&self) -> Sensitive {
+        Sensitive(Value::Object(self.fields.clone()).to_string())
+    }
+}
+
+fn string_field(
+    fields: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<String>, SecretFormatError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(SecretFormatError::Invalid(format!(
+            "field {name} must be a string, found {}",
+            json_type(other)
+        ))),
+    }
+}
+
+/// IAM's rule for user names: 1..=128 characters of `[\w+=,.@-]`.
+pub fn validate_user_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_USER_NAME {
+        return Err(format!("must be 1 to {MAX_USER_NAME} characters long"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    {
+        return Err("may contain only letters, digits and _+=,.@-".into());
+    }
+    Ok(())
+}
+
+fn valid_key_id(id: &str) -> bool {
+    (16..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Shortens an untrusted, non-secret value for an error message.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_full_secret_and_keeps_unknown_fields() {
+        let s = ManagedSecret::parse(
+            r#"{"UserName":"alice","AccessKeyId":"AKIAAAAAAAAAAAAAAAAA","SecretAccessKey":"s3cr3t","Team":"ops"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.provider, ProviderKind::Aws);
+        assert_eq!(s.user_name, "alice");
+        assert_eq!(s.key_id(), Some("AKIAAAAAAAAAAAAAAAAA"));
+        let next = s.with_credential(Credential {
+            access_key_id: "AKIABBBBBBBBBBBBBBBB".into(),
+            secret: Sensitive::new("n3w"),
+        });
+        let v: Value = serde_json::from_str(next.to_secret_string().expose()).unwrap();
+        assert_eq!(v["Team"], "ops");
+        assert_eq!(v["AccessKeyId"], "AKIABBBBBBBBBBBBBBBB");
+        assert_eq!(v["SecretAccessKey"], "n3w");
+        assert_eq!(v["UserName"], "alice");
+    }
+
+    #[test]
+    fn user_only_secret_has_no_credential() {
+        let s = ManagedSecret::parse(r#"{"UserName":"alice"}"#).unwrap();
+        assert!(s.credential.is_none());
+    }
+
+    #[test]
+    fn rejects_malformed_secrets_without_echoing_values() {
+        let cases = [
+            ("[1,2]", "must be a JSON object"),
+            ("42", "must be a JSON object"),
+            ("{", "not valid JSON"),
+            (
+                r#"{"AccessKeyId":"AKIAAAAAAAAAAAAAAAAA"}"#,
+                "UserName is missing",
+            ),
+            (r#"{"UserName":7}"#, "UserName must be a string"),
+            (r#"{"UserName":"a b"}"#, "UserName may contain only"),
+            (r#"{"UserName":""}"#, "UserName must be 1 to 128"),
+            (
+                r#"{"UserName":"a","AccessKeyId":"AKIAAAAAAAAAAAAAAAAA"}"#,
+                "must be given together",
+            ),
+            (
+                r#"{"UserName":"a","AccessKeyId":"AKIAAAAAAAAAAAAAAAAA","SecretAccessKey":5}"#,
+                "SecretAccessKey must be a string",
+            ),
+            (
+                r#"{"UserName":"a","AccessKeyId":"x","SecretAccessKey":"topsecretvalue"}"#,
+                "AccessKeyId must be 16",
+            ),
+            (
+                r#"{"UserName":"a","Provider":3}"#,
+                "Provider must be a string",
+            ),
+        ];
+        for (text, want) in cases {
+            match ManagedSecret::parse(text) {
+                Err(SecretFormatError::Invalid(msg)) => {
+                    assert!(msg.contains(want), "{text}: {msg}");
+                    assert!(!msg.contains("topsecretvalue"));
+                }
+                other => panic!("{text}: expected Invalid, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_provider_is_named() {
+        assert_eq!(
+            ManagedSecret::parse(r#"{"UserName":"a","Provider":"gcp"}"#).unwrap_err(),
+            SecretFormatError::UnknownProvider("gcp".into())
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let s = ManagedSecret::parse(
+            r#"{"UserName":"alice","AccessKeyId":"AKIAAAAAAAAAAAAAAAAA","SecretAccessKey":"hunter2hunter2"}"#,
+        )
+        .unwrap();
+        let shown = format!("{s:?} {:?}", s.credential);
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

@@ -1,0 +1,620 @@
+//! Pure decisions: which key to delete to make room for a new one, and what
+//! cleanup may do to superseded and inactive keys. No I/O here; the steps
+//! gather the facts, ask a function below, and carry out its answer.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use crate::model::{AccessKey, KeyStatus, LastUsed};
+
+/// What a key is to the secret being rotated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRole {
+    /// Held by the AWSCURRENT version: never deactivated or deleted.
+    Current,
+    /// Held by the AWSPENDING version of the rotation in progress.
+    Pending,
+    /// Held by the AWSPREVIOUS version: superseded, in its grace period.
+    Previous,
+    /// Held by no version rekey reads.
+    Unreferenced,
+}
+
+/// A key of the user, with what the step knows about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyFacts {
+    pub key: AccessKey,
+    pub role: KeyRole,
+    /// `None` when not looked up (only orphan candidates are).
+    pub last_used: Option<LastUsed>,
+}
+
+/// The facts about the secret that making room depends on.
+#[derive(Clone, Debug)]
+pub struct RoomContext<'a> {
+    pub user: &'a str,
+    /// The provider's per-user key limit.
+    pub limit: usize,
+    /// When the AWSCURRENT version was created: an orphan is newer.
+    pub current_version_created: SystemTime,
+    /// When the AWSPREVIOUS key's grace period ends, if known.
+    pub grace_ends: Option<SystemTime>,
+}
+
+/// How to make room for one more key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Room {
+    /// Below the limit: create straight away.
+    Free,
+    /// Delete this inactive key (the oldest one that may go) first.
+    DeleteInactive(String),
+    /// Delete this orphan (see [`is_orphan`]) first.
+    ReclaimOrphan(String),
+    /// Nothing may be removed.
+    Blocked(Blocked),
+}
+
+/// Why no key may be removed: every key with the reason it stays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocked {
+    pub user: String,
+    pub limit: usize,
+    pub kept: Vec<(String, String)>,
+}
+
+impl fmt::Display for Blocked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "user {} already has {} access keys (the limit) and none may be removed: ",
+            self.user, self.limit
+        )?;
+        for (i, (id, why)) in self.kept.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{id} {why}")?;
+        }
+        f.write_str(". Nothing was changed. Wait for the grace period to end and run rekey-cleanup, or deactivate a key that is no longer used, then rotate again")
+    }
+}
+
+/// A key left by an attempt that crashed before its secret was stored:
+/// active, held by no version, created after the AWSCURRENT version, and
+/// never used.
+pub fn is_orphan(facts: &KeyFacts, current_version_created: SystemTime) -> bool {
+    is_orphan_candidate(facts, current_version_created) && facts.last_used == Some(LastUsed::Never)
+}
+
+/// Keys that are orphans if they were never used: only these need their
+/// last use looked up.
+pub fn is_orphan_candidate(facts: &KeyFacts, current_version_created: SystemTime) -> bool {
+    facts.key.status == KeyStatus::Active
+        && facts.role == KeyRole::Unreferenced
+        && facts.key.created > current_version_created
+}
+
+/// Decides how to make room for a new key (design invariants 1, 3 and 5):
+/// below the limit nothing is needed; at the limit the oldest INACTIVE key
+/// goes, whatever its age; failing that an orphan is reclaimed; otherwise
+/// nothing may be removed. The AWSCURRENT and AWSPENDING keys never go.
+pub fn make_room(keys: &[KeyFacts], ctx: &RoomContext<'_>) -> Room {
+    if keys.len() < ctx.limit {
+        return Room::Free;
+    }
+    let removable = |f: &&KeyFacts| !matches!(f.role, KeyRole::Current | KeyRole::Pending);
+    let oldest =
+        |a: &&KeyFacts, b: &&KeyFacts| (a.key.created, &a.key.id).cmp(&(b.key.created, &b.key.id));
+    if let Some(f) = keys
+        .iter()
+        .filter(removable)
+        .filter(|f| f.key.status == KeyStatus::Inactive)
+        .min_by(oldest)
+    {
+        return Room::DeleteInactive(f.key.id.clone());
+    }
+    if let Some(f) = keys
+        .iter()
+        .filter(|f| is_orphan(f, ctx.current_version_created))
+        .min_by(oldest)
+    {
+        return Room::ReclaimOrphan(f.key.id.clone());
+    }
+    Room::Blocked(Blocked {
+        user: ctx.user.to_owned(),
+        limit: ctx.limit,
+        kept: keys
+            .iter()
+            .map(|f| (f.key.id.clone(), why_kept(f, ctx)))
+            .collect(),
+    })
+}
+
+fn why_kept(f: &KeyFacts, ctx: &RoomContext<'_>) -> String {
+    match f.role {
+        KeyRole::Current => "is the AWSCURRENT key".into(),
+        KeyRole::Pending => "is the AWSPENDING key of the rotation in progress".into(),
+        KeyRole::Previous => match ctx.grace_ends {
+            Some(end) => format!(
+                "is the AWSPREVIOUS key, still active in its grace period (ends {})",
+                timestamp(end)
+            ),
+            None => "is the AWSPREVIOUS key, still active in its grace period (its clock starts at the next rekey-cleanup run)".into(),
+        },
+        KeyRole::Unreferenced if f.key.created <= ctx.current_version_created => {
+            "is active, held by no version of the secret and older than its current version, so something else may use it".into()
+        }
+        KeyRole::Unreferenced => match &f.last_used {
+            Some(LastUsed::At { when, .. }) => format!(
+                "is active, held by no version of the secret, and was used at {}",
+                timestamp(*when)
+            ),
+            _ => "is active and held by no version of the secret".into(),
+        },
+    }
+}
+
+/// RFC 3339 to the second, for messages and records.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Whether a key used at `last` is still serving someone.
+pub fn recently_used(last: &LastUsed, now: SystemTime, idle_before: Duration) -> bool {
+    match last {
+        LastUsed::Never => false,
+        LastUsed::At { when, .. } => match now.duration_since(*when) {
+            Ok(age) => age < idle_before,
+            // A use in the future (clock skew): recent, unless idleness is off.
+            Err(_) => !idle_before.is_zero(),
+        },
+    }
+}
+
+/// When cleanup first saw a key superseded or inactive. Kept outside the
+/// function (in the secret's tags) so it survives crashes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Records {
+    pub superseded: BTreeMap<String, SystemTime>,
+    pub inactive: BTreeMap<String, SystemTime>,
+}
+
+/// What cleanup may do to one secret's user's keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Start the grace-period clock of the AWSPREVIOUS key now.
+    RecordSuperseded(String),
+    /// Deactivate the AWSPREVIOUS key, unless it was used recently.
+    Deactivate(String),
+    /// Start the deletion clock of an inactive key now.
+    RecordInactive(String),
+    /// Delete an inactive key.
+    Delete(String),
+    /// Drop the records of a key that no longer exists.
+    Forget(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    Deactivation,
+    Deletion,
+}
+
+/// A key whose next step is not due yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    pub key_id: String,
+    pub due: Due,
+    pub at: SystemTime,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CleanupPlan {
+    pub actions: Vec<Action>,
+    pub waiting: Vec<Waiting>,
+}
+
+pub struct CleanupInput<'a> {
+    pub keys: &'a [AccessKey],
+    pub current: Option<&'a str>,
+    pub previous: Option<&'a str>,
+    pub records: &'a Records,
+    pub now: SystemTime,
+    pub deactivate_after: Duration,
+    pub delete_after: Duration,
+}
+
+/// Decides cleanup for one secret: the AWSPREVIOUS key is deactivated once
+/// `deactivate_after` has passed since it was superseded; any inactive key
+/// is deleted once `delete_after` has passed since it became inactive. A
+/// missing record starts its clock now. The AWSCURRENT key is never touched.
+pub fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupPlan {
+    let mut plan = CleanupPlan::default();
+    for key in input.keys {
+        if input.current == Some(key.id.as_str()) {
+            continue;
+        }
+        let (records, record, act, due, period) = match key.status {
+            KeyStatus::Active if input.previous == Some(key.id.as_str()) => (
+                &input.records.superseded,
+                Action::RecordSuperseded(key.id.clone()),
+                Action::Deactivate(key.id.clone()),
+                Due::Deactivation,
+                input.deactivate_after,
+            ),
+            KeyStatus::Active => continue,
+            KeyStatus::Inactive => (
+                &input.records.inactive,
+                Action::RecordInactive(key.id.clone()),
+                Action::Delete(key.id.clone()),
+                Due::Deletion,
+                input.delete_after,
+            ),
+        };
+        let since = match records.get(&key.id) {
+            Some(t) => *t,
+            None => {
+                plan.actions.push(record);
+                input.now
+            }
+        };
+        let at = since + period;
+        if input.now >= at {
+            plan.actions.push(act);
+        } else {
+            plan.waiting.push(Waiting {
+                key_id: key.id.clone(),
+                due,
+                at,
+            });
+        }
+    }
+    let stale: std::collections::BTreeSet<&String> = input
+        .records
+        .superseded
+        .keys()
+        .chain(input.records.inactive.keys())
+        .filter(|id| !input.keys.iter().any(|k| &k.id == *id))
+        .collect();
+    plan.actions
+        .extend(stale.into_iter().map(|id| Action::Forget(id.clone())));
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::UNIX_EPOCH;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn key(id: &str, status: KeyStatus, created: u64) -> AccessKey {
+        AccessKey {
+            id: id.into(),
+            status,
+            created: at(created),
+        }
+    }
+
+    fn facts(id: &str, status: KeyStatus, created: u64, role: KeyRole) -> KeyFacts {
+        KeyFacts {
+            key: key(id, status, created),
+            role,
+            last_used: None,
+        }
+    }
+
+    fn ctx() -> RoomContext<'static> {
+        RoomContext {
+            user: "alice",
+            limit: 2,
+            current_version_created: at(1_000),
+            grace_ends: Some(at(90_000)),
+        }
+    }
+
+    use KeyRole::*;
+    use KeyStatus::*;
+
+    #[test]
+    fn below_limit_is_free() {
+        assert_eq!(make_room(&[], &ctx()), Room::Free);
+        assert_eq!(
+            make_room(&[facts("A", Active, 1, Current)], &ctx()),
+            Room::Free
+        );
+    }
+
+    #[test]
+    fn oldest_inactive_goes_first() {
+        let keys = [
+            facts("NEWER", Inactive, 500, Unreferenced),
+            facts("OLDER", Inactive, 100, Previous),
+        ];
+        assert_eq!(
+            make_room(&keys, &ctx()),
+            Room::DeleteInactive("OLDER".into())
+        );
+    }
+
+    #[test]
+    fn inactive_current_key_is_never_deleted() {
+        let keys = [
+            facts("CUR", Inactive, 100, Current),
+            facts("PREV", Active, 50, Previous),
+        ];
+        assert!(matches!(make_room(&keys, &ctx()), Room::Blocked(_)));
+    }
+
+    #[test]
+    fn inactive_beats_orphan() {
+        let mut orphan = facts("ORPHAN", Active, 2_000, Unreferenced);
+        orphan.last_used = Some(LastUsed::Never);
+        let keys = [orphan, facts("OLD", Inactive, 10, Unreferenced)];
+        assert_eq!(make_room(&keys, &ctx()), Room::DeleteInactive("OLD".into()));
+    }
+
+    #[test]
+    fn orphan_is_reclaimed() {
+        let mut orphan = facts("ORPHAN", Active, 2_000, Unreferenced);
+        orphan.last_used = Some(LastUsed::Never);
+        let keys = [facts("CUR", Active, 900, Current), orphan];
+        assert_eq!(
+            make_room(&keys, &ctx()),
+            Room::ReclaimOrphan("ORPHAN".into())
+        );
+    }
+
+    #[test]
+    fn used_or_old_unreferenced_keys_are_not_orphans() {
+        let mut used = facts("USED", Active, 2_000, Unreferenced);
+        used.last_used = Some(LastUsed::At {
+            when: at(2_500),
+            service: Some("s3".into()),
+        });
+        let mut old = facts("OLD", Active, 500, Unreferenced);
+        old.last_used = Some(LastUsed::Never);
+        let mut unknown = facts("UNKNOWN", Active, 2_000, Unreferenced);
+        unknown.last_used = None;
+        for other in [used, old, unknown] {
+            let keys = [facts("CUR", Active, 900, Current), other.clone()];
+            match make_room(&keys, &ctx()) {
+                Room::Blocked(b) => {
+                    let msg = b.to_string();
+                    assert!(msg.contains("alice") && msg.contains("CUR"), "{msg}");
+                    assert!(msg.contains(&other.key.id), "{msg}");
+                }
+                r => panic!("{other:?}: {r:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_by_grace_period_says_when_it_ends() {
+        let keys = [
+            facts("CUR", Active, 900, Current),
+            facts("PREV", Active, 100, Previous),
+        ];
+        let Room::Blocked(b) = make_room(&keys, &ctx()) else {
+            panic!("expected Blocked")
+        };
+        let msg = b.to_string();
+        assert!(msg.contains("PREV is the AWSPREVIOUS key"), "{msg}");
+        assert!(msg.contains(&timestamp(at(90_000))), "{msg}");
+        assert!(msg.contains("CUR is the AWSCURRENT key"), "{msg}");
+    }
+
+    #[test]
+    fn recently_used_respects_idle_window() {
+        let used = LastUsed::At {
+            when: at(1_000),
+            service: None,
+        };
+        let h = Duration::from_secs(3600);
+        assert!(recently_used(&used, at(1_000 + 1_800), h));
+        assert!(!recently_used(&used, at(1_000 + 3_600), h));
+        assert!(!recently_used(&LastUsed::Never, at(5), h));
+        assert!(!recently_used(&used, at(1_000), Duration::ZERO));
+        assert!(
+            recently_used(&used, at(10), h),
+            "future use counts as recent"
+        );
+    }
+
+    fn cleanup_input<'a>(
+        keys: &'a [AccessKey],
+        records: &'a Records,
+        now: u64,
+    ) -> CleanupInput<'a> {
+        CleanupInput {
+            keys,
+            current: Some("CUR"),
+            previous: Some("PREV"),
+            records,
+            now: at(now),
+            deactivate_after: Duration::from_secs(100),
+            delete_after: Duration::from_secs(1_000),
+        }
+    }
+
+    #[test]
+    fn cleanup_starts_clocks_then_acts_when_due() {
+        let keys = [key("CUR", Active, 10), key("PREV", Active, 5)];
+        let none = Records::default();
+        let plan = plan_cleanup(&cleanup_input(&keys, &none, 50));
+        assert_eq!(plan.actions, vec![Action::RecordSuperseded("PREV".into())]);
+        assert_eq!(plan.waiting[0].at, at(150));
+
+        let mut rec = Records::default();
+        rec.superseded.insert("PREV".into(), at(50));
+        let plan = plan_cleanup(&cleanup_input(&keys, &rec, 149));
+        assert!(plan.actions.is_empty());
+        let plan = plan_cleanup(&cleanup_input(&keys, &rec, 150));
+        assert_eq!(plan.actions, vec![Action::Deactivate("PREV".into())]);
+    }
+
+    #[test]
+    fn cleanup_deletes_inactive_after_period_and_forgets_gone_keys() {
+        let keys = [key("CUR", Active, 10), key("OLD", Inactive, 1)];
+        let mut rec = Records::default();
+        rec.inactive.insert("OLD".into(), at(100));
+        rec.superseded.insert("GONE".into(), at(1));
+        rec.inactive.insert("GONE".into(), at(1));
+        let plan = plan_cleanup(&cleanup_input(&keys, &rec, 1_100));
+        assert_eq!(
+            plan.actions,
+            vec![Action::Delete("OLD".into()), Action::Forget("GONE".into())]
+        );
+    }
+
+    #[test]
+    fn zero_periods_act_at_once() {
+        let keys = [key("PREV", Active, 5), key("X", Inactive, 1)];
+        let none = Records::default();
+        let mut input = cleanup_input(&keys, &none, 50);
+        input.deactivate_after = Duration::ZERO;
+        input.delete_after = Duration::ZERO;
+        let plan = plan_cleanup(&input);
+        assert_eq!(
+            plan.actions,
+            vec![
+                Action::RecordSuperseded("PREV".into()),
+                Action::Deactivate("PREV".into()),
+                Action::RecordInactive("X".into()),
+                Action::Delete("X".into()),
+            ]
+        );
+    }
+
+    // ---- properties ----
+
+    fn arb_keys() -> impl Strategy<Value = Vec<KeyFacts>> {
+        let role = prop_oneof![
+            Just(Current),
+            Just(Pending),
+            Just(Previous),
+            Just(Unreferenced)
+        ];
+        let status = prop_oneof![Just(Active), Just(Inactive)];
+        let used = prop_oneof![
+            Just(None),
+            Just(Some(LastUsed::Never)),
+            (0u64..5_000).prop_map(|t| Some(LastUsed::At {
+                when: at(t),
+                service: None
+            })),
+        ];
+        proptest::collection::vec((status, 0u64..5_000, role, used), 0..4).prop_map(|v| {
+            let mut seen_current = false;
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (status, created, mut role, last_used))| {
+                    // At most one key is current.
+                    if role == Current {
+                        if seen_current {
+                            role = Unreferenced;
+                        }
+                        seen_current = true;
+                    }
+                    KeyFacts {
+                        key: key(&format!("K{i}"), status, created),
+                        role,
+                        last_used,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn make_room_never_removes_what_it_must_keep(keys in arb_keys(), created in 0u64..5_000, limit in 1usize..4) {
+            let ctx = RoomContext { user: "u", limit, current_version_created: at(created), grace_ends: None };
+            let find = |id: &str| keys.iter().find(|f| f.key.id == id).unwrap();
+            match make_room(&keys, &ctx) {
+                Room::Free => prop_assert!(keys.len() < limit),
+                Room::DeleteInactive(id) => {
+                    let f = find(&id);
+                    prop_assert!(keys.len() >= limit);
+                    prop_assert_eq!(f.key.status, Inactive);
+                    prop_assert!(!matches!(f.role, Current | Pending));
+                    // It is the oldest such key.
+                    for g in &keys {
+                        if g.key.status == Inactive && !matches!(g.role, Current | Pending) {
+                            prop_assert!(f.key.created <= g.key.created);
+                        }
+                    }
+                }
+                Room::ReclaimOrphan(id) => {
+                    let f = find(&id);
+                    prop_assert!(keys.len() >= limit);
+                    prop_assert_eq!(f.role, Unreferenced);
+                    prop_assert_eq!(f.key.status, Active);
+                    prop_assert!(f.key.created > ctx.current_version_created);
+                    prop_assert_eq!(f.last_used.clone(), Some(LastUsed::Never));
+                    // Only when no inactive key could go instead.
+                    prop_assert!(!keys.iter().any(|g| g.key.status == Inactive && !matches!(g.role, Current | Pending)));
+                }
+                Room::Blocked(b) => {
+                    prop_assert!(keys.len() >= limit);
+                    prop_assert_eq!(b.kept.len(), keys.len());
+                    prop_assert!(!keys.iter().any(|g| g.key.status == Inactive && !matches!(g.role, Current | Pending)));
+                    prop_assert!(!keys.iter().any(|g| is_orphan(g, ctx.current_version_created)));
+                }
+            }
+        }
+
+        #[test]
+        fn cleanup_never_touches_current_and_only_retires_what_it_may(
+            keys in arb_keys(),
+            now in 0u64..10_000,
+            deactivate in 0u64..3_000,
+            delete in 0u64..3_000,
+            recorded in proptest::collection::vec((0usize..4, 0u64..10_000, any::<bool>()), 0..6),
+        ) {
+            let plain: Vec<AccessKey> = keys.iter().map(|f| f.key.clone()).collect();
+            let id_of = |role: KeyRole| keys.iter().find(|f| f.role == role).map(|f| f.key.id.clone());
+            let current = id_of(Current);
+            let previous = id_of(Previous);
+            let mut records = Records::default();
+            for (i, t, kind) in recorded {
+                let map = if kind { &mut records.superseded } else { &mut records.inactive };
+                map.insert(format!("K{i}"), at(t));
+            }
+            let plan = plan_cleanup(&CleanupInput {
+                keys: &plain,
+                current: current.as_deref(),
+                previous: previous.as_deref(),
+                records: &records,
+                now: at(now),
+                deactivate_after: Duration::from_secs(deactivate),
+                delete_after: Duration::from_secs(delete),
+            });
+            for action in &plan.actions {
+                match action {
+                    Action::Deactivate(id) => {
+                        prop_assert_eq!(Some(id), previous.as_ref());
+                        prop_assert_ne!(Some(id), current.as_ref());
+                        let since = records.superseded.get(id).copied().unwrap_or(at(now));
+                        prop_assert!(at(now) >= since + Duration::from_secs(deactivate));
+                    }
+                    Action::Delete(id) => {
+                        prop_assert_ne!(Some(id), current.as_ref());
+                        let k = plain.iter().find(|k| &k.id == id).unwrap();
+                        prop_assert_eq!(k.status, Inactive);
+                        let since = records.inactive.get(id).copied().unwrap_or(at(now));
+                        prop_assert!(at(now) >= since + Duration::from_secs(delete));
+                    }
+                    Action::RecordSuperseded(id) | Action::RecordInactive(id) => {
+                        prop_assert_ne!(Some(id), current.as_ref());
+                    }
+                    Action::Forget(id) => prop_assert!(!plain.iter().any(|k| &k.id == id)),
+                }
+            }
+        }
+    }
+}

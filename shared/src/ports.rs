@@ -1,0 +1,102 @@
+//! The two things the steps talk to: the vault that holds each managed key
+//! pair (Secrets Manager) and the provider that issues keys (IAM, ...).
+//! Steps are generic over these traits; adapters live in `vault/` and
+//! `providers/`.
+
+#![allow(async_fn_in_trait)]
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::error::Result;
+use crate::model::{AccessKey, Credential, LastUsed, ProviderKind, Sensitive};
+
+/// A secret's metadata, as DescribeSecret returns it.
+#[derive(Clone, Debug, Default)]
+pub struct SecretInfo {
+    pub arn: String,
+    pub name: String,
+    pub rotation_enabled: bool,
+    pub tags: BTreeMap<String, String>,
+    /// Version id -> its staging labels.
+    pub versions: BTreeMap<String, Vec<String>>,
+}
+
+impl SecretInfo {
+    /// The version that carries `stage`, if any.
+    pub fn version_with(&self, stage: &str) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == stage))
+            .map(|(id, _)| id.as_str())
+    }
+
+    pub fn has_stage(&self, version: &str, stage: &str) -> bool {
+        self.versions
+            .get(version)
+            .is_some_and(|stages| stages.iter().any(|s| s == stage))
+    }
+
+    pub fn tag_is_true(&self, tag: &str) -> bool {
+        self.tags
+            .get(tag)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+}
+
+/// One version of a secret with its value.
+#[derive(Clone, Debug)]
+pub struct SecretVersion {
+    pub version_id: String,
+    pub created: SystemTime,
+    pub value: Sensitive,
+}
+
+/// Which version to read: always by stage or by id, never the default.
+#[derive(Clone, Copy, Debug)]
+pub enum Select<'a> {
+    Stage(&'a str),
+    /// A version id, and the stage it must carry.
+    Version(&'a str, &'a str),
+}
+
+pub trait Vault {
+    /// DescribeSecret. A missing secret is `Error::SecretNotFound`.
+    async fn describe(&self, secret_id: &str) -> Result<SecretInfo>;
+    /// GetSecretValue. `None` when that version or stage holds no value.
+    async fn read(&self, secret_id: &str, which: Select<'_>) -> Result<Option<SecretVersion>>;
+    /// PutSecretValue with the token as version id, staged AWSPENDING.
+    async fn put_pending(&self, secret_id: &str, token: &str, value: &Sensitive) -> Result<()>;
+    /// UpdateSecretVersionStage.
+    async fn move_stage(
+        &self,
+        secret_id: &str,
+        stage: &str,
+        move_to: Option<&str>,
+        remove_from: Option<&str>,
+    ) -> Result<()>;
+    async fn tag(&self, secret_id: &str, tags: &[(String, String)]) -> Result<()>;
+    async fn untag(&self, secret_id: &str, keys: &[String]) -> Result<()>;
+    /// Every secret tagged `rekey:managed` (ARNs), all pages.
+    async fn list_managed(&self) -> Result<Vec<String>>;
+}
+
+pub trait KeyProvider {
+    fn kind(&self) -> ProviderKind;
+    /// The provider's per-user key limit.
+    fn key_limit(&self) -> usize;
+    /// Fails with `UserNotManaged` or `UserNotFound` unless rekey may
+    /// rotate this user's keys. Called before any change.
+    async fn ensure_managed(&self, user: &str) -> Result<()>;
+    async fn list_keys(&self, user: &str) -> Result<Vec<AccessKey>>;
+    /// A limit error is `Error::KeyLimitReached`.
+    async fn create_key(&self, user: &str) -> Result<Credential>;
+    /// Ok if the key is already gone.
+    async fn deactivate_key(&self, user: &str, key_id: &str) -> Result<()>;
+    /// Ok if the key is already gone.
+    async fn delete_key(&self, user: &str, key_id: &str) -> Result<()>;
+    async fn last_used(&self, user: &str, key_id: &str) -> Result<LastUsed>;
+    /// Authenticates with `credential` and returns the user name it acts as.
+    /// Any failure to authenticate is an error.
+    async fn whoami(&self, credential: &Credential) -> Result<String>;
+}

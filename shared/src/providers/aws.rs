@@ -1,0 +1,210 @@
+//! AWS IAM access keys; new keys are tested with STS GetCallerIdentity.
+
+use aws_credential_types::Credentials;
+use aws_sdk_iam::types::StatusType;
+use aws_sdk_iam::Client as Iam;
+use aws_sdk_sts::Client as Sts;
+
+use crate::error::{Error, Result};
+use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, ProviderKind, Sensitive};
+use crate::ports::KeyProvider;
+use crate::sdk::{code, service_error, system_time};
+
+const SERVICE: &str = "IAM";
+
+#[derive(Clone, Debug)]
+pub struct AwsIam {
+    iam: Iam,
+    /// The base STS configuration; each probe adds the key under test.
+    sts: aws_sdk_sts::Config,
+    managed_path: String,
+}
+
+impl AwsIam {
+    pub fn new(config: &aws_config::SdkConfig, managed_path: &str) -> Self {
+        AwsIam {
+            iam: Iam::new(config),
+            sts: aws_sdk_sts::Config::from(config),
+            managed_path: managed_path.to_owned(),
+        }
+    }
+}
+
+fn user_not_found(user: &str) -> Error {
+    Error::UserNotFound {
+        user: user.to_owned(),
+    }
+}
+
+impl KeyProvider for AwsIam {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Aws
+    }
+
+    fn key_limit(&self) -> usize {
+        2
+    }
+
+    async fn ensure_managed(&self, user: &str) -> Result<()> {
+        let out = self
+            .iam
+            .get_user()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| match code(&e) {
+                Some("NoSuchEntity") => user_not_found(user),
+                _ => service_error(SERVICE, "GetUser", e),
+            })?;
+        let path = out.user().map(|u| u.path()).unwrap_or("/");
+        if path.starts_with(&self.managed_path) {
+            Ok(())
+        } else {
+            Err(Error::UserNotManaged {
+                user: user.to_owned(),
+                reason: format!(
+                    "its IAM path {path} is outside REKEY_MANAGED_USER_PATH {}; move the user under that path or change the setting",
+                    self.managed_path
+                ),
+            })
+        }
+    }
+
+    async fn list_keys(&self, user: &str) -> Result<Vec<AccessKey>> {
+        let mut pages = self
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| match code(&e) {
+                Some("NoSuchEntity") => user_not_found(user),
+                _ => service_error(SERVICE, "ListAccessKeys", e),
+            })?;
+            for k in page.access_key_metadata() {
+                let Some(id) = k.access_key_id() else {
+                    continue;
+                };
+                keys.push(AccessKey {
+                    id: id.to_owned(),
+                    status: match k.status() {
+                        Some(StatusType::Active) => KeyStatus::Active,
+                        _ => KeyStatus::Inactive,
+                    },
+                    created: system_time(k.create_date()).unwrap_or(std::time::UNIX_EPOCH),
+                });
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn create_key(&self, user: &str) -> Result<Credential> {
+        let out = self
+            .iam
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| match code(&e) {
+                Some("LimitExceeded") => Error::KeyLimitReached(format!(
+                    "user {user} reached IAM's limit of 2 access keys while rekey was creating one (another process created a key meanwhile); nothing was changed, rotate again"
+                )),
+                Some("NoSuchEntity") => user_not_found(user),
+                _ => service_error(SERVICE, "CreateAccessKey", e),
+            })?;
+        let key = out.access_key().ok_or_else(|| Error::Service {
+            service: SERVICE,
+            operation: "CreateAccessKey",
+            code: "EmptyResponse".into(),
+            message: "the response held no access key".into(),
+            retryable: false,
+        })?;
+        Ok(Credential {
+            access_key_id: key.access_key_id().to_owned(),
+            secret: Sensitive::new(key.secret_access_key()),
+        })
+    }
+
+    async fn deactivate_key(&self, user: &str, key_id: &str) -> Result<()> {
+        match self
+            .iam
+            .update_access_key()
+            .user_name(user)
+            .access_key_id(key_id)
+            .status(StatusType::Inactive)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e) == Some("NoSuchEntity") => Ok(()),
+            Err(e) => Err(service_error(SERVICE, "UpdateAccessKey", e)),
+        }
+    }
+
+    async fn delete_key(&self, user: &str, key_id: &str) -> Result<()> {
+        match self
+            .iam
+            .delete_access_key()
+            .user_name(user)
+            .access_key_id(key_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e) == Some("NoSuchEntity") => Ok(()),
+            Err(e) => Err(service_error(SERVICE, "DeleteAccessKey", e)),
+        }
+    }
+
+    async fn last_used(&self, _user: &str, key_id: &str) -> Result<LastUsed> {
+        let out = self
+            .iam
+            .get_access_key_last_used()
+            .access_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| service_error(SERVICE, "GetAccessKeyLastUsed", e))?;
+        Ok(match out.access_key_last_used() {
+            Some(used) => match system_time(used.last_used_date()) {
+                Some(when) => LastUsed::At {
+                    when,
+                    service: Some(used.service_name().to_owned())
+                        .filter(|s| !s.is_empty() && s != "N/A"),
+                },
+                None => LastUsed::Never,
+            },
+            None => LastUsed::Never,
+        })
+    }
+
+    async fn whoami(&self, credential: &Credential) -> Result<String> {
+        let config = self
+            .sts
+            .to_builder()
+            .credentials_provider(Credentials::new(
+                &credential.access_key_id,
+                credential.secret.expose(),
+                None,
+                None,
+                "rekey-probe",
+            ))
+            .build();
+        let out = Sts::from_conf(config)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| service_error("STS", "GetCallerIdentity", e))?;
+        let arn = out.arn().unwrap_or_default();
+        // arn:aws:iam::123456789012:user/path/name -> name
+        match arn.split_once(":user/") {
+            Some((_, path_and_name)) => Ok(path_and_name
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned()),
+            None => Ok(arn.to_owned()),
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Key provider adapters.
+
+mod aws;
+
+pub use aws::AwsIam;

@@ -1,0 +1,85 @@
+//! Shared AWS SDK plumbing: configuration, error and time conversion.
+
+use std::time::SystemTime;
+
+use aws_config::retry::RetryConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::error::Error;
+
+/// Loads the SDK configuration from the environment (region, credentials,
+/// `AWS_ENDPOINT_URL`). Makes no network call: credentials are resolved on
+/// first use. Throttling and transient errors are retried with backoff.
+pub async fn load_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .load()
+        .await
+}
+
+/// Error codes that mean "try again later".
+const RETRYABLE_CODES: [&str; 8] = [
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ServiceFailure",
+    "ServiceUnavailable",
+    "InternalServiceError",
+    "InternalFailure",
+];
+
+/// The error code of a service error, if the service answered.
+pub fn code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<&str> {
+    match err {
+        SdkError::ServiceError(e) => e.err().code(),
+        _ => None,
+    }
+}
+
+/// Converts an SDK error into rekey's error, keeping only the code and the
+/// service's message (never a request body).
+pub fn service_error<E, R>(
+    service: &'static str,
+    operation: &'static str,
+    err: SdkError<E, R>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match &err {
+        SdkError::ServiceError(e) => {
+            let code = e.err().code().unwrap_or("Unknown").to_owned();
+            Error::Service {
+                service,
+                operation,
+                retryable: RETRYABLE_CODES.contains(&code.as_str()),
+                message: e.err().message().unwrap_or("").to_owned(),
+                code,
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            Error::Service {
+                service,
+                operation,
+                code: "Unreachable".into(),
+                message: DisplayErrorContext(&err).to_string(),
+                retryable: true,
+            }
+        }
+        _ => Error::Service {
+            service,
+            operation,
+            code: "Client".into(),
+            message: DisplayErrorContext(&err).to_string(),
+            retryable: false,
+        },
+    }
+}
+
+pub fn system_time(t: Option<&aws_smithy_types::DateTime>) -> Option<SystemTime> {
+    t.and_then(|t| SystemTime::try_from(*t).ok())
+}

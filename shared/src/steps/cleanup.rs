@@ -1,0 +1,249 @@
+//! rekey-cleanup: deactivate superseded keys after their grace period and
+//! delete inactive keys after theirs. When each period started is kept in
+//! the secret's tags (`rekey:superseded:<key id>`, `rekey:inactive:<key id>`)
+//! so it survives crashes; a missing record starts its clock now.
+
+use std::time::SystemTime;
+
+use futures::StreamExt;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::Rekey;
+use crate::error::{Error, Result};
+use crate::model::{
+    LastUsed, ManagedSecret, AWSCURRENT, AWSPENDING, AWSPREVIOUS, TAG_MANAGED, TAG_PAUSED,
+};
+use crate::plan::{self, timestamp, Action, CleanupInput, Due, Records};
+use crate::ports::{KeyProvider, SecretInfo, Select, Vault};
+
+pub(crate) const SUPERSEDED: &str = "rekey:superseded:";
+pub(crate) const INACTIVE: &str = "rekey:inactive:";
+/// Secrets cleaned at once during a sweep.
+const SWEEP_CONCURRENCY: usize = 4;
+
+pub(crate) fn record_tag(prefix: &str, key_id: &str) -> String {
+    format!("{prefix}{key_id}")
+}
+
+pub(crate) fn load_records(info: &SecretInfo) -> Records {
+    let mut records = Records::default();
+    for (tag, value) in &info.tags {
+        let Ok(when) = humantime::parse_rfc3339(value) else {
+            continue;
+        };
+        if let Some(id) = tag.strip_prefix(SUPERSEDED) {
+            records.superseded.insert(id.to_owned(), when);
+        } else if let Some(id) = tag.strip_prefix(INACTIVE) {
+            records.inactive.insert(id.to_owned(), when);
+        }
+    }
+    records
+}
+
+/// What cleanup did to one secret.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretCleanup {
+    pub secret_id: String,
+    /// `cleaned` or `skipped`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deactivated: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<String>,
+    /// Superseded keys left active because they are still being used.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub in_use: Vec<InUse>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<Pending>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct InUse {
+    pub access_key_id: String,
+    pub last_used: String,
+    pub service: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Pending {
+    pub access_key_id: String,
+    /// `deactivation` or `deletion`.
+    pub next: &'static str,
+    pub due: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct CleanupReport {
+    pub secrets: Vec<SecretCleanup>,
+}
+
+impl<V: Vault, P: KeyProvider> Rekey<V, P> {
+    /// Cleans every managed secret. A secret that cannot be cleaned is
+    /// skipped and reported; the sweep itself only fails if the secrets
+    /// cannot be listed.
+    pub async fn cleanup_all(&self) -> Result<CleanupReport> {
+        let ids = self.vault.list_managed().await?;
+        let secrets = futures::stream::iter(ids)
+            .map(|id| async move {
+                match self.cleanup(&id).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        warn!(secret_id = id, error_type = e.kind(), error = %e, "skipped secret");
+                        SecretCleanup {
+                            secret_id: id,
+                            status: "skipped",
+                            reason: Some(e.to_string()),
+                            error_type: Some(e.kind()),
+                            ..Default::default()
+                        }
+                    }
+                }
+            })
+            .buffered(SWEEP_CONCURRENCY)
+            .collect()
+            .await;
+        Ok(CleanupReport { secrets })
+    }
+
+    /// Cleans one managed secret.
+    pub async fn cleanup(&self, secret_id: &str) -> Result<SecretCleanup> {
+        let info = self.vault.describe(secret_id).await?;
+        let id = || secret_id.to_owned();
+        if !info.tag_is_true(TAG_MANAGED) {
+            return Err(Error::SecretNotManaged { secret_id: id() });
+        }
+        if info.tag_is_true(TAG_PAUSED) {
+            return Err(Error::SecretPaused { secret_id: id() });
+        }
+        let current_version = info.version_with(AWSCURRENT);
+        if let Some(pending) = info.version_with(AWSPENDING) {
+            if Some(pending) != current_version {
+                return Err(Error::RotationInProgress {
+                    secret_id: id(),
+                    other_token: pending.to_owned(),
+                });
+            }
+        }
+        let (_, current) = self
+            .read_secret(secret_id, Select::Stage(AWSCURRENT))
+            .await?;
+        let user = current.user_name.as_str();
+        self.provider.ensure_managed(user).await?;
+        let previous = match info.version_with(AWSPREVIOUS) {
+            Some(v) if Some(v) != current_version => {
+                match self
+                    .vault
+                    .read(secret_id, Select::Stage(AWSPREVIOUS))
+                    .await?
+                {
+                    Some(v) => match ManagedSecret::parse(v.value.expose()) {
+                        Ok(p) if p.user_name == current.user_name => p.key_id().map(str::to_owned),
+                        Ok(_) => None,
+                        Err(_) => {
+                            warn!("the AWSPREVIOUS version is not a valid secret; its key is not retired");
+                            None
+                        }
+                    },
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        let keys = self.provider.list_keys(user).await?;
+        let records = load_records(&info);
+        let now = SystemTime::now();
+        let plan = plan::plan_cleanup(&CleanupInput {
+            keys: &keys,
+            current: current.key_id(),
+            previous: previous.as_deref(),
+            records: &records,
+            now,
+            deactivate_after: self.config.deactivate_after,
+            delete_after: self.config.delete_after,
+        });
+
+        let mut report = SecretCleanup {
+            secret_id: id(),
+            status: "cleaned",
+            ..Default::default()
+        };
+        let stamp = timestamp(now);
+        let mut tags = Vec::new();
+        let mut untags = Vec::new();
+        for action in plan.actions {
+            match action {
+                Action::RecordSuperseded(key) => {
+                    tags.push((record_tag(SUPERSEDED, &key), stamp.clone()))
+                }
+                Action::RecordInactive(key) => {
+                    tags.push((record_tag(INACTIVE, &key), stamp.clone()))
+                }
+                Action::Deactivate(key) => {
+                    let last = self.provider.last_used(user, &key).await?;
+                    if plan::recently_used(&last, now, self.config.idle_before_deactivate) {
+                        let LastUsed::At { when, service } = last else {
+                            unreachable!()
+                        };
+                        warn!(
+                            key_id = key,
+                            last_used = timestamp(when),
+                            service = service.as_deref().unwrap_or("unknown"),
+                            "the superseded key is still in use; it stays active and the next run tries again"
+                        );
+                        report.in_use.push(InUse {
+                            access_key_id: key,
+                            last_used: timestamp(when),
+                            service,
+                        });
+                        continue;
+                    }
+                    self.provider.deactivate_key(user, &key).await?;
+                    info!(key_id = key, user, "deactivated the superseded key");
+                    tags.push((record_tag(INACTIVE, &key), stamp.clone()));
+                    report.deactivated.push(key);
+                }
+                Action::Delete(key) => {
+                    self.provider.delete_key(user, &key).await?;
+                    info!(key_id = key, user, "deleted the inactive key");
+                    untags.push(record_tag(SUPERSEDED, &key));
+                    untags.push(record_tag(INACTIVE, &key));
+                    report.deleted.push(key);
+                }
+                Action::Forget(key) => {
+                    untags.extend(
+                        [SUPERSEDED, INACTIVE]
+                            .iter()
+                            .map(|p| record_tag(p, &key))
+                            .filter(|t| info.tags.contains_key(t)),
+                    );
+                }
+            }
+        }
+        untags.retain(|t| info.tags.contains_key(t));
+        tags.retain(|(t, _)| !report.deleted.iter().any(|k| *t == record_tag(INACTIVE, k)));
+        self.vault.tag(secret_id, &tags).await?;
+        self.vault.untag(secret_id, &untags).await?;
+        report.waiting = plan
+            .waiting
+            .into_iter()
+            .map(|w| Pending {
+                access_key_id: w.key_id,
+                next: match w.due {
+                    Due::Deactivation => "deactivation",
+                    Due::Deletion => "deletion",
+                },
+                due: timestamp(w.at),
+            })
+            .collect();
+        Ok(report)
+    }
+}

@@ -1,0 +1,104 @@
+//! finishSecret / rekey-finish: promote the token's version to AWSCURRENT,
+//! take AWSPENDING off it, and start the superseded key's grace period.
+
+use std::time::SystemTime;
+
+use tracing::{info, warn};
+
+use super::cleanup::{record_tag, INACTIVE, SUPERSEDED};
+use super::{Driver, Rekey, TokenState};
+use crate::error::{Error, Result};
+use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
+use crate::plan::timestamp;
+use crate::ports::{KeyProvider, Select, Vault};
+
+/// What finishSecret found or did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finished {
+    Promoted,
+    AlreadyCurrent,
+}
+
+impl<V: Vault, P: KeyProvider> Rekey<V, P> {
+    pub async fn finish(&self, secret_id: &str, token: &str, driver: Driver) -> Result<Finished> {
+        let (info, state) = self.guard(secret_id, token, driver).await?;
+        match state {
+            TokenState::Current => {
+                // A finish that stopped after promoting: tidy the label.
+                if info.has_stage(token, AWSPENDING) {
+                    self.vault
+                        .move_stage(secret_id, AWSPENDING, None, Some(token))
+                        .await?;
+                }
+                return Ok(Finished::AlreadyCurrent);
+            }
+            TokenState::Absent => {
+                return Err(Error::TokenNotFound {
+                    secret_id: secret_id.to_owned(),
+                    token: token.to_owned(),
+                })
+            }
+            TokenState::Pending => {}
+        }
+        // Never promote a version that holds no usable key.
+        let (_, pending) = self
+            .read_secret(secret_id, Select::Version(token, AWSPENDING))
+            .await?;
+        let Some(new_key) = pending.key_id().map(str::to_owned) else {
+            return Err(Error::invalid_secret(
+                secret_id,
+                AWSPENDING,
+                "it holds no access key",
+            ));
+        };
+        let current_version = info
+            .version_with(AWSCURRENT)
+            .ok_or_else(|| {
+                Error::invalid_secret(secret_id, AWSCURRENT, "no version is AWSCURRENT")
+            })?
+            .to_owned();
+        let previous: Option<ManagedSecret> = self
+            .vault
+            .read(secret_id, Select::Stage(AWSCURRENT))
+            .await?
+            .and_then(|v| ManagedSecret::parse(v.value.expose()).ok());
+
+        self.vault
+            .move_stage(secret_id, AWSCURRENT, Some(token), Some(&current_version))
+            .await?;
+        self.vault
+            .move_stage(secret_id, AWSPENDING, None, Some(token))
+            .await?;
+        info!(key_id = new_key, "promoted the new key to AWSCURRENT");
+
+        if let Some(prev) = previous
+            .as_ref()
+            .and_then(|p| Some((p.user_name.as_str(), p.key_id()?)))
+        {
+            if prev.1 != new_key {
+                self.after_promotion(secret_id, prev.0, prev.1).await;
+            }
+        }
+        Ok(Finished::Promoted)
+    }
+
+    /// Starts the superseded key's grace period, or with a zero period
+    /// deactivates it at once. Failures here leave the rotation finished:
+    /// cleanup records or deactivates on its next run.
+    async fn after_promotion(&self, secret_id: &str, user: &str, old_key: &str) {
+        let now = timestamp(SystemTime::now());
+        let tag = if self.config.deactivate_after.is_zero() {
+            if let Err(e) = self.provider.deactivate_key(user, old_key).await {
+                warn!(key_id = old_key, error = %e, "could not deactivate the superseded key; rekey-cleanup will");
+                return;
+            }
+            info!(key_id = old_key, "deactivated the superseded key");
+            record_tag(INACTIVE, old_key)
+        } else {
+            record_tag(SUPERSEDED, old_key)
+        };
+        if let Err(e) = self.vault.tag(secret_id, &[(tag, now)]).await {
+            warn!(key_id = old_key, error = %e, "could not record when the key was superseded; rekey-cleanup will");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The rotation protocol: create, set, test, finish, cleanup. Each step
+//! gathers facts through the ports, asks `plan` what to do, and does it.
+//! Every step may run again with the same token any number of times.
+
+mod cleanup;
+mod create;
+mod finish;
+mod test;
+
+pub use cleanup::{CleanupReport, SecretCleanup};
+pub use create::Created;
+pub use test::Probing;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model::{
+    ManagedSecret, SecretFormatError, AWSCURRENT, AWSPENDING, TAG_MANAGED, TAG_PAUSED,
+};
+use crate::ports::{KeyProvider, SecretInfo, SecretVersion, Select, Vault};
+
+/// Who drives the rotation of a secret. A secret has one driver: the hook
+/// when Secrets Manager rotation is enabled, the pipeline otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    Hook,
+    Pipeline,
+}
+
+/// The steps, bound to a vault, a provider and the settings.
+pub struct Rekey<V, P> {
+    pub vault: V,
+    pub provider: P,
+    pub config: Config,
+}
+
+/// Where the token's version stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TokenState {
+    /// Already promoted: the rotation is finished.
+    Current,
+    /// Staged AWSPENDING.
+    Pending,
+    /// No version yet (pipeline create only).
+    Absent,
+}
+
+impl<V: Vault, P: KeyProvider> Rekey<V, P> {
+    pub fn new(vault: V, provider: P, config: Config) -> Self {
+        Rekey {
+            vault,
+            provider,
+            config,
+        }
+    }
+
+    /// setSecret: the key already exists after createSecret, so there is
+    /// nothing to push; the guard still checks the request.
+    pub async fn set(&self, secret_id: &str, token: &str, driver: Driver) -> Result<()> {
+        self.guard(secret_id, token, driver).await?;
+        Ok(())
+    }
+
+    /// The checks before every step: the secret is managed and not paused,
+    /// belongs to this driver, and the token is a rotation in progress.
+    async fn guard(
+        &self,
+        secret_id: &str,
+        token: &str,
+        driver: Driver,
+    ) -> Result<(SecretInfo, TokenState)> {
+        let info = self.vault.describe(secret_id).await?;
+        let id = || secret_id.to_owned();
+        if !info.tag_is_true(TAG_MANAGED) {
+            return Err(Error::SecretNotManaged { secret_id: id() });
+        }
+        if info.tag_is_true(TAG_PAUSED) {
+            return Err(Error::SecretPaused { secret_id: id() });
+        }
+        match (driver, info.rotation_enabled) {
+            (Driver::Hook, false) => return Err(Error::RotationNotEnabled { secret_id: id() }),
+            (Driver::Pipeline, true) => return Err(Error::RotationOwnedByHook { secret_id: id() }),
+            _ => {}
+        }
+        if let Some(other) = info.version_with(AWSPENDING) {
+            if other != token && !info.has_stage(other, AWSCURRENT) {
+                return Err(Error::RotationInProgress {
+                    secret_id: id(),
+                    other_token: other.to_owned(),
+                });
+            }
+        }
+        let state = if !info.versions.contains_key(token) {
+            TokenState::Absent
+        } else if info.has_stage(token, AWSCURRENT) {
+            TokenState::Current
+        } else if info.has_stage(token, AWSPENDING) {
+            TokenState::Pending
+        } else {
+            return Err(Error::TokenNotPending {
+                secret_id: id(),
+                token: token.to_owned(),
+            });
+        };
+        if state == TokenState::Absent && driver == Driver::Hook {
+            return Err(Error::TokenNotFound {
+                secret_id: id(),
+                token: token.to_owned(),
+            });
+        }
+        Ok((info, state))
+    }
+
+    /// Reads and parses a version that must exist.
+    async fn read_secret(
+        &self,
+        secret_id: &str,
+        which: Select<'_>,
+    ) -> Result<(SecretVersion, ManagedSecret)> {
+        let label = match which {
+            Select::Stage(s) => s.to_owned(),
+            Select::Version(v, s) => format!("version {v} ({s})"),
+        };
+        let version = self
+            .vault
+            .read(secret_id, which)
+            .await?
+            .ok_or_else(|| Error::invalid_secret(secret_id, &label, "it holds no value"))?;
+        let secret = self.parse(secret_id, &label, &version)?;
+        Ok((version, secret))
+    }
+
+    fn parse(
+        &self,
+        secret_id: &str,
+        label: &str,
+        version: &SecretVersion,
+    ) -> Result<ManagedSecret> {
+        let secret = ManagedSecret::parse(version.value.expose()).map_err(|e| match e {
+            SecretFormatError::Invalid(reason) => Error::invalid_secret(secret_id, label, reason),
+            SecretFormatError::UnknownProvider(provider) => Error::UnknownProvider {
+                secret_id: secret_id.to_owned(),
+                provider,
+            },
+        })?;
+        if secret.provider != self.provider.kind() {
+            return Err(Error::UnknownProvider {
+                secret_id: secret_id.to_owned(),
+                provider: secret.provider.name().to_owned(),
+            });
+        }
+        Ok(secret)
+    }
+}

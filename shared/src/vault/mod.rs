@@ -1,0 +1,5 @@
+//! Vault adapters.
+
+mod secrets_manager;
+
+pub use secrets_manager::SecretsManager;
