@@ -81,15 +81,22 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
             (Driver::Pipeline, true) => return Err(Error::RotationOwnedByHook { secret_id: id() }),
             _ => {}
         }
-        if let Some(other) = info.version_with(AWSPENDING) {
-            if other != token && !info.has_stage(other, AWSCURRENT) {
-                return Err(Error::RotationInProgress {
+        let state = if !info.versions.contains_key(token) {
+            if driver == Driver::Hook {
+                return Err(Error::TokenNotFound {
                     secret_id: id(),
-                    other_token: other.to_owned(),
+                    token: token.to_owned(),
                 });
             }
-        }
-        let state = if !info.versions.contains_key(token) {
+            // A new pipeline rotation must not overtake one in progress.
+            if let Some(other) = info.version_with(AWSPENDING) {
+                if !info.has_stage(other, AWSCURRENT) {
+                    return Err(Error::RotationInProgress {
+                        secret_id: id(),
+                        other_token: other.to_owned(),
+                    });
+                }
+            }
             TokenState::Absent
         } else if info.has_stage(token, AWSCURRENT) {
             TokenState::Current
@@ -101,12 +108,6 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
                 token: token.to_owned(),
             });
         };
-        if state == TokenState::Absent && driver == Driver::Hook {
-            return Err(Error::TokenNotFound {
-                secret_id: id(),
-                token: token.to_owned(),
-            });
-        }
         Ok((info, state))
     }
 

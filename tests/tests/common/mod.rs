@@ -1,0 +1,78 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use rekey::model::{KeyStatus, AWSCURRENT};
+use rekey_testkit::{App, World};
+use serde_json::{json, Value};
+
+pub const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
+
+/// Invokes the hook handler as Secrets Manager would.
+pub async fn hook(app: &App, step: &str, secret: &str, token: &str) -> Result<Value, Diagnostic> {
+    let event = json!({"SecretId": secret, "ClientRequestToken": token, "Step": step});
+    rekey::lambda::hook(app, LambdaEvent::new(event, Context::default())).await
+}
+
+/// Runs the four hook steps for a rotation Secrets Manager has started.
+pub async fn hook_rotation(app: &App, secret: &str, token: &str) -> Result<(), Diagnostic> {
+    for step in STEPS {
+        hook(app, step, secret, token).await?;
+    }
+    Ok(())
+}
+
+pub async fn pipeline(app: &App, function: &str, event: Value) -> Result<Value, Diagnostic> {
+    let event = LambdaEvent::new(event, Context::default());
+    match function {
+        "create" => rekey::lambda::create(app, event).await,
+        "test" => rekey::lambda::test(app, event).await,
+        "finish" => rekey::lambda::finish(app, event).await,
+        "cleanup" => rekey::lambda::cleanup(app, event).await,
+        other => panic!("no function {other}"),
+    }
+}
+
+/// Everything a failed step must leave as it was.
+#[derive(Debug, PartialEq)]
+pub struct Snapshot {
+    pub keys: Vec<(String, KeyStatus)>,
+    pub stages: BTreeMap<String, Vec<String>>,
+    pub current: Option<Value>,
+}
+
+pub async fn snapshot(w: &World, secret: &str, user: &str) -> Snapshot {
+    Snapshot {
+        keys: w
+            .keys(user)
+            .await
+            .into_iter()
+            .map(|k| (k.id, k.status))
+            .collect(),
+        stages: w.stages(secret).await,
+        current: w.value(secret, AWSCURRENT).await,
+    }
+}
+
+pub fn assert_error(
+    result: Result<Value, Diagnostic>,
+    error_type: &str,
+    mentions: &[&str],
+) -> String {
+    match result {
+        Ok(v) => panic!("expected {error_type}, got Ok({v})"),
+        Err(d) => {
+            assert_eq!(d.error_type, error_type, "{}", d.error_message);
+            for m in mentions {
+                assert!(
+                    d.error_message.contains(m),
+                    "{error_type} message should mention {m:?}: {}",
+                    d.error_message
+                );
+            }
+            d.error_message
+        }
+    }
+}
