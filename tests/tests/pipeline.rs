@@ -1,0 +1,223 @@
+//! The pipeline functions (rekey-create, rekey-test, rekey-finish) against
+//! moto, as Step Functions would call them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rekey::model::{KeyStatus, AWSCURRENT, AWSPENDING};
+use rekey_testkit::{test_config, World, MANAGED_PATH};
+use serde_json::{json, Value};
+
+async fn run_pipeline(app: &rekey_testkit::App, secret: &str) -> Value {
+    let created = pipeline(app, "create", json!({ "SecretId": secret }))
+        .await
+        .unwrap();
+    let tested = pipeline(app, "test", created.clone()).await.unwrap();
+    assert_eq!(tested, created, "each function hands its input on");
+    pipeline(app, "finish", tested).await.unwrap()
+}
+
+#[tokio::test]
+async fn full_rotation_through_the_pipeline() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let user = w.user(MANAGED_PATH).await;
+    let old = w.create_key(&user).await;
+    let secret = w.managed_secret(&user, Some(&old)).await;
+
+    let out = run_pipeline(&app, &secret).await;
+
+    assert_eq!(out["SecretId"], secret.as_str());
+    let token = out["ClientRequestToken"].as_str().unwrap();
+    assert_eq!(w.stages(&secret).await[token], vec![AWSCURRENT]);
+    let keys = w.keys(&user).await;
+    assert_eq!(keys.len(), 2);
+    assert_ne!(
+        w.current_credential(&secret).await.unwrap().access_key_id,
+        old.access_key_id
+    );
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn a_given_token_is_used_and_every_function_is_idempotent() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let user = w.user(MANAGED_PATH).await;
+    let secret = w.managed_secret(&user, None).await;
+    let token = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+    let input = json!({ "SecretId": secret, "ClientRequestToken": token });
+    for function in ["create", "create", "test", "test", "finish", "finish"] {
+        let out = pipeline(&app, function, input.clone()).await.unwrap();
+        assert_eq!(out["ClientRequestToken"], token);
+    }
+    // Running the whole pipeline again with the token changes nothing.
+    let before = snapshot(&w, &secret, &user).await;
+    for function in ["create", "test", "finish"] {
+        pipeline(&app, function, input.clone()).await.unwrap();
+    }
+    assert_eq!(snapshot(&w, &secret, &user).await, before);
+    assert_eq!(w.keys(&user).await.len(), 1);
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn the_pipeline_refuses_a_secret_the_hook_owns() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let user = w.user(MANAGED_PATH).await;
+    let secret = w.managed_secret(&user, None).await;
+    let token = w.start_rotation(&secret).await;
+    let before = snapshot(&w, &secret, &user).await;
+    for function in ["create", "test", "finish"] {
+        assert_error(
+            pipeline(
+                &app,
+                function,
+                json!({"SecretId": secret, "ClientRequestToken": token}),
+            )
+            .await,
+            "RotationOwnedByHook",
+            &["rotation"],
+        );
+    }
+    assert_eq!(snapshot(&w, &secret, &user).await, before);
+}
+
+#[tokio::test]
+async fn a_second_rotation_is_refused_while_one_is_in_progress() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let user = w.user(MANAGED_PATH).await;
+    let secret = w.managed_secret(&user, None).await;
+    let first = pipeline(&app, "create", json!({ "SecretId": secret }))
+        .await
+        .unwrap();
+    let before = snapshot(&w, &secret, &user).await;
+
+    assert_error(
+        pipeline(&app, "create", json!({ "SecretId": secret })).await,
+        "RotationInProgress",
+        &[first["ClientRequestToken"].as_str().unwrap()],
+    );
+    assert_eq!(snapshot(&w, &secret, &user).await, before);
+
+    // The first one can still finish.
+    let tested = pipeline(&app, "test", first).await.unwrap();
+    pipeline(&app, "finish", tested).await.unwrap();
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn test_reports_key_not_ready_at_once_and_passes_later() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let user = w.user(MANAGED_PATH).await;
+    let old = w.create_key(&user).await;
+    let secret = w.managed_secret(&user, Some(&old)).await;
+    let created = pipeline(&app, "create", json!({ "SecretId": secret }))
+        .await
+        .unwrap();
+    let pending = w.value(&secret, AWSPENDING).await.unwrap();
+    let new_id = pending["AccessKeyId"].as_str().unwrap().to_owned();
+    // Make the key fail to authenticate: deactivate is not enough for moto,
+    // so the key is deleted and the secret's version then holds a dead key.
+    w.delete_key(&user, &new_id).await;
+
+    let started = std::time::Instant::now();
+    assert_error(
+        pipeline(&app, "test", created.clone()).await,
+        "KeyNotReady",
+        &[&new_id],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "returns without waiting"
+    );
+    assert_eq!(
+        w.current_credential(&secret).await.unwrap().access_key_id,
+        old.access_key_id
+    );
+    // finish must never promote on its own; the pipeline only calls it after
+    // a passing test, and AWSCURRENT still holds the old key here.
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn paused_secrets_are_skipped_by_the_pipeline() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let user = w.user(MANAGED_PATH).await;
+    let secret = w.managed_secret(&user, None).await;
+    w.tag(&secret, "rekey:paused", "true").await;
+    let before = snapshot(&w, &secret, &user).await;
+    let out = pipeline(&app, "create", json!({ "SecretId": secret }))
+        .await
+        .unwrap();
+    assert_eq!(out["Skipped"], "paused");
+    for function in ["test", "finish"] {
+        let again = pipeline(&app, function, out.clone()).await.unwrap();
+        assert_eq!(again["Skipped"], "paused");
+    }
+    assert_eq!(snapshot(&w, &secret, &user).await, before);
+}
+
+#[tokio::test]
+async fn malformed_pipeline_events_are_refused() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let cases = [
+        ("create", json!({})),
+        ("create", json!([])),
+        ("create", json!({"SecretId": null})),
+        ("create", json!({"SecretId": ["a"]})),
+        ("create", json!({"SecretId": "s", "ClientRequestToken": 12})),
+        (
+            "create",
+            json!({"SecretId": "s", "ClientRequestToken": "../../etc/passwd-is-not-a-token-value"}),
+        ),
+        ("test", json!({"SecretId": "s"})),
+        ("finish", json!({"SecretId": "s"})),
+        (
+            "finish",
+            json!({"SecretId": "s\u{0000}x", "ClientRequestToken": "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"}),
+        ),
+        ("cleanup", json!({"SecretId": 1})),
+        ("cleanup", json!("everything")),
+    ];
+    for (function, event) in cases {
+        let err = pipeline(&app, function, event.clone())
+            .await
+            .expect_err(&event.to_string());
+        assert_eq!(
+            err.error_type, "InvalidEvent",
+            "{function} {event}: {}",
+            err.error_message
+        );
+    }
+}
+
+#[tokio::test]
+async fn pipeline_test_and_finish_need_an_existing_token() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let user = w.user(MANAGED_PATH).await;
+    let secret = w.managed_secret(&user, None).await;
+    let input =
+        json!({"SecretId": secret, "ClientRequestToken": "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"});
+    for function in ["test", "finish"] {
+        assert_error(
+            pipeline(&app, function, input.clone()).await,
+            "TokenNotFound",
+            &["rekey-create"],
+        );
+    }
+    assert!(w
+        .keys(&user)
+        .await
+        .iter()
+        .all(|k| k.status == KeyStatus::Active));
+    assert!(w.keys(&user).await.is_empty());
+}

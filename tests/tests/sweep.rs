@@ -1,0 +1,77 @@
+//! rekey-cleanup over every managed secret. In its own test binary, so it
+//! has a moto of its own and sweeps only the secrets made here.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rekey::model::KeyStatus;
+use rekey_testkit::{test_config, World, MANAGED_PATH};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_sweep_handles_the_good_and_reports_the_broken() {
+    let w = World::new().await;
+    let rotate = w.app(test_config());
+
+    // Good: rotated once, its previous key due for deactivation.
+    let user = w.user(MANAGED_PATH).await;
+    let old = w.create_key(&user).await;
+    let good = w.managed_secret(&user, Some(&old)).await;
+    let token = w.start_rotation(&good).await;
+    hook_rotation(&rotate, &good, &token).await.unwrap();
+
+    let managed = [("rekey:managed", "true")];
+    let bad_json = w.secret(&json!([1, 2]), &managed).await;
+    let unknown_provider = w
+        .secret(&json!({"UserName": user, "Provider": "gcp"}), &managed)
+        .await;
+    let missing_user = w
+        .secret(&json!({"UserName": "nobody-here"}), &managed)
+        .await;
+    let paused = w.managed_secret(&user, None).await;
+    w.tag(&paused, "rekey:paused", "true").await;
+    let other = w.user(MANAGED_PATH).await;
+    let in_progress = w.managed_secret(&other, None).await;
+    w.start_rotation(&in_progress).await;
+    // Not managed: not even listed.
+    let unmanaged = w.secret(&json!({"UserName": user}), &[]).await;
+
+    let mut config = test_config();
+    config.deactivate_after = Duration::ZERO;
+    let sweep = w.app(config);
+    let out = pipeline(&sweep, "cleanup", json!({})).await.unwrap();
+    let secrets = out["Secrets"].as_array().unwrap();
+    let find = |id: &str| secrets.iter().find(|s| s["SecretId"] == id).cloned();
+
+    let g = find(&good).expect("good secret reported");
+    assert_eq!(g["Status"], "cleaned");
+    assert_eq!(g["Deactivated"], json!([old.access_key_id]));
+    let keys = w.keys(&user).await;
+    assert_eq!(
+        keys.iter()
+            .find(|k| k.id == old.access_key_id)
+            .unwrap()
+            .status,
+        KeyStatus::Inactive
+    );
+
+    for (id, error_type) in [
+        (&bad_json, "InvalidSecret"),
+        (&unknown_provider, "UnknownProvider"),
+        (&missing_user, "UserNotFound"),
+        (&paused, "SecretPaused"),
+        (&in_progress, "RotationInProgress"),
+    ] {
+        let s = find(id).unwrap_or_else(|| panic!("{error_type} secret not reported: {out}"));
+        assert_eq!(s["Status"], "skipped", "{s}");
+        assert_eq!(s["ErrorType"], error_type, "{s}");
+        assert!(s["Reason"].as_str().is_some_and(|r| !r.is_empty()));
+    }
+    assert!(find(&unmanaged).is_none());
+    let logs = rekey_testkit::captured_logs();
+    assert!(logs.contains("skipped secret"));
+    w.assert_no_secret_in(&out.to_string(), "the output");
+    w.assert_invariants(&good, &user).await;
+}
