@@ -533,3 +533,31 @@ pub async fn sdk_config(credential: &Credential) -> aws_config::SdkConfig {
         .load()
         .await
 }
+
+impl World {
+    /// Runs a built function binary under the local Runtime API with
+    /// `config`, invoking it once per event, and checks that its logs are
+    /// JSON and hold no secret value this test has seen.
+    pub async fn run_function(
+        &self,
+        binary: &str,
+        config: &Config,
+        events: Vec<Value>,
+    ) -> runtime::Run {
+        let run = runtime::invoke(
+            std::path::Path::new(binary),
+            &self.function_env(config),
+            events,
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        )
+        .await;
+        // The admin key signs the function's calls: it is in its environment,
+        // never in its output.
+        self.assert_no_secret_in(&run.logs, "the function's logs");
+        for line in run.logs.lines().filter(|l| l.starts_with('{')) {
+            serde_json::from_str::<Value>(line).expect("log lines are JSON");
+        }
+        run
+    }
+}

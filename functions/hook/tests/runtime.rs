@@ -1,0 +1,89 @@
+//! The built `rekey-hook` binary under a Lambda Runtime API, against moto.
+
+use rekey::model::{AWSCURRENT, AWSPENDING};
+use rekey_testkit::{test_config, World, MANAGED_PATH};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rekey-hook");
+
+#[tokio::test]
+async fn rotates_a_key_through_the_runtime_api() {
+    let w = World::new().await;
+    let user = w.user(MANAGED_PATH).await;
+    let old = w.create_key(&user).await;
+    let secret = w.managed_secret(&user, Some(&old)).await;
+    let token = w.start_rotation(&secret).await;
+    let events = [
+        "createSecret",
+        "setSecret",
+        "testSecret",
+        "finishSecret",
+        "rotateSecret",
+    ]
+    .iter()
+    .map(|step| json!({"SecretId": secret, "ClientRequestToken": token, "Step": step}))
+    .collect();
+
+    let run = w.run_function(BIN, &test_config(), events).await;
+
+    assert_eq!(run.outcomes.len(), 5, "{}", run.logs);
+    for outcome in &run.outcomes[..4] {
+        assert!(
+            matches!(outcome, rekey_testkit::runtime::Outcome::Ok(_)),
+            "{outcome:?}\n{}",
+            run.logs
+        );
+    }
+    assert_eq!(run.outcomes[4].error_type(), Some("InvalidEvent"));
+    assert_eq!(w.stages(&secret).await[&token], vec![AWSCURRENT]);
+    assert_ne!(
+        w.current_credential(&secret).await.unwrap().access_key_id,
+        old.access_key_id
+    );
+    assert!(
+        run.logs.contains(&token) && run.logs.contains("\"step\":\"finishSecret\""),
+        "logs carry the token and step:\n{}",
+        run.logs
+    );
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn refuses_with_a_bare_error_type() {
+    let w = World::new().await;
+    let user = w.user("/outside/").await;
+    let secret = w.managed_secret(&user, None).await;
+    let token = w.start_rotation(&secret).await;
+    let run = w
+        .run_function(
+            BIN,
+            &test_config(),
+            vec![json!({"SecretId": secret, "ClientRequestToken": token, "Step": "createSecret"})],
+        )
+        .await;
+    assert_eq!(
+        run.outcomes[0].error_type(),
+        Some("UserNotManaged"),
+        "{:?}",
+        run.outcomes
+    );
+    assert!(w.keys(&user).await.is_empty());
+    assert!(w.stages(&secret).await[&token].contains(&AWSPENDING.to_owned()));
+}
+
+#[tokio::test]
+async fn invalid_settings_stop_the_function_at_start() {
+    let w = World::new().await;
+    let mut env = w.function_env(&test_config());
+    env.retain(|(k, _)| k != "REKEY_MANAGED_USER_PATH");
+    let run = rekey_testkit::runtime::invoke(
+        std::path::Path::new(BIN),
+        &env,
+        vec![json!({})],
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(20),
+    )
+    .await;
+    assert!(run.outcomes.is_empty(), "no invocation is served");
+    assert!(run.logs.contains("REKEY_MANAGED_USER_PATH"), "{}", run.logs);
+}
