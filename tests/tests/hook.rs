@@ -529,3 +529,28 @@ async fn malformed_hook_events_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_configuration_check_tests_the_current_key() {
+    // RotateSecret with RotateImmediately=false runs only testSecret, on a
+    // version that holds no new key.
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let user = w.user(MANAGED_PATH).await;
+    let key = w.create_key(&user).await;
+    let secret = w.managed_secret(&user, Some(&key)).await;
+    let token = w.start_rotation(&secret).await;
+
+    hook(&app, "testSecret", &secret, &token).await.unwrap();
+
+    assert_eq!(
+        w.key_ids(&user).await,
+        vec![key.access_key_id.clone()],
+        "no key was created"
+    );
+    assert_eq!(
+        w.current_credential(&secret).await.unwrap().access_key_id,
+        key.access_key_id
+    );
+    w.assert_invariants(&secret, &user).await;
+}

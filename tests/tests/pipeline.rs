@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rekey::model::{KeyStatus, AWSCURRENT, AWSPENDING};
+use rekey::model::{AWSCURRENT, AWSPENDING};
 use rekey_testkit::{test_config, World, MANAGED_PATH};
 use serde_json::{json, Value};
 
@@ -214,10 +214,5 @@ async fn pipeline_test_and_finish_need_an_existing_token() {
             &["rekey-create"],
         );
     }
-    assert!(w
-        .keys(&user)
-        .await
-        .iter()
-        .all(|k| k.status == KeyStatus::Active));
-    assert!(w.keys(&user).await.is_empty());
+    assert!(w.keys(&user).await.is_empty(), "no key was created");
 }

@@ -91,7 +91,15 @@ impl Vault for SecretsManager {
             .version_stages(crate::model::AWSPENDING)
             .send()
             .await
-            .map_err(|e| service_error(SERVICE, "PutSecretValue", e))?;
+            .map_err(|e| {
+                // The request carried the new secret: keep only the code, in
+                // case a validation message quotes what was sent.
+                let mut err = service_error(SERVICE, "PutSecretValue", e);
+                if let Error::Service { message, .. } = &mut err {
+                    *message = "(message withheld: the request held secret material)".into();
+                }
+                err
+            })?;
         Ok(())
     }
 
