@@ -13,9 +13,10 @@ use tracing::{error, info, Instrument};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::metrics::Record;
 use crate::ports::{KeyProvider, Vault};
 use crate::providers::AwsIam;
-use crate::steps::{Driver, Probing, Rekey};
+use crate::steps::{CleanupReport, Created, Driver, Finished, Probing, Rekey};
 use crate::vault::SecretsManager;
 
 /// The steps as deployed: Secrets Manager and IAM.
@@ -101,7 +102,10 @@ fn probe_until<V, P>(app: &Rekey<V, P>, deadline_ms: u64) -> Probing {
     Probing::Until(Instant::now() + budget)
 }
 
+/// Runs one invocation's work in a span carrying the step, SecretId and
+/// token, logs its end, and counts a failure in the metrics.
 async fn traced<T: Serialize>(
+    function: &'static str,
     step: &str,
     secret_id: &str,
     token: Option<&str>,
@@ -119,12 +123,56 @@ async fn traced<T: Serialize>(
             }
             Err(e) => {
                 error!(error_type = e.kind(), "{e}");
+                // rekey-test's KeyNotReady is Step Functions' cue to wait.
+                let expected = function == "test" && matches!(e, Error::KeyNotReady { .. });
+                if !expected {
+                    let name = if function == "cleanup" {
+                        "CleanupFailed"
+                    } else {
+                        "RotationsFailed"
+                    };
+                    Record::new(function)
+                        .dimension("ErrorType", e.kind())
+                        .count(name, 1)
+                        .property("SecretId", secret_id)
+                        .emit();
+                }
                 Err(e.into())
             }
         }
     }
     .instrument(span)
     .await
+}
+
+fn count_created(function: &'static str, secret_id: &str, created: &Created) {
+    match created {
+        Created::New { removed, .. } => Record::new(function)
+            .count("KeysCreated", 1)
+            .count("KeysDeleted", usize::from(removed.is_some()))
+            .property("SecretId", secret_id)
+            .emit(),
+        Created::NotDue { .. } => count_skipped(function, secret_id, "not-due"),
+        Created::AlreadyPending { .. } | Created::AlreadyCurrent => {}
+    }
+}
+
+fn count_finished(function: &'static str, secret_id: &str, finished: &Finished) {
+    if let Finished::Promoted { deactivated } = finished {
+        Record::new(function)
+            .count("RotationsSucceeded", 1)
+            .count("KeysDeactivated", usize::from(deactivated.is_some()))
+            .property("SecretId", secret_id)
+            .emit();
+    }
+}
+
+fn count_skipped(function: &'static str, secret_id: &str, reason: &str) {
+    Record::new(function)
+        .dimension("Reason", reason)
+        .count("SecretsSkipped", 1)
+        .property("SecretId", secret_id)
+        .emit();
 }
 
 /// `rekey-hook`: the Secrets Manager rotation function.
@@ -143,19 +191,25 @@ pub async fn hook<V: Vault, P: KeyProvider>(
     });
     let e = match parsed {
         Ok(e) => e,
-        Err(err) => return traced::<()>("hook", "", None, async { Err(err) }).await,
+        Err(err) => return traced::<()>("hook", "hook", "", None, async { Err(err) }).await,
     };
     let (id, token) = (e.secret_id.as_str(), e.client_request_token.as_str());
     let deadline = event.context.deadline;
-    traced(&e.step, id, Some(token), async {
+    traced("hook", &e.step, id, Some(token), async {
         match e.step.as_str() {
-            "createSecret" => app.create(id, token, Driver::Hook).await.map(drop),
+            "createSecret" => app
+                .create(id, token, Driver::Hook)
+                .await
+                .map(|c| count_created("hook", id, &c)),
             "setSecret" => app.set(id, token, Driver::Hook).await,
             "testSecret" => {
                 app.test(id, token, Driver::Hook, probe_until(app, deadline))
                     .await
             }
-            "finishSecret" => app.finish(id, token, Driver::Hook).await.map(drop),
+            "finishSecret" => app
+                .finish(id, token, Driver::Hook)
+                .await
+                .map(|f| count_finished("hook", id, &f)),
             other => Err(Error::InvalidEvent(format!(
                 "unknown Step {:?}: expected createSecret, setSecret, testSecret or finishSecret",
                 crate::model::truncate(other, 40)
@@ -171,6 +225,10 @@ struct PipelineEvent {
     secret_id: String,
     #[serde(default)]
     client_request_token: Option<String>,
+    /// rekey-create only: start a rotation only if AWSCURRENT is at least
+    /// this old (`30d`); the scheduled pipeline passes it.
+    #[serde(default)]
+    rotation_period: Option<String>,
 }
 
 /// What each pipeline function returns, for the next state.
@@ -196,7 +254,10 @@ async fn pipeline<V: Vault, P: KeyProvider>(
     step: PipelineStep,
 ) -> Result<Value, Diagnostic> {
     let (name, token_rule) = match step {
-        PipelineStep::Create => ("create", r#"{"SecretId", "ClientRequestToken"?}"#),
+        PipelineStep::Create => (
+            "create",
+            r#"{"SecretId", "ClientRequestToken"?, "RotationPeriod"?}"#,
+        ),
         PipelineStep::Test => ("test", r#"{"SecretId", "ClientRequestToken"}"#),
         PipelineStep::Finish => ("finish", r#"{"SecretId", "ClientRequestToken"}"#),
     };
@@ -212,23 +273,43 @@ async fn pipeline<V: Vault, P: KeyProvider>(
             }
         };
         check_token(&token)?;
-        Ok((e.secret_id, token))
+        let period = match e.rotation_period {
+            Some(p) => Some(
+                crate::config::parse_duration("RotationPeriod", &p)
+                    .map_err(|e| Error::InvalidEvent(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok((e.secret_id, token, period))
     });
-    let (id, token) = match parsed {
+    let (id, token, period) = match parsed {
         Ok(p) => p,
-        Err(err) => return traced::<()>(name, "", None, async { Err(err) }).await,
+        Err(err) => return traced::<()>(name, name, "", None, async { Err(err) }).await,
     };
-    traced(name, &id, Some(&token), async {
+    traced(name, name, &id, Some(&token), async {
         let done = match step {
-            PipelineStep::Create => app.create(&id, &token, Driver::Pipeline).await.map(drop),
-            PipelineStep::Test => app.test(&id, &token, Driver::Pipeline, Probing::Once).await,
-            PipelineStep::Finish => app.finish(&id, &token, Driver::Pipeline).await.map(drop),
+            PipelineStep::Create => app
+                .create_if_due(&id, &token, Driver::Pipeline, period)
+                .await
+                .map(|c| {
+                    count_created(name, &id, &c);
+                    matches!(c, Created::NotDue { .. }).then(|| "not-due".to_owned())
+                }),
+            PipelineStep::Test => app
+                .test(&id, &token, Driver::Pipeline, Probing::Once)
+                .await
+                .map(|()| None),
+            PipelineStep::Finish => app.finish(&id, &token, Driver::Pipeline).await.map(|f| {
+                count_finished(name, &id, &f);
+                None
+            }),
         };
         let skipped = match done {
-            Ok(()) => None,
+            Ok(skipped) => skipped,
             // The pipeline passes over a paused secret rather than failing.
             Err(Error::SecretPaused { .. }) => {
                 info!("secret is paused: skipped");
+                count_skipped(name, &id, "paused");
                 Some("paused".to_owned())
             }
             Err(e) => return Err(e),
@@ -288,19 +369,48 @@ pub async fn cleanup<V: Vault, P: KeyProvider>(
         }
         Ok(e)
     });
-    match parsed {
-        Err(err) => traced::<()>("cleanup", "", None, async { Err(err) }).await,
+    let report = match parsed {
+        Err(err) => return traced::<()>("cleanup", "cleanup", "", None, async { Err(err) }).await,
         Ok(CleanupEvent {
             secret_id: Some(id),
         }) => {
-            traced("cleanup", &id, None, async {
+            traced("cleanup", "cleanup", &id, None, async {
                 let one = app.cleanup(&id).await?;
-                Ok(crate::steps::CleanupReport { secrets: vec![one] })
+                Ok(CleanupReport { secrets: vec![one] })
             })
-            .await
+            .await?
         }
         Ok(CleanupEvent { secret_id: None }) => {
-            traced("cleanup", "*", None, app.cleanup_all()).await
+            traced("cleanup", "cleanup", "*", None, app.cleanup_all()).await?
+        }
+    };
+    if let Some(secrets) = report["Secrets"].as_array() {
+        for s in secrets {
+            count_cleanup(s);
         }
     }
+    Ok(report)
+}
+
+/// Metrics for one secret of a cleanup report.
+fn count_cleanup(s: &Value) {
+    let id = s["SecretId"].as_str().unwrap_or_default();
+    let listed = |field: &str| s[field].as_array().map_or(0, Vec::len);
+    if s["Status"] == "skipped" {
+        count_skipped("cleanup", id, s["ErrorType"].as_str().unwrap_or("unknown"));
+        return;
+    }
+    let mut record = Record::new("cleanup")
+        .count("KeysDeactivated", listed("Deactivated"))
+        .count("KeysDeleted", listed("Deleted"))
+        .count("KeysInUse", listed("InUse"))
+        .property("SecretId", id);
+    if let Some(age) = s["CurrentSince"]
+        .as_str()
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+    {
+        record = record.seconds("CurrentVersionAge", age.as_secs_f64());
+    }
+    record.emit();
 }

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod error;
 pub mod lambda;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod ports;

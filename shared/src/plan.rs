@@ -165,6 +165,12 @@ fn why_kept(f: &KeyFacts, ctx: &RoomContext<'_>) -> String {
     }
 }
 
+/// Whether a secret whose AWSCURRENT version was made at `current_since` is
+/// due for rotation with `period`.
+pub fn is_due(current_since: SystemTime, period: Duration, now: SystemTime) -> bool {
+    current_since + period <= now
+}
+
 /// RFC 3339 to the second, for messages and records.
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -416,6 +422,14 @@ mod tests {
         assert!(msg.contains("PREV is the AWSPREVIOUS key"), "{msg}");
         assert!(msg.contains(&timestamp(at(90_000))), "{msg}");
         assert!(msg.contains("CUR is the AWSCURRENT key"), "{msg}");
+    }
+
+    #[test]
+    fn due_when_the_period_has_passed() {
+        let day = Duration::from_secs(86_400);
+        assert!(!is_due(at(0), day, at(86_399)));
+        assert!(is_due(at(0), day, at(86_400)));
+        assert!(is_due(at(5), Duration::ZERO, at(5)));
     }
 
     #[test]

@@ -216,3 +216,47 @@ async fn pipeline_test_and_finish_need_an_existing_token() {
     }
     assert!(w.keys(&user).await.is_empty(), "no key was created");
 }
+
+#[tokio::test]
+async fn create_skips_a_secret_that_is_not_due() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let user = w.user(MANAGED_PATH).await;
+    let secret = w.managed_secret(&user, None).await;
+    let before = snapshot(&w, &secret, &user).await;
+
+    let out = pipeline(
+        &app,
+        "create",
+        json!({"SecretId": secret, "RotationPeriod": "30d"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["Skipped"], "not-due");
+    assert_eq!(
+        snapshot(&w, &secret, &user).await,
+        before,
+        "nothing changed"
+    );
+
+    let out = pipeline(
+        &app,
+        "create",
+        json!({"SecretId": secret, "RotationPeriod": "0s"}),
+    )
+    .await
+    .unwrap();
+    assert!(out.get("Skipped").is_none(), "{out}");
+    assert_eq!(w.keys(&user).await.len(), 1);
+
+    assert_error(
+        pipeline(
+            &app,
+            "create",
+            json!({"SecretId": secret, "RotationPeriod": "monthly"}),
+        )
+        .await,
+        "InvalidEvent",
+        &["RotationPeriod"],
+    );
+}

@@ -32,4 +32,22 @@ async fn creates_a_pending_key_and_hands_on_the_token() {
         vec![pending["AccessKeyId"].as_str().unwrap().to_owned()]
     );
     assert_eq!(run.outcomes[1].error_type(), Some("InvalidEvent"));
+
+    // Metrics in embedded metric format, on stdout.
+    let emf: Vec<serde_json::Value> = run
+        .logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    assert!(
+        emf.iter()
+            .any(|m| m["KeysCreated"] == 1.0 && m["Function"] == "create"),
+        "{emf:?}"
+    );
+    assert!(
+        emf.iter()
+            .any(|m| m["RotationsFailed"] == 1.0 && m["ErrorType"] == "InvalidEvent"),
+        "{emf:?}"
+    );
 }

@@ -52,6 +52,9 @@ pub struct SecretCleanup {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_type: Option<&'static str>,
+    /// When the AWSCURRENT version was created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_since: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deactivated: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -133,7 +136,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
                 });
             }
         }
-        let (_, current) = self
+        let (current_read, current) = self
             .read_secret(secret_id, Select::Stage(AWSCURRENT))
             .await?;
         let user = current.user_name.as_str();
@@ -174,6 +177,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
         let mut report = SecretCleanup {
             secret_id: id(),
             status: "cleaned",
+            current_since: Some(timestamp(current_read.created)),
             ..Default::default()
         };
         let stamp = timestamp(now);

@@ -1,6 +1,8 @@
 //! createSecret / rekey-create: make room under the key limit, create the
 //! new key, and store it as the token's AWSPENDING version.
 
+use std::time::{Duration, SystemTime};
+
 use tracing::{info, warn};
 
 use super::{Driver, Rekey, TokenState};
@@ -13,16 +15,34 @@ use crate::steps::cleanup::load_records;
 /// What createSecret found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Created {
-    /// A new key was created and stored as AWSPENDING.
-    New { key_id: String },
+    /// A new key was created and stored as AWSPENDING, after deleting
+    /// `removed` to make room.
+    New {
+        key_id: String,
+        removed: Option<String>,
+    },
     /// The token's version already holds its new key.
     AlreadyPending { key_id: String },
     /// The token's version is already AWSCURRENT.
     AlreadyCurrent,
+    /// The AWSCURRENT version is younger than the rotation period.
+    NotDue { current_since: SystemTime },
 }
 
 impl<V: Vault, P: KeyProvider> Rekey<V, P> {
     pub async fn create(&self, secret_id: &str, token: &str, driver: Driver) -> Result<Created> {
+        self.create_if_due(secret_id, token, driver, None).await
+    }
+
+    /// Like [`Rekey::create`], but a new rotation starts only if the
+    /// AWSCURRENT version is at least `period` old.
+    pub async fn create_if_due(
+        &self,
+        secret_id: &str,
+        token: &str,
+        driver: Driver,
+        period: Option<Duration>,
+    ) -> Result<Created> {
         let (info, state) = self.guard(secret_id, token, driver).await?;
         if state == TokenState::Current {
             return Ok(Created::AlreadyCurrent);
@@ -30,6 +50,13 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
         let (current_version, current) = self
             .read_secret(secret_id, Select::Stage(AWSCURRENT))
             .await?;
+        if let (TokenState::Absent, Some(period)) = (state, period) {
+            if !plan::is_due(current_version.created, period, SystemTime::now()) {
+                return Ok(Created::NotDue {
+                    current_since: current_version.created,
+                });
+            }
+        }
 
         if state == TokenState::Pending {
             if let Some(key_id) = self.pending_key(secret_id, token, &current).await? {
@@ -41,6 +68,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
         let user = current.user_name.as_str();
         self.provider.ensure_managed(user).await?;
         let keys = self.provider.list_keys(user).await?;
+        let mut removed = None;
         if keys.len() >= self.provider.key_limit() {
             // Only at the limit is more needed: the previous version, the
             // grace-period records and the last use of orphan candidates.
@@ -94,6 +122,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
                         user, "deleting the oldest inactive key to make room"
                     );
                     self.provider.delete_key(user, &id).await?;
+                    removed = Some(id);
                 }
                 Room::ReclaimOrphan(id) => {
                     info!(
@@ -101,6 +130,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
                         user, "reclaiming an orphan key left by an interrupted attempt"
                     );
                     self.provider.delete_key(user, &id).await?;
+                    removed = Some(id);
                 }
                 Room::Blocked(why) => return Err(Error::KeyLimitReached(why.to_string())),
             }
@@ -115,13 +145,13 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
             .put_pending(secret_id, token, &next.to_secret_string())
             .await
         {
-            Ok(()) => Ok(Created::New { key_id }),
+            Ok(()) => Ok(Created::New { key_id, removed }),
             Err(err) => {
                 // The write may have taken effect with its answer lost: only
                 // delete the key if the version does not hold it.
                 if let Ok(Some(stored)) = self.pending_key(secret_id, token, &current).await {
                     if stored == key_id {
-                        return Ok(Created::New { key_id });
+                        return Ok(Created::New { key_id, removed });
                     }
                 }
                 warn!(key_id, user, error = %err, "storing the new key failed; deleting it");

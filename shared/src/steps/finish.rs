@@ -15,7 +15,11 @@ use crate::ports::{KeyProvider, Select, Vault};
 /// What finishSecret found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finished {
-    Promoted,
+    /// Promoted; `deactivated` is the superseded key if it was deactivated
+    /// at once (`REKEY_DEACTIVATE_AFTER=0s`).
+    Promoted {
+        deactivated: Option<String>,
+    },
     AlreadyCurrent,
 }
 
@@ -71,34 +75,36 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
             .await?;
         info!(key_id = new_key, "promoted the new key to AWSCURRENT");
 
-        if let Some(prev) = previous
+        let mut deactivated = None;
+        if let Some((user, old_key)) = previous
             .as_ref()
             .and_then(|p| Some((p.user_name.as_str(), p.key_id()?)))
         {
-            if prev.1 != new_key {
-                self.after_promotion(secret_id, prev.0, prev.1).await;
+            if old_key != new_key && self.after_promotion(secret_id, user, old_key).await {
+                deactivated = Some(old_key.to_owned());
             }
         }
-        Ok(Finished::Promoted)
+        Ok(Finished::Promoted { deactivated })
     }
 
     /// Starts the superseded key's grace period, or with a zero period
     /// deactivates it at once. Failures here leave the rotation finished:
-    /// cleanup records or deactivates on its next run.
-    async fn after_promotion(&self, secret_id: &str, user: &str, old_key: &str) {
+    /// cleanup records or deactivates on its next run. Returns whether the
+    /// key was deactivated.
+    async fn after_promotion(&self, secret_id: &str, user: &str, old_key: &str) -> bool {
         let now = timestamp(SystemTime::now());
-        let tag = if self.config.deactivate_after.is_zero() {
+        let deactivate = self.config.deactivate_after.is_zero();
+        if deactivate {
             if let Err(e) = self.provider.deactivate_key(user, old_key).await {
                 warn!(key_id = old_key, error = %e, "could not deactivate the superseded key; rekey-cleanup will");
-                return;
+                return false;
             }
             info!(key_id = old_key, "deactivated the superseded key");
-            record_tag(INACTIVE, old_key)
-        } else {
-            record_tag(SUPERSEDED, old_key)
-        };
+        }
+        let tag = record_tag(if deactivate { INACTIVE } else { SUPERSEDED }, old_key);
         if let Err(e) = self.vault.tag(secret_id, &[(tag, now)]).await {
             warn!(key_id = old_key, error = %e, "could not record when the key was superseded; rekey-cleanup will");
         }
+        deactivate
     }
 }

@@ -9,6 +9,7 @@ mod test;
 
 pub use cleanup::{CleanupReport, SecretCleanup};
 pub use create::Created;
+pub use finish::Finished;
 pub use test::Probing;
 
 use crate::config::Config;
