@@ -410,7 +410,7 @@ fn count_cleanup(s: &Value) {
         .and_then(|t| humantime::parse_rfc3339(t).ok())
         .and_then(|t| SystemTime::now().duration_since(t).ok())
     {
-        record = record.seconds("CurrentVersionAge", age.as_secs_f64());
+        record = record.value("CurrentVersionAgeDays", age.as_secs_f64() / 86_400.0);
     }
     record.emit();
 }

@@ -40,8 +40,9 @@ impl Record {
         self
     }
 
-    pub fn seconds(mut self, name: &'static str, secs: f64) -> Self {
-        self.metrics.push((name, secs, "Seconds"));
+    /// A plain number (CloudWatch unit `None`), e.g. an age in days.
+    pub fn value(mut self, name: &'static str, value: f64) -> Self {
+        self.metrics.push((name, value, "None"));
         self
     }
 
@@ -60,8 +61,14 @@ impl Record {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        let mut dims = vec!["Function"];
-        dims.extend(self.dimensions.iter().map(|(k, _)| *k));
+        // Each metric by Function alone, and by Function and the extra
+        // dimensions when there are any (alarms use the first).
+        let mut dims = vec![vec!["Function"]];
+        if !self.dimensions.is_empty() {
+            let mut all = vec!["Function"];
+            all.extend(self.dimensions.iter().map(|(k, _)| *k));
+            dims.push(all);
+        }
         let mut root = Map::new();
         root.insert(
             "_aws".into(),
@@ -69,7 +76,7 @@ impl Record {
                 "Timestamp": millis as u64,
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
-                    "Dimensions": [dims],
+                    "Dimensions": dims,
                     "Metrics": self.metrics.iter()
                         .map(|(name, _, unit)| json!({"Name": name, "Unit": unit}))
                         .collect::<Vec<_>>(),
@@ -105,7 +112,7 @@ mod tests {
             .dimension("Reason", "paused")
             .count("SecretsSkipped", 2)
             .count("KeysDeleted", 0)
-            .seconds("CurrentVersionAge", 90.0)
+            .value("CurrentVersionAgeDays", 1.5)
             .property("SecretId", "arn:x")
             .to_line(UNIX_EPOCH + Duration::from_millis(1234))
             .unwrap();
@@ -113,10 +120,13 @@ mod tests {
         let cw = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(v["_aws"]["Timestamp"], 1234);
         assert_eq!(cw["Namespace"], "rekey");
-        assert_eq!(cw["Dimensions"], json!([["Function", "Reason"]]));
+        assert_eq!(
+            cw["Dimensions"],
+            json!([["Function"], ["Function", "Reason"]])
+        );
         assert_eq!(
             cw["Metrics"],
-            json!([{"Name": "SecretsSkipped", "Unit": "Count"}, {"Name": "CurrentVersionAge", "Unit": "Seconds"}])
+            json!([{"Name": "SecretsSkipped", "Unit": "Count"}, {"Name": "CurrentVersionAgeDays", "Unit": "None"}])
         );
         assert_eq!(v["Function"], "cleanup");
         assert_eq!(v["Reason"], "paused");

@@ -1,0 +1,102 @@
+"""Checks of infra/template.yaml that cfn-lint and checkov cannot make:
+the template and the workspace agree, and the roles are least privilege."""
+
+import json
+import pathlib
+import re
+import sys
+import tomllib
+import unittest
+
+from cfnlint.decode import decode_str
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TEMPLATE, _ = decode_str((ROOT / "infra/template.yaml").read_text())
+RESOURCES = TEMPLATE["Resources"]
+FUNCTIONS = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"}
+
+
+def workspace_binaries():
+    members = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["members"]
+    names = set()
+    for m in members:
+        manifest = tomllib.loads((ROOT / m / "Cargo.toml").read_text())
+        names.update(b["name"] for b in manifest.get("bin", []))
+    return names
+
+
+def statements(function):
+    for policy in function["Properties"].get("Policies", []):
+        if isinstance(policy, dict) and "Fn::If" in policy:
+            policy = policy["Fn::If"][1]
+        if isinstance(policy, dict) and "Statement" in policy:
+            yield from policy["Statement"]
+
+
+def actions(statement):
+    a = statement["Action"]
+    return [a] if isinstance(a, str) else list(a)
+
+
+class Template(unittest.TestCase):
+    def test_every_function_is_a_workspace_binary_and_back(self):
+        in_template = {f["Metadata"]["BuildProperties"]["Binary"] for f in FUNCTIONS.values()}
+        self.assertEqual(in_template, workspace_binaries())
+
+    def test_functions_build_with_cargo_lambda_for_provided_al2023(self):
+        globals_ = TEMPLATE["Globals"]["Function"]
+        self.assertEqual(globals_["Runtime"], "provided.al2023")
+        self.assertEqual(globals_["Handler"], "bootstrap")
+        self.assertEqual(globals_["Architectures"], [{"Ref": "Architecture"}])
+        self.assertEqual(TEMPLATE["Parameters"]["Architecture"]["Default"], "arm64")
+        for name, f in FUNCTIONS.items():
+            self.assertEqual(f["Metadata"]["BuildMethod"], "rust-cargolambda", name)
+            self.assertIn("LogGroup", f["Properties"]["LoggingConfig"], name)
+
+    def test_state_machine_substitutions_match_the_definition(self):
+        machine = RESOURCES["RotationStateMachine"]["Properties"]
+        text = (ROOT / "infra" / machine["DefinitionUri"]).read_text()
+        used = set(re.findall(r"\$\{(\w+)\}", text))
+        self.assertEqual(used, set(machine["DefinitionSubstitutions"]))
+        filled = re.sub(r"\$\{MaxConcurrency\}", "1", text)
+        json.loads(re.sub(r"\$\{\w+\}", "x", filled))
+
+    def test_the_managed_path_feeds_the_functions_and_the_policies(self):
+        env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+        self.assertEqual(env["REKEY_MANAGED_USER_PATH"], {"Ref": "ManagedUserPath"})
+        for name, f in FUNCTIONS.items():
+            for st in statements(f):
+                if any(a.startswith("iam:") for a in actions(st)):
+                    self.assertIn("user${ManagedUserPath}*", json.dumps(st["Resource"]), name)
+
+    def test_no_wildcard_actions_and_secrets_only_when_tagged_managed(self):
+        for name, f in FUNCTIONS.items():
+            for st in statements(f):
+                for a in actions(st):
+                    self.assertNotIn("*", a, f"{name}: {a}")
+                sm = [a for a in actions(st) if a.startswith("secretsmanager:")]
+                if sm and sm != ["secretsmanager:ListSecrets"] and "AdminSecretPrefix" not in json.dumps(st["Resource"]):
+                    cond = st["Condition"]["StringEquals"]
+                    self.assertEqual(cond["aws:ResourceTag/rekey:managed"], "true", name)
+
+    def test_rekey_test_only_reads_the_secret(self):
+        granted = {a for st in statements(FUNCTIONS["TestFunction"]) for a in actions(st)}
+        self.assertEqual(granted, {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "kms:Decrypt"})
+
+    def test_the_hook_outlives_its_test_timeout(self):
+        mapping = TEMPLATE["Mappings"]["HookTimeout"]
+        allowed = TEMPLATE["Parameters"]["TestTimeout"]["AllowedValues"]
+        self.assertEqual(set(mapping), set(allowed))
+        for test_timeout, row in mapping.items():
+            self.assertGreaterEqual(row["Seconds"], int(test_timeout) + 30)
+
+    def test_parameters_are_described(self):
+        for name, p in TEMPLATE["Parameters"].items():
+            self.assertTrue(p.get("Description"), name)
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print(f"infra: {result.testsRun - failed} passed, {failed} failed")
+    sys.exit(0 if result.wasSuccessful() and result.testsRun > 0 else 1)
