@@ -123,20 +123,18 @@ async fn traced<T: Serialize>(
             }
             Err(e) => {
                 error!(error_type = e.kind(), "{e}");
-                // rekey-test's KeyNotReady is Step Functions' cue to wait.
-                let expected = function == "test" && matches!(e, Error::KeyNotReady { .. });
-                if !expected {
-                    let name = if function == "cleanup" {
-                        "CleanupFailed"
-                    } else {
-                        "RotationsFailed"
-                    };
-                    Record::new(function)
-                        .dimension("ErrorType", e.kind())
-                        .count(name, 1)
-                        .property("SecretId", secret_id)
-                        .emit();
-                }
+                // rekey-test's KeyNotReady is Step Functions' cue to wait:
+                // counted apart; the run alerts when the retries run out.
+                let name = match (function, &e) {
+                    ("cleanup", _) => "CleanupFailed",
+                    ("test", Error::KeyNotReady { .. }) => "KeyNotReady",
+                    _ => "RotationsFailed",
+                };
+                Record::new(function)
+                    .dimension("ErrorType", e.kind())
+                    .count(name, 1)
+                    .property("SecretId", secret_id)
+                    .emit();
                 Err(e.into())
             }
         }
@@ -149,7 +147,7 @@ fn count_created(function: &'static str, secret_id: &str, created: &Created) {
     match created {
         Created::New { removed, .. } => Record::new(function)
             .count("KeysCreated", 1)
-            .count("KeysDeleted", usize::from(removed.is_some()))
+            .count("KeysDeleted", removed.len())
             .property("SecretId", secret_id)
             .emit(),
         Created::NotDue { .. } => count_skipped(function, secret_id, "not-due"),
@@ -229,6 +227,11 @@ struct PipelineEvent {
     /// this old (`30d`); the scheduled pipeline passes it.
     #[serde(default)]
     rotation_period: Option<String>,
+    /// rekey-create only: when another token's rotation is in progress,
+    /// carry on with that one instead of refusing (the scheduled pipeline
+    /// passes `true`, so a rotation that stalled resumes on the next run).
+    #[serde(default)]
+    resume: bool,
 }
 
 /// What each pipeline function returns, for the next state.
@@ -253,22 +256,22 @@ async fn pipeline<V: Vault, P: KeyProvider>(
     event: LambdaEvent<Value>,
     step: PipelineStep,
 ) -> Result<Value, Diagnostic> {
-    let (name, token_rule) = match step {
+    let (name, expected) = match step {
         PipelineStep::Create => (
             "create",
-            r#"{"SecretId", "ClientRequestToken"?, "RotationPeriod"?}"#,
+            r#"{"SecretId", "ClientRequestToken"?, "RotationPeriod"?, "Resume"?}"#,
         ),
         PipelineStep::Test => ("test", r#"{"SecretId", "ClientRequestToken"}"#),
         PipelineStep::Finish => ("finish", r#"{"SecretId", "ClientRequestToken"}"#),
     };
-    let parsed = parse_event::<PipelineEvent>(event.payload, token_rule).and_then(|e| {
+    let parsed = parse_event::<PipelineEvent>(event.payload, expected).and_then(|e| {
         check_secret_id(&e.secret_id)?;
         let token = match (e.client_request_token, step) {
             (Some(t), _) => t,
             (None, PipelineStep::Create) => uuid::Uuid::new_v4().to_string(),
             (None, _) => {
                 return Err(Error::InvalidEvent(format!(
-                    "ClientRequestToken is missing: pass on the output of the previous state; expected {token_rule}"
+                    "ClientRequestToken is missing: pass on the output of the previous state; expected {expected}"
                 )))
             }
         };
@@ -280,21 +283,31 @@ async fn pipeline<V: Vault, P: KeyProvider>(
             ),
             None => None,
         };
-        Ok((e.secret_id, token, period))
+        Ok((e.secret_id, token, period, e.resume))
     });
-    let (id, token, period) = match parsed {
+    let (id, token, period, resume) = match parsed {
         Ok(p) => p,
         Err(err) => return traced::<()>(name, name, "", None, async { Err(err) }).await,
     };
     traced(name, name, &id, Some(&token), async {
+        let mut token = token.clone();
         let done = match step {
-            PipelineStep::Create => app
-                .create_if_due(&id, &token, Driver::Pipeline, period)
-                .await
-                .map(|c| {
+            PipelineStep::Create => {
+                let mut created = app
+                    .create_if_due(&id, &token, Driver::Pipeline, period)
+                    .await;
+                if let Err(Error::RotationInProgress { other_token, .. }) = &created {
+                    if resume {
+                        info!(other_token, "resuming the rotation in progress");
+                        token = other_token.clone();
+                        created = app.create(&id, &token, Driver::Pipeline).await;
+                    }
+                }
+                created.map(|c| {
                     count_created(name, &id, &c);
                     matches!(c, Created::NotDue { .. }).then(|| "not-due".to_owned())
-                }),
+                })
+            }
             PipelineStep::Test => app
                 .test(&id, &token, Driver::Pipeline, Probing::Once)
                 .await
@@ -316,7 +329,7 @@ async fn pipeline<V: Vault, P: KeyProvider>(
         };
         Ok(PipelineOutput {
             secret_id: id.clone(),
-            client_request_token: token.clone(),
+            client_request_token: token,
             skipped,
         })
     })
@@ -398,7 +411,6 @@ fn count_cleanup(s: &Value) {
     let listed = |field: &str| s[field].as_array().map_or(0, Vec::len);
     if s["Status"] == "skipped" {
         count_skipped("cleanup", id, s["ErrorType"].as_str().unwrap_or("unknown"));
-        return;
     }
     let mut record = Record::new("cleanup")
         .count("KeysDeactivated", listed("Deactivated"))

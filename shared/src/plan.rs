@@ -42,17 +42,14 @@ pub struct RoomContext<'a> {
     pub grace_ends: Option<SystemTime>,
 }
 
-/// How to make room for one more key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Room {
-    /// Below the limit: create straight away.
-    Free,
-    /// Delete this inactive key (the oldest one that may go) first.
-    DeleteInactive(String),
-    /// Delete this orphan (see [`is_orphan`]) first.
-    ReclaimOrphan(String),
-    /// Nothing may be removed.
-    Blocked(Blocked),
+/// What to delete before creating a key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Room {
+    /// Orphans (see [`is_orphan`]): always reclaimed, at the limit or not,
+    /// so an interrupted attempt leaves nothing behind.
+    pub orphans: Vec<String>,
+    /// At the limit, the oldest inactive key that may go.
+    pub inactive: Option<String>,
 }
 
 /// Why no key may be removed: every key with the reason it stays.
@@ -104,12 +101,20 @@ fn whole_seconds(t: SystemTime) -> u64 {
 }
 
 /// Decides how to make room for a new key (design invariants 1, 3 and 5):
-/// below the limit nothing is needed; at the limit the oldest INACTIVE key
-/// goes, whatever its age; failing that an orphan is reclaimed; otherwise
-/// nothing may be removed. The AWSCURRENT and AWSPENDING keys never go.
-pub fn make_room(keys: &[KeyFacts], ctx: &RoomContext<'_>) -> Room {
-    if keys.len() < ctx.limit {
-        return Room::Free;
+/// every orphan is reclaimed; if the user is still at the limit, the oldest
+/// INACTIVE key goes, whatever its age; otherwise nothing may be removed and
+/// the answer is why. The AWSCURRENT and AWSPENDING keys never go.
+pub fn make_room(keys: &[KeyFacts], ctx: &RoomContext<'_>) -> Result<Room, Blocked> {
+    let orphans: Vec<String> = keys
+        .iter()
+        .filter(|f| is_orphan(f, ctx.current_version_created))
+        .map(|f| f.key.id.clone())
+        .collect();
+    if keys.len() - orphans.len() < ctx.limit {
+        return Ok(Room {
+            orphans,
+            inactive: None,
+        });
     }
     let removable = |f: &&KeyFacts| !matches!(f.role, KeyRole::Current | KeyRole::Pending);
     let oldest =
@@ -120,16 +125,12 @@ pub fn make_room(keys: &[KeyFacts], ctx: &RoomContext<'_>) -> Room {
         .filter(|f| f.key.status == KeyStatus::Inactive)
         .min_by(oldest)
     {
-        return Room::DeleteInactive(f.key.id.clone());
+        return Ok(Room {
+            orphans,
+            inactive: Some(f.key.id.clone()),
+        });
     }
-    if let Some(f) = keys
-        .iter()
-        .filter(|f| is_orphan(f, ctx.current_version_created))
-        .min_by(oldest)
-    {
-        return Room::ReclaimOrphan(f.key.id.clone());
-    }
-    Room::Blocked(Blocked {
+    Err(Blocked {
         user: ctx.user.to_owned(),
         limit: ctx.limit,
         kept: keys
@@ -336,12 +337,25 @@ mod tests {
     use KeyRole::*;
     use KeyStatus::*;
 
+    fn orphan(id: &str) -> KeyFacts {
+        let mut f = facts(id, Active, 2_000, Unreferenced);
+        f.last_used = Some(LastUsed::Never);
+        f
+    }
+
+    fn room(orphans: &[&str], inactive: Option<&str>) -> Result<Room, Blocked> {
+        Ok(Room {
+            orphans: orphans.iter().map(|s| s.to_string()).collect(),
+            inactive: inactive.map(str::to_owned),
+        })
+    }
+
     #[test]
     fn below_limit_is_free() {
-        assert_eq!(make_room(&[], &ctx()), Room::Free);
+        assert_eq!(make_room(&[], &ctx()), room(&[], None));
         assert_eq!(
             make_room(&[facts("A", Active, 1, Current)], &ctx()),
-            Room::Free
+            room(&[], None)
         );
     }
 
@@ -351,10 +365,7 @@ mod tests {
             facts("NEWER", Inactive, 500, Unreferenced),
             facts("OLDER", Inactive, 100, Previous),
         ];
-        assert_eq!(
-            make_room(&keys, &ctx()),
-            Room::DeleteInactive("OLDER".into())
-        );
+        assert_eq!(make_room(&keys, &ctx()), room(&[], Some("OLDER")));
     }
 
     #[test]
@@ -363,25 +374,26 @@ mod tests {
             facts("CUR", Inactive, 100, Current),
             facts("PREV", Active, 50, Previous),
         ];
-        assert!(matches!(make_room(&keys, &ctx()), Room::Blocked(_)));
+        assert!(make_room(&keys, &ctx()).is_err());
     }
 
     #[test]
-    fn inactive_beats_orphan() {
-        let mut orphan = facts("ORPHAN", Active, 2_000, Unreferenced);
-        orphan.last_used = Some(LastUsed::Never);
-        let keys = [orphan, facts("OLD", Inactive, 10, Unreferenced)];
-        assert_eq!(make_room(&keys, &ctx()), Room::DeleteInactive("OLD".into()));
+    fn an_orphan_is_reclaimed_even_below_the_limit() {
+        assert_eq!(
+            make_room(&[orphan("ORPHAN")], &ctx()),
+            room(&["ORPHAN"], None)
+        );
     }
 
     #[test]
-    fn orphan_is_reclaimed() {
-        let mut orphan = facts("ORPHAN", Active, 2_000, Unreferenced);
-        orphan.last_used = Some(LastUsed::Never);
-        let keys = [facts("CUR", Active, 900, Current), orphan];
+    fn reclaiming_an_orphan_makes_room() {
+        let keys = [facts("CUR", Active, 900, Current), orphan("ORPHAN")];
+        assert_eq!(make_room(&keys, &ctx()), room(&["ORPHAN"], None));
+        let keys = [orphan("ORPHAN"), facts("OLD", Inactive, 10, Unreferenced)];
         assert_eq!(
             make_room(&keys, &ctx()),
-            Room::ReclaimOrphan("ORPHAN".into())
+            room(&["ORPHAN"], None),
+            "the inactive key may stay"
         );
     }
 
@@ -399,7 +411,7 @@ mod tests {
         for other in [used, old, unknown] {
             let keys = [facts("CUR", Active, 900, Current), other.clone()];
             match make_room(&keys, &ctx()) {
-                Room::Blocked(b) => {
+                Err(b) => {
                     let msg = b.to_string();
                     assert!(msg.contains("alice") && msg.contains("CUR"), "{msg}");
                     assert!(msg.contains(&other.key.id), "{msg}");
@@ -415,9 +427,7 @@ mod tests {
             facts("CUR", Active, 900, Current),
             facts("PREV", Active, 100, Previous),
         ];
-        let Room::Blocked(b) = make_room(&keys, &ctx()) else {
-            panic!("expected Blocked")
-        };
+        let b = make_room(&keys, &ctx()).expect_err("blocked");
         let msg = b.to_string();
         assert!(msg.contains("PREV is the AWSPREVIOUS key"), "{msg}");
         assert!(msg.contains(&timestamp(at(90_000))), "{msg}");
@@ -557,37 +567,41 @@ mod tests {
     proptest! {
         #[test]
         fn make_room_never_removes_what_it_must_keep(keys in arb_keys(), created in 0u64..5_000, limit in 1usize..4) {
+            // A provider never holds more keys than its limit.
+            prop_assume!(keys.len() <= limit);
             let ctx = RoomContext { user: "u", limit, current_version_created: at(created), grace_ends: None };
             let find = |id: &str| keys.iter().find(|f| f.key.id == id).unwrap();
+            let may_go = |g: &KeyFacts| g.key.status == Inactive && !matches!(g.role, Current | Pending);
             match make_room(&keys, &ctx) {
-                Room::Free => prop_assert!(keys.len() < limit),
-                Room::DeleteInactive(id) => {
-                    let f = find(&id);
-                    prop_assert!(keys.len() >= limit);
-                    prop_assert_eq!(f.key.status, Inactive);
-                    prop_assert!(!matches!(f.role, Current | Pending));
-                    // It is the oldest such key.
-                    for g in &keys {
-                        if g.key.status == Inactive && !matches!(g.role, Current | Pending) {
-                            prop_assert!(f.key.created <= g.key.created);
+                Ok(room) => {
+                    // Every orphan, and only orphans, are reclaimed.
+                    let orphans: Vec<&str> = keys.iter()
+                        .filter(|f| is_orphan(f, ctx.current_version_created))
+                        .map(|f| f.key.id.as_str()).collect();
+                    prop_assert_eq!(room.orphans.iter().map(String::as_str).collect::<Vec<_>>(), orphans.clone());
+                    for id in &room.orphans {
+                        let f = find(id);
+                        prop_assert_eq!(f.role, Unreferenced);
+                        prop_assert_eq!(f.key.status, Active);
+                        prop_assert_eq!(f.last_used.clone(), Some(LastUsed::Never));
+                        prop_assert!(whole_seconds(f.key.created) > whole_seconds(ctx.current_version_created));
+                    }
+                    let after = keys.len() - room.orphans.len() - usize::from(room.inactive.is_some());
+                    prop_assert!(after < limit, "room is made");
+                    if let Some(id) = room.inactive {
+                        let f = find(&id);
+                        prop_assert!(keys.len() - orphans.len() >= limit, "only at the limit");
+                        prop_assert!(may_go(f));
+                        for g in keys.iter().filter(|g| may_go(g)) {
+                            prop_assert!(f.key.created <= g.key.created, "the oldest goes");
                         }
                     }
                 }
-                Room::ReclaimOrphan(id) => {
-                    let f = find(&id);
-                    prop_assert!(keys.len() >= limit);
-                    prop_assert_eq!(f.role, Unreferenced);
-                    prop_assert_eq!(f.key.status, Active);
-                    prop_assert!(whole_seconds(f.key.created) > whole_seconds(ctx.current_version_created));
-                    prop_assert_eq!(f.last_used.clone(), Some(LastUsed::Never));
-                    // Only when no inactive key could go instead.
-                    prop_assert!(!keys.iter().any(|g| g.key.status == Inactive && !matches!(g.role, Current | Pending)));
-                }
-                Room::Blocked(b) => {
+                Err(b) => {
                     prop_assert!(keys.len() >= limit);
                     prop_assert_eq!(b.kept.len(), keys.len());
-                    prop_assert!(!keys.iter().any(|g| g.key.status == Inactive && !matches!(g.role, Current | Pending)));
-                    prop_assert!(!keys.iter().any(|g| is_orphan(g, ctx.current_version_created)));
+                    prop_assert!(!keys.iter().any(may_go));
+                    prop_assert!(keys.len() - keys.iter().filter(|g| is_orphan(g, ctx.current_version_created)).count() >= limit);
                 }
             }
         }

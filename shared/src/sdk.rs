@@ -83,3 +83,12 @@ where
 pub fn system_time(t: Option<&aws_smithy_types::DateTime>) -> Option<SystemTime> {
     t.and_then(|t| SystemTime::try_from(*t).ok())
 }
+
+/// For calls whose request or response carries secret material: keep the
+/// error's code, drop the service's message in case it quotes either.
+pub fn withhold_message(mut err: Error) -> Error {
+    if let Error::Service { message, .. } = &mut err {
+        *message = "(message withheld: the call carries secret material)".into();
+    }
+    err
+}

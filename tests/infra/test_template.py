@@ -25,12 +25,14 @@ def workspace_binaries():
     return names
 
 
-def statements(function):
-    for policy in function["Properties"].get("Policies", []):
-        if isinstance(policy, dict) and "Fn::If" in policy:
-            policy = policy["Fn::If"][1]
-        if isinstance(policy, dict) and "Statement" in policy:
-            yield from policy["Statement"]
+def statements(resource):
+    """Every inline statement of a function's or state machine's policies,
+    on both branches of a condition (SAM policy templates have none)."""
+    for policy in resource["Properties"].get("Policies", []):
+        branches = policy["Fn::If"][1:] if isinstance(policy, dict) and "Fn::If" in policy else [policy]
+        for p in branches:
+            if isinstance(p, dict) and "Statement" in p:
+                yield from p["Statement"]
 
 
 def actions(statement):
@@ -70,7 +72,9 @@ class Template(unittest.TestCase):
                     self.assertIn("user${ManagedUserPath}*", json.dumps(st["Resource"]), name)
 
     def test_no_wildcard_actions_and_secrets_only_when_tagged_managed(self):
-        for name, f in FUNCTIONS.items():
+        roles = dict(FUNCTIONS, RotationStateMachine=RESOURCES["RotationStateMachine"])
+        self.assertGreater(sum(1 for _ in statements(RESOURCES["RotationStateMachine"])), 0)
+        for name, f in roles.items():
             for st in statements(f):
                 for a in actions(st):
                     self.assertNotIn("*", a, f"{name}: {a}")

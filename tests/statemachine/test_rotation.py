@@ -247,8 +247,8 @@ class StateMachineRun(unittest.TestCase):
         self.assertEqual(len(messages), 1, messages)
         body = json.loads(messages[0]["Body"])
         self.assertEqual(body["SecretId"], outsider[0])
-        self.assertEqual(body["Error"], "UserNotManaged")
-        self.assertIn("REKEY_MANAGED_USER_PATH", json.loads(body["Cause"])["errorMessage"])
+        self.assertEqual(body["Failure"]["Error"], "UserNotManaged")
+        self.assertIn("REKEY_MANAGED_USER_PATH", json.loads(body["Failure"]["Cause"])["errorMessage"])
 
         # No secret value in the alert or in the functions' logs.
         self.watch_log.flush()

@@ -144,6 +144,9 @@ async fn never_touches_an_inactive_current_key_or_other_active_keys() {
         Some(KeyStatus::Inactive)
     );
     assert_eq!(status(&keys, &other.access_key_id), Some(KeyStatus::Active));
+    // The current key was deactivated out of band, so the usual invariant
+    // (AWSCURRENT active) does not apply; no secret in the logs still does.
+    w.assert_no_secret_in(&rekey_testkit::captured_logs(), "the logs");
 }
 
 #[tokio::test]
@@ -170,4 +173,5 @@ async fn with_a_secret_id_errors_are_the_functions_errors() {
         "UserNotManaged",
         &[&outsider],
     );
+    w.assert_invariants(&secret, &user).await;
 }

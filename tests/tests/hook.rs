@@ -324,6 +324,7 @@ async fn a_user_outside_the_managed_path_is_refused() {
         &[&user, "/elsewhere/", "REKEY_MANAGED_USER_PATH"],
     );
     assert_eq!(snapshot(&w, &secret, &user).await, before);
+    w.assert_invariants(&secret, &user).await;
 }
 
 #[tokio::test]
@@ -344,6 +345,7 @@ async fn a_paused_secret_is_refused() {
         );
     }
     assert_eq!(snapshot(&w, &secret, &user).await, before);
+    w.assert_invariants(&secret, &user).await;
 }
 
 #[tokio::test]
@@ -360,6 +362,7 @@ async fn an_unmanaged_secret_is_refused() {
         &["rekey:managed"],
     );
     assert_eq!(snapshot(&w, &secret, &user).await, before);
+    w.assert_invariants(&secret, &user).await;
 }
 
 #[tokio::test]
@@ -444,6 +447,7 @@ async fn malformed_secret_values_are_refused_without_change() {
         &["not valid JSON"],
     );
     assert!(w.keys(&user).await.is_empty());
+    w.assert_no_secret_in(&rekey_testkit::captured_logs(), "the logs");
 }
 
 fn uuid_like() -> String {
@@ -483,6 +487,7 @@ async fn missing_secret_unknown_token_and_unknown_step() {
         &["unknown Step", "createSecret"],
     );
     assert_eq!(snapshot(&w, &secret, &user).await, before);
+    w.assert_invariants(&secret, &user).await;
 }
 
 #[tokio::test]
@@ -498,6 +503,7 @@ async fn the_hook_refuses_a_secret_without_rotation_enabled() {
         &["rotation"],
     );
     assert!(w.keys(&user).await.is_empty());
+    w.assert_invariants(&secret, &user).await;
 }
 
 #[tokio::test]
@@ -552,5 +558,44 @@ async fn a_configuration_check_tests_the_current_key() {
         w.current_credential(&secret).await.unwrap().access_key_id,
         key.access_key_id
     );
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn an_orphan_below_the_limit_is_reclaimed_too() {
+    // A first rotation that crashed after CreateAccessKey: the user has one
+    // key, held by no version. The retry must not leave it behind.
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let user = w.user(MANAGED_PATH).await;
+    let secret = w.managed_secret(&user, None).await;
+    let token = w.start_rotation(&secret).await;
+    next_second().await;
+    let orphan = w.create_key(&user).await;
+
+    hook_rotation(&app, &secret, &token).await.unwrap();
+
+    let ids = w.key_ids(&user).await;
+    assert_eq!(ids.len(), 1, "only the new key is left: {ids:?}");
+    assert_ne!(ids[0], orphan.access_key_id);
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn a_used_unreferenced_key_is_never_reclaimed() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let user = w.user(MANAGED_PATH).await;
+    let secret = w.managed_secret(&user, None).await;
+    let token = w.start_rotation(&secret).await;
+    next_second().await;
+    let someones = w.create_key(&user).await;
+    assert!(w.whoami(&someones).await.is_some(), "someone uses it");
+
+    hook_rotation(&app, &secret, &token).await.unwrap();
+
+    let ids = w.key_ids(&user).await;
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&someones.access_key_id));
     w.assert_invariants(&secret, &user).await;
 }

@@ -84,6 +84,7 @@ async fn the_pipeline_refuses_a_secret_the_hook_owns() {
         );
     }
     assert_eq!(snapshot(&w, &secret, &user).await, before);
+    w.assert_invariants(&secret, &user).await;
 }
 
 #[tokio::test]
@@ -111,7 +112,7 @@ async fn a_second_rotation_is_refused_while_one_is_in_progress() {
 }
 
 #[tokio::test]
-async fn test_reports_key_not_ready_at_once_and_passes_later() {
+async fn a_dead_pending_key_is_not_ready_for_test_nor_finish() {
     let w = World::new().await;
     let app = w.app(test_config());
     let user = w.user(MANAGED_PATH).await;
@@ -122,9 +123,10 @@ async fn test_reports_key_not_ready_at_once_and_passes_later() {
         .unwrap();
     let pending = w.value(&secret, AWSPENDING).await.unwrap();
     let new_id = pending["AccessKeyId"].as_str().unwrap().to_owned();
-    // Make the key fail to authenticate: deactivate is not enough for moto,
-    // so the key is deleted and the secret's version then holds a dead key.
+    // moto accepts an inactive key, so the key is deleted: the pending
+    // version then holds a key that cannot authenticate.
     w.delete_key(&user, &new_id).await;
+    let before = snapshot(&w, &secret, &user).await;
 
     let started = std::time::Instant::now();
     assert_error(
@@ -136,12 +138,45 @@ async fn test_reports_key_not_ready_at_once_and_passes_later() {
         started.elapsed() < Duration::from_secs(20),
         "returns without waiting"
     );
+    // finish probes once more and refuses to promote it.
+    assert_error(
+        pipeline(&app, "finish", created).await,
+        "KeyNotReady",
+        &[&new_id],
+    );
+    assert_eq!(
+        snapshot(&w, &secret, &user).await,
+        before,
+        "nothing changed"
+    );
     assert_eq!(
         w.current_credential(&secret).await.unwrap().access_key_id,
         old.access_key_id
     );
-    // finish must never promote on its own; the pipeline only calls it after
-    // a passing test, and AWSCURRENT still holds the old key here.
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn the_scheduled_pipeline_resumes_a_stalled_rotation() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let user = w.user(MANAGED_PATH).await;
+    let secret = w.managed_secret(&user, None).await;
+    let first = pipeline(&app, "create", json!({ "SecretId": secret }))
+        .await
+        .unwrap();
+
+    let resumed = pipeline(
+        &app,
+        "create",
+        json!({ "SecretId": secret, "Resume": true }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resumed["ClientRequestToken"], first["ClientRequestToken"]);
+    assert_eq!(w.keys(&user).await.len(), 1, "no second key");
+    let tested = pipeline(&app, "test", resumed).await.unwrap();
+    pipeline(&app, "finish", tested).await.unwrap();
     w.assert_invariants(&secret, &user).await;
 }
 
@@ -162,6 +197,7 @@ async fn paused_secrets_are_skipped_by_the_pipeline() {
         assert_eq!(again["Skipped"], "paused");
     }
     assert_eq!(snapshot(&w, &secret, &user).await, before);
+    w.assert_invariants(&secret, &user).await;
 }
 
 #[tokio::test]
@@ -215,6 +251,7 @@ async fn pipeline_test_and_finish_need_an_existing_token() {
         );
     }
     assert!(w.keys(&user).await.is_empty(), "no key was created");
+    w.assert_invariants(&secret, &user).await;
 }
 
 #[tokio::test]
@@ -259,4 +296,5 @@ async fn create_skips_a_secret_that_is_not_due() {
         "InvalidEvent",
         &["RotationPeriod"],
     );
+    w.assert_invariants(&secret, &user).await;
 }

@@ -70,6 +70,10 @@ async fn a_sweep_handles_the_good_and_reports_the_broken() {
         assert!(s["Reason"].as_str().is_some_and(|r| !r.is_empty()));
     }
     assert!(find(&unmanaged).is_none());
+    assert!(
+        find(&in_progress).unwrap()["CurrentSince"].is_string(),
+        "a stalled rotation still reports its age"
+    );
     let logs = rekey_testkit::captured_logs();
     assert!(logs.contains("skipped secret"));
     w.assert_no_secret_in(&out.to_string(), "the output");

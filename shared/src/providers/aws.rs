@@ -1,5 +1,6 @@
 //! AWS IAM access keys; new keys are tested with STS GetCallerIdentity.
 
+use aws_config::retry::RetryConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_iam::Client as Iam;
@@ -8,7 +9,7 @@ use aws_sdk_sts::Client as Sts;
 use crate::error::{Error, Result};
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, ProviderKind, Sensitive};
 use crate::ports::KeyProvider;
-use crate::sdk::{code, service_error, system_time};
+use crate::sdk::{code, service_error, system_time, withhold_message};
 
 const SERVICE: &str = "IAM";
 
@@ -54,6 +55,15 @@ impl KeyProvider for AwsIam {
             .await
             .map_err(|e| match code(&e) {
                 Some("NoSuchEntity") => user_not_found(user),
+                // The deployed role may read only users under the managed
+                // path: a user elsewhere is refused by IAM itself.
+                Some("AccessDenied") => Error::UserNotManaged {
+                    user: user.to_owned(),
+                    reason: format!(
+                        "rekey may not read it (its role covers only users under REKEY_MANAGED_USER_PATH {}); move the user under that path",
+                        self.managed_path
+                    ),
+                },
                 _ => service_error(SERVICE, "GetUser", e),
             })?;
         let path = out.user().map(|u| u.path()).unwrap_or("/");
@@ -101,10 +111,17 @@ impl KeyProvider for AwsIam {
     }
 
     async fn create_key(&self, user: &str) -> Result<Credential> {
+        // Not retried by the SDK: after a lost answer a retry would make a
+        // second key. The step fails instead; the key it may have made is an
+        // orphan that the next attempt reclaims.
         let out = self
             .iam
             .create_access_key()
             .user_name(user)
+            .customize()
+            .config_override(
+                aws_sdk_iam::config::Builder::default().retry_config(RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(|e| match code(&e) {
@@ -112,7 +129,8 @@ impl KeyProvider for AwsIam {
                     "user {user} reached IAM's limit of 2 access keys while rekey was creating one (another process created a key meanwhile); nothing was changed, rotate again"
                 )),
                 Some("NoSuchEntity") => user_not_found(user),
-                _ => service_error(SERVICE, "CreateAccessKey", e),
+                // The answer carries the new secret.
+                _ => withhold_message(service_error(SERVICE, "CreateAccessKey", e)),
             })?;
         let key = out.access_key().ok_or_else(|| Error::Service {
             service: SERVICE,

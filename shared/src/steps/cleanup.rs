@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use futures::StreamExt;
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use super::Rekey;
 use crate::error::{Error, Result};
@@ -96,20 +96,37 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
     pub async fn cleanup_all(&self) -> Result<CleanupReport> {
         let ids = self.vault.list_managed().await?;
         let secrets = futures::stream::iter(ids)
-            .map(|id| async move {
-                match self.cleanup(&id).await {
-                    Ok(done) => done,
-                    Err(e) => {
-                        warn!(secret_id = id, error_type = e.kind(), error = %e, "skipped secret");
-                        SecretCleanup {
-                            secret_id: id,
-                            status: "skipped",
-                            reason: Some(e.to_string()),
-                            error_type: Some(e.kind()),
-                            ..Default::default()
+            .map(|id| {
+                let span = tracing::info_span!("secret", secret_id = %id);
+                async move {
+                    match self.cleanup(&id).await {
+                        Ok(done) => done,
+                        Err(e) => {
+                            warn!(error_type = e.kind(), error = %e, "skipped secret");
+                            // A stalled rotation still reports its age, so
+                            // the overdue alarm sees it.
+                            let current_since = match e {
+                                Error::RotationInProgress { .. } => self
+                                    .vault
+                                    .read(&id, Select::Stage(AWSCURRENT))
+                                    .await
+                                    .ok()
+                                    .flatten()
+                                    .map(|v| timestamp(v.created)),
+                                _ => None,
+                            };
+                            SecretCleanup {
+                                secret_id: id,
+                                status: "skipped",
+                                reason: Some(e.to_string()),
+                                error_type: Some(e.kind()),
+                                current_since,
+                                ..Default::default()
+                            }
                         }
                     }
                 }
+                .instrument(span)
             })
             .buffered(SWEEP_CONCURRENCY)
             .collect()

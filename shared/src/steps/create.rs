@@ -7,8 +7,10 @@ use tracing::{info, warn};
 
 use super::{Driver, Rekey, TokenState};
 use crate::error::{Error, Result};
+use crate::model::AccessKey;
 use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
-use crate::plan::{self, KeyFacts, KeyRole, Room, RoomContext};
+use crate::plan::{self, KeyFacts, KeyRole, RoomContext};
+use crate::ports::SecretInfo;
 use crate::ports::{KeyProvider, Select, Vault};
 use crate::steps::cleanup::load_records;
 
@@ -16,10 +18,10 @@ use crate::steps::cleanup::load_records;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Created {
     /// A new key was created and stored as AWSPENDING, after deleting
-    /// `removed` to make room.
+    /// the keys in `removed` (orphans, or an inactive key at the limit).
     New {
         key_id: String,
-        removed: Option<String>,
+        removed: Vec<String>,
     },
     /// The token's version already holds its new key.
     AlreadyPending { key_id: String },
@@ -68,73 +70,16 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
         let user = current.user_name.as_str();
         self.provider.ensure_managed(user).await?;
         let keys = self.provider.list_keys(user).await?;
-        let mut removed = None;
-        if keys.len() >= self.provider.key_limit() {
-            // Only at the limit is more needed: the previous version, the
-            // grace-period records and the last use of orphan candidates.
-            let previous_key = match info.version_with(AWSPREVIOUS) {
-                Some(v) if Some(v) != info.version_with(AWSCURRENT) => self
-                    .vault
-                    .read(secret_id, Select::Stage(AWSPREVIOUS))
-                    .await?
-                    .and_then(|v| ManagedSecret::parse(v.value.expose()).ok())
-                    .and_then(|s| s.key_id().map(str::to_owned)),
-                _ => None,
-            };
-            let role = |id: &str| {
-                if Some(id) == current.key_id() {
-                    KeyRole::Current
-                } else if previous_key.as_deref() == Some(id) {
-                    KeyRole::Previous
-                } else {
-                    KeyRole::Unreferenced
-                }
-            };
-            let mut facts = Vec::with_capacity(keys.len());
-            for key in keys {
-                let mut f = KeyFacts {
-                    role: role(&key.id),
-                    key,
-                    last_used: None,
-                };
-                if plan::is_orphan_candidate(&f, current_version.created) {
-                    f.last_used = Some(self.provider.last_used(user, &f.key.id).await?);
-                }
-                facts.push(f);
-            }
-            let grace_ends = previous_key.as_ref().and_then(|id| {
-                load_records(&info)
-                    .superseded
-                    .get(id)
-                    .map(|t| *t + self.config.deactivate_after)
-            });
-            let ctx = RoomContext {
+        let removed = self
+            .make_room(
+                secret_id,
+                &info,
                 user,
-                limit: self.provider.key_limit(),
-                current_version_created: current_version.created,
-                grace_ends,
-            };
-            match plan::make_room(&facts, &ctx) {
-                Room::Free => {}
-                Room::DeleteInactive(id) => {
-                    info!(
-                        key_id = id,
-                        user, "deleting the oldest inactive key to make room"
-                    );
-                    self.provider.delete_key(user, &id).await?;
-                    removed = Some(id);
-                }
-                Room::ReclaimOrphan(id) => {
-                    info!(
-                        key_id = id,
-                        user, "reclaiming an orphan key left by an interrupted attempt"
-                    );
-                    self.provider.delete_key(user, &id).await?;
-                    removed = Some(id);
-                }
-                Room::Blocked(why) => return Err(Error::KeyLimitReached(why.to_string())),
-            }
-        }
+                &current,
+                current_version.created,
+                keys,
+            )
+            .await?;
 
         let new_key = self.provider.create_key(user).await?;
         let key_id = new_key.access_key_id.clone();
@@ -147,20 +92,114 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
         {
             Ok(()) => Ok(Created::New { key_id, removed }),
             Err(err) => {
-                // The write may have taken effect with its answer lost: only
-                // delete the key if the version does not hold it.
-                if let Ok(Some(stored)) = self.pending_key(secret_id, token, &current).await {
-                    if stored == key_id {
+                // The write may have taken effect with its answer lost:
+                // delete the key only if the version is known not to hold
+                // it. When unsure, leave it: an orphan is reclaimed by the
+                // next attempt.
+                match self.pending_key(secret_id, token, &current).await {
+                    Ok(Some(stored)) if stored == key_id => {
                         return Ok(Created::New { key_id, removed });
                     }
-                }
-                warn!(key_id, user, error = %err, "storing the new key failed; deleting it");
-                if let Err(e) = self.provider.delete_key(user, &key_id).await {
-                    warn!(key_id, user, error = %e, "could not delete the unstored key; the next attempt reclaims it");
+                    Ok(_) => {
+                        warn!(key_id, user, error = %err, "storing the new key failed; deleting it");
+                        if let Err(e) = self.provider.delete_key(user, &key_id).await {
+                            warn!(key_id, user, error = %e, "could not delete the unstored key; the next attempt reclaims it");
+                        }
+                    }
+                    Err(e) => {
+                        warn!(key_id, user, error = %err, check = %e, "storing the new key failed and its state is unknown; the next attempt reclaims the key if it was not stored");
+                    }
                 }
                 Err(err)
             }
         }
+    }
+
+    /// Deletes what must go before a new key is created: every orphan and,
+    /// at the limit, the oldest inactive key (`plan::make_room` decides).
+    /// Returns the deleted key ids.
+    async fn make_room(
+        &self,
+        secret_id: &str,
+        info: &SecretInfo,
+        user: &str,
+        current: &ManagedSecret,
+        current_created: SystemTime,
+        keys: Vec<AccessKey>,
+    ) -> Result<Vec<String>> {
+        let role = |id: &str, previous: Option<&str>| {
+            if Some(id) == current.key_id() {
+                KeyRole::Current
+            } else if Some(id) == previous {
+                KeyRole::Previous
+            } else {
+                KeyRole::Unreferenced
+            }
+        };
+        let mut facts: Vec<KeyFacts> = keys
+            .into_iter()
+            .map(|key| KeyFacts {
+                role: role(&key.id, None),
+                key,
+                last_used: None,
+            })
+            .collect();
+        let limit = self.provider.key_limit();
+        let candidates = facts
+            .iter()
+            .any(|f| plan::is_orphan_candidate(f, current_created));
+        if facts.len() < limit && !candidates {
+            return Ok(Vec::new());
+        }
+        // More is needed: the previous version's key, the grace-period
+        // records, and the last use of orphan candidates.
+        let previous_key = match info.version_with(AWSPREVIOUS) {
+            Some(v) if Some(v) != info.version_with(AWSCURRENT) => self
+                .vault
+                .read(secret_id, Select::Stage(AWSPREVIOUS))
+                .await?
+                .and_then(|v| ManagedSecret::parse(v.value.expose()).ok())
+                .and_then(|s| s.key_id().map(str::to_owned)),
+            _ => None,
+        };
+        for f in &mut facts {
+            f.role = role(&f.key.id, previous_key.as_deref());
+            if plan::is_orphan_candidate(f, current_created) {
+                f.last_used = Some(self.provider.last_used(user, &f.key.id).await?);
+            }
+        }
+        let grace_ends = previous_key.as_ref().and_then(|id| {
+            load_records(info)
+                .superseded
+                .get(id)
+                .map(|t| *t + self.config.deactivate_after)
+        });
+        let ctx = RoomContext {
+            user,
+            limit,
+            current_version_created: current_created,
+            grace_ends,
+        };
+        let room = plan::make_room(&facts, &ctx)
+            .map_err(|blocked| Error::KeyLimitReached(blocked.to_string()))?;
+        let mut removed = Vec::new();
+        for id in room.orphans {
+            info!(
+                key_id = id,
+                user, "reclaiming an orphan key left by an interrupted attempt"
+            );
+            self.provider.delete_key(user, &id).await?;
+            removed.push(id);
+        }
+        if let Some(id) = room.inactive {
+            info!(
+                key_id = id,
+                user, "deleting the oldest inactive key to make room"
+            );
+            self.provider.delete_key(user, &id).await?;
+            removed.push(id);
+        }
+        Ok(removed)
     }
 
     /// The new key the token's AWSPENDING version holds, if it holds one

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use tracing::{info, warn};
 
 use super::cleanup::{record_tag, INACTIVE, SUPERSEDED};
-use super::{Driver, Rekey, TokenState};
+use super::{Driver, Probing, Rekey, TokenState};
 use crate::error::{Error, Result};
 use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::timestamp;
@@ -44,17 +44,21 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
             }
             TokenState::Pending => {}
         }
-        // Never promote a version that holds no usable key.
+        // Never promote a version that holds no working key: one more probe
+        // (finish may be called without a test before it).
         let (_, pending) = self
             .read_secret(secret_id, Select::Version(token, AWSPENDING))
             .await?;
-        let Some(new_key) = pending.key_id().map(str::to_owned) else {
+        let Some(credential) = pending.credential.as_ref() else {
             return Err(Error::invalid_secret(
                 secret_id,
                 AWSPENDING,
                 "it holds no access key",
             ));
         };
+        let new_key = credential.access_key_id.clone();
+        self.probe(secret_id, &pending, credential, Probing::Once, 1)
+            .await?;
         let current_version = info
             .version_with(AWSCURRENT)
             .ok_or_else(|| {

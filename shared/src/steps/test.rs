@@ -79,17 +79,25 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
                 "it holds no access key",
             ));
         };
-        self.probe(secret_id, &pending, credential, probing).await
+        self.probe(
+            secret_id,
+            &pending,
+            credential,
+            probing,
+            self.config.test_consecutive,
+        )
+        .await
     }
 
-    async fn probe(
+    /// Probes until `needed` consecutive successes (see [`Probing`]).
+    pub(super) async fn probe(
         &self,
         secret_id: &str,
         secret: &ManagedSecret,
         credential: &Credential,
         probing: Probing,
+        needed: u32,
     ) -> Result<()> {
-        let needed = self.config.test_consecutive;
         let spacing = match probing {
             Probing::Once => self.config.test_spacing.min(MAX_PIPELINE_SPACING),
             Probing::Until(_) => self.config.test_spacing,

@@ -6,7 +6,7 @@ use aws_sdk_secretsmanager::Client;
 use crate::error::{Error, Result};
 use crate::model::{Sensitive, TAG_MANAGED};
 use crate::ports::{SecretInfo, SecretVersion, Select, Vault};
-use crate::sdk::{code, service_error, system_time};
+use crate::sdk::{code, service_error, system_time, withhold_message};
 
 const SERVICE: &str = "Secrets Manager";
 
@@ -91,15 +91,8 @@ impl Vault for SecretsManager {
             .version_stages(crate::model::AWSPENDING)
             .send()
             .await
-            .map_err(|e| {
-                // The request carried the new secret: keep only the code, in
-                // case a validation message quotes what was sent.
-                let mut err = service_error(SERVICE, "PutSecretValue", e);
-                if let Error::Service { message, .. } = &mut err {
-                    *message = "(message withheld: the request held secret material)".into();
-                }
-                err
-            })?;
+            // The request carries the new secret.
+            .map_err(|e| withhold_message(service_error(SERVICE, "PutSecretValue", e)))?;
         Ok(())
     }
 
@@ -162,6 +155,14 @@ impl Vault for SecretsManager {
                 Filter::builder()
                     .key(FilterNameStringType::TagKey)
                     .values(TAG_MANAGED)
+                    .build(),
+            )
+            // Narrows the list (a tag of any key with value "true"); each
+            // secret's tags are checked exactly before it is handled.
+            .filters(
+                Filter::builder()
+                    .key(FilterNameStringType::TagValue)
+                    .values("true")
                     .build(),
             )
             .into_paginator()
