@@ -14,9 +14,14 @@ use crate::error::Error;
 /// first use. Throttling and transient errors are retried with backoff.
 pub async fn load_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .retry_config(retry_config())
         .load()
         .await
+}
+
+/// Standard retries with backoff, five attempts in all.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(5)
 }
 
 /// Error codes that mean "try again later".

@@ -3,6 +3,7 @@
 //! captured logs, and a Lambda Runtime API harness ([`runtime`]) that runs
 //! the built function binaries.
 
+pub mod proxy;
 pub mod runtime;
 
 use std::collections::BTreeMap;
@@ -202,6 +203,17 @@ impl World {
         Rekey::new(
             SecretsManager::new(&self.sdk),
             AwsIam::new(&self.sdk, &config.managed_user_path),
+            config,
+        )
+    }
+
+    /// The steps as the functions build them, but reaching moto through
+    /// `proxy`.
+    pub async fn app_via(&self, proxy: &proxy::Proxy, config: Config) -> App {
+        let sdk = sdk_config_at(&proxy.endpoint, &moto().admin).await;
+        Rekey::new(
+            SecretsManager::new(&sdk),
+            AwsIam::new(&sdk, &config.managed_user_path),
             config,
         )
     }
@@ -520,8 +532,15 @@ pub fn version_with(stages: &BTreeMap<String, Vec<String>>, stage: &str) -> Opti
 
 /// An SDK configuration signed by `credential`, pointed at moto.
 pub async fn sdk_config(credential: &Credential) -> aws_config::SdkConfig {
+    sdk_config_at(&moto().endpoint, credential).await
+}
+
+/// An SDK configuration signed by `credential`, pointed at `endpoint`, with
+/// the functions' retry settings.
+pub async fn sdk_config_at(endpoint: &str, credential: &Credential) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&moto().endpoint)
+        .endpoint_url(endpoint)
+        .retry_config(rekey::sdk::retry_config())
         .region(aws_config::Region::new(REGION))
         .credentials_provider(Credentials::new(
             &credential.access_key_id,

@@ -1,0 +1,295 @@
+//! A fault-injecting HTTP proxy between the functions and moto. It forwards
+//! every request, logs it by API action, and can be told to break chosen
+//! requests: drop the answer after forwarding (the call took effect, the
+//! caller saw a connection error), fail before forwarding, or answer with a
+//! throttling or 5xx error.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// What to do to a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward it, then close the connection without answering.
+    DropResponse,
+    /// Close the connection without forwarding.
+    FailBefore,
+    /// Answer 500 `ServiceFailure` / `InternalServiceError` without forwarding.
+    ServerError,
+    /// Answer `Throttling` / `ThrottlingException` without forwarding.
+    Throttle,
+}
+
+impl Fault {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::DropResponse => "drop-response",
+            Fault::FailBefore => "fail-before",
+            Fault::ServerError => "5xx",
+            Fault::Throttle => "throttle",
+        }
+    }
+}
+
+/// Which requests a fault hits.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// The n-th request the proxy sees (0-based), whatever its action.
+    Ordinal(usize),
+    /// The n-th request (0-based) of this action.
+    Action(&'static str, usize),
+}
+
+/// One request as the proxy saw it.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub service: String,
+    pub action: String,
+    /// The status moto answered, if the request reached it and the answer
+    /// was read.
+    pub status: Option<u16>,
+    pub fault: Option<Fault>,
+    /// Query-protocol parameters that identify the object (UserName,
+    /// AccessKeyId), for checks on what was touched.
+    pub user_name: Option<String>,
+    pub access_key_id: Option<String>,
+    /// For a successful CreateAccessKey: the new key's id.
+    pub created_key: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    rules: Vec<(Target, Fault)>,
+    calls: Vec<Call>,
+}
+
+/// A running proxy. Dropping it leaves the server running until the test's
+/// runtime ends.
+#[derive(Clone)]
+pub struct Proxy {
+    pub endpoint: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl Proxy {
+    /// Starts a proxy on 127.0.0.1 in front of `upstream` (`http://host:port`).
+    pub async fn start(upstream: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State::default()));
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let upstream: Arc<str> = upstream.trim_end_matches('/').into();
+        let shared = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (state, client, upstream) = (shared.clone(), client.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        handle(req, state.clone(), client.clone(), upstream.clone())
+                    });
+                    // An Err from the service closes the connection unanswered.
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Proxy { endpoint, state }
+    }
+
+    /// Breaks the requests `target` names with `fault`.
+    pub fn inject(&self, target: Target, fault: Fault) {
+        self.state.lock().unwrap().rules.push((target, fault));
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Forgets the log (rules stay).
+    pub fn clear_log(&self) {
+        self.state.lock().unwrap().calls.clear();
+    }
+}
+
+type Reply = Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>>;
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    upstream: Arc<str>,
+) -> Reply {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let service = service_of(&parts.headers);
+    let (action, form) = action_of(&parts.headers, &body);
+    let form_value = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut call = Call {
+        service: service.clone(),
+        action: action.clone(),
+        status: None,
+        fault: None,
+        user_name: form_value("UserName"),
+        access_key_id: form_value("AccessKeyId"),
+        created_key: None,
+    };
+    let fault = {
+        let mut s = state.lock().unwrap();
+        let ordinal = s.calls.len();
+        let of_action = s.calls.iter().filter(|c| c.action == action).count();
+        let fault = s.rules.iter().find_map(|(t, f)| match t {
+            Target::Ordinal(n) if *n == ordinal => Some(*f),
+            Target::Action(a, n) if *a == action && *n == of_action => Some(*f),
+            _ => None,
+        });
+        call.fault = fault;
+        s.calls.push(call.clone());
+        fault
+    };
+    let index = state.lock().unwrap().calls.len() - 1;
+    match fault {
+        Some(Fault::FailBefore) => return Err("fault: fail before forwarding".into()),
+        Some(Fault::ServerError) => return Ok(error_reply(&service, 500)),
+        Some(Fault::Throttle) => return Ok(error_reply(&service, 400)),
+        _ => {}
+    }
+    let uri = format!(
+        "{upstream}{}",
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    let mut forward = Request::builder().method(parts.method).uri(uri);
+    for (k, v) in &parts.headers {
+        forward = forward.header(k, v);
+    }
+    let resp = client.request(forward.body(Full::new(body))?).await?;
+    let (rparts, rbody) = resp.into_parts();
+    let rbody = rbody.collect().await?.to_bytes();
+    {
+        let mut s = state.lock().unwrap();
+        let c = &mut s.calls[index];
+        c.status = Some(rparts.status.as_u16());
+        if c.action == "CreateAccessKey" && rparts.status.is_success() {
+            c.created_key = xml_value(&rbody, "AccessKeyId");
+        }
+    }
+    if fault == Some(Fault::DropResponse) {
+        return Err("fault: answer dropped".into());
+    }
+    Ok(Response::from_parts(rparts, Full::new(rbody)))
+}
+
+/// The service from the SigV4 credential scope (`.../region/iam/aws4_request`).
+fn service_of(headers: &hyper::HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+/// The API action: `X-Amz-Target` (JSON protocols) or `Action=` (query).
+fn action_of(headers: &hyper::HeaderMap, body: &[u8]) -> (String, Vec<(String, String)>) {
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        let action = target.rsplit('.').next().unwrap_or(target).to_owned();
+        return (action, Vec::new());
+    }
+    let form: Vec<(String, String)> = url_decode_form(body);
+    let action = form
+        .iter()
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "Unknown".into());
+    (action, form)
+}
+
+fn url_decode_form(body: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((percent_decode(k), percent_decode(v)))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn xml_value(body: &[u8], tag: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let open = format!("<{tag}>");
+    let start = text.find(&open)? + open.len();
+    let end = text[start..].find("</")? + start;
+    Some(text[start..end].to_owned())
+}
+
+/// The error each service answers for throttling (400) or a failure (500).
+fn error_reply(service: &str, status: u16) -> Response<Full<Bytes>> {
+    let (content_type, body) = if service == "secretsmanager" {
+        let code = if status == 500 {
+            "InternalServiceError"
+        } else {
+            "ThrottlingException"
+        };
+        (
+            "application/x-amz-json-1.1",
+            format!(r#"{{"__type":"{code}","message":"injected by the test proxy"}}"#),
+        )
+    } else {
+        let (kind, code) = if status == 500 {
+            ("Receiver", "ServiceFailure")
+        } else {
+            ("Sender", "Throttling")
+        };
+        (
+            "text/xml",
+            format!(
+                "<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>injected by the test proxy</Message></Error><RequestId>proxy</RequestId></ErrorResponse>"
+            ),
+        )
+    };
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap())
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}

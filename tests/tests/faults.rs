@@ -1,0 +1,194 @@
+//! The crash matrix: every API call of a full hook rotation, broken in turn
+//! by each fault (answer dropped after the call took effect, failure before
+//! it, 5xx), with the rotation retried the way Secrets Manager retries it
+//! (all steps again, same token). Every cell must keep the invariants.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use rekey::model::{AWSCURRENT, AWSPENDING};
+use rekey_testkit::proxy::{Call, Fault, Proxy, Target};
+use rekey_testkit::{moto, test_config, World, MANAGED_PATH};
+
+/// Secrets Manager's attempts at one rotation.
+const ATTEMPTS: usize = 4;
+
+struct Cell {
+    call: usize,
+    action: String,
+    fault: Option<Fault>,
+    outcome: Result<&'static str, String>,
+}
+
+/// Runs one rotation through a proxy with `fault` at call `k`.
+async fn run(w: &World, k: Option<usize>, fault: Option<Fault>) -> (Cell, Vec<Call>) {
+    let user = w.user(MANAGED_PATH).await;
+    let old = w.create_key(&user).await;
+    let secret = w.managed_secret(&user, Some(&old)).await;
+    let token = w.start_rotation(&secret).await;
+    // Keys made by the rotation must be younger than the current version.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let proxy = Proxy::start(&moto().endpoint).await;
+    if let (Some(k), Some(f)) = (k, fault) {
+        proxy.inject(Target::Ordinal(k), f);
+    }
+    let app = w.app_via(&proxy, test_config()).await;
+    let mut finished = false;
+    for _ in 0..ATTEMPTS {
+        if hook_rotation(&app, &secret, &token).await.is_ok() {
+            finished = true;
+            break;
+        }
+    }
+    let calls = proxy.calls();
+    let action = k
+        .and_then(|k| calls.get(k))
+        .map(|c| format!("{}:{}", c.service, c.action))
+        .unwrap_or_default();
+    let outcome = check(
+        w,
+        &secret,
+        &user,
+        &old.access_key_id,
+        &token,
+        finished,
+        &calls,
+    )
+    .await;
+    (
+        Cell {
+            call: k.unwrap_or(0),
+            action,
+            fault,
+            outcome,
+        },
+        calls,
+    )
+}
+
+/// The invariants after one cell; `Ok` names how the rotation ended.
+async fn check(
+    w: &World,
+    secret: &str,
+    user: &str,
+    old: &str,
+    token: &str,
+    finished: bool,
+    calls: &[Call],
+) -> Result<&'static str, String> {
+    let stages = w.stages(secret).await;
+    let current = w
+        .current_credential(secret)
+        .await
+        .ok_or("AWSCURRENT has no key")?;
+    let keys: BTreeSet<String> = w.key_ids(user).await.into_iter().collect();
+    if calls
+        .iter()
+        .any(|c| c.action == "CreateAccessKey" && c.status == Some(409))
+    {
+        return Err("the key limit was hit".into());
+    }
+    for c in calls {
+        let touches_old = c.access_key_id.as_deref() == Some(old);
+        if touches_old && matches!(c.action.as_str(), "UpdateAccessKey" | "DeleteAccessKey") {
+            return Err(format!("{} on the old AWSCURRENT key", c.action));
+        }
+    }
+    if w.whoami(&current).await.is_none() {
+        return Err("the AWSCURRENT key does not authenticate".into());
+    }
+    let created: BTreeSet<String> = calls.iter().filter_map(|c| c.created_key.clone()).collect();
+    if finished {
+        if !stages
+            .get(token)
+            .is_some_and(|s| s.iter().any(|s| s == AWSCURRENT))
+        {
+            return Err("finished, but the token is not AWSCURRENT".into());
+        }
+        let want: BTreeSet<String> = [old.to_owned(), current.access_key_id.clone()].into();
+        if keys != want {
+            return Err(format!(
+                "keys left {keys:?}, want {want:?} (created {created:?})"
+            ));
+        }
+        Ok("finished")
+    } else {
+        if current.access_key_id != old {
+            return Err("failed, but AWSCURRENT changed".into());
+        }
+        if !stages
+            .get(token)
+            .is_some_and(|s| s.iter().any(|s| s == AWSPENDING))
+        {
+            return Err("failed, and the token is no longer AWSPENDING".into());
+        }
+        if keys.len() > 2 {
+            return Err(format!("{} keys", keys.len()));
+        }
+        Ok("failed cleanly")
+    }
+}
+
+#[tokio::test]
+async fn every_call_of_a_hook_rotation_survives_every_fault() {
+    let w = World::new().await;
+    let (baseline, calls) = run(&w, None, None).await;
+    assert_eq!(
+        baseline.outcome,
+        Ok("finished"),
+        "the rotation works without faults"
+    );
+    let n = calls.len();
+    assert!(n >= 15, "a rotation makes {n} calls");
+
+    let faults = [Fault::DropResponse, Fault::FailBefore, Fault::ServerError];
+    let jobs: Vec<(usize, Fault)> = (0..n).flat_map(|k| faults.map(|f| (k, f))).collect();
+    let w = &w;
+    let mut cells: Vec<Cell> = futures::stream::iter(jobs)
+        .map(|(k, f)| async move { run(w, Some(k), Some(f)).await.0 })
+        .buffer_unordered(6)
+        .collect()
+        .await;
+    cells.sort_by_key(|c| (c.call, c.fault.map(|f| f.name())));
+
+    println!("crash matrix: call x fault -> outcome ({n} calls)");
+    println!(
+        "{:>4}  {:<42} {:<15} {:<15} {:<15}",
+        "call", "action", "drop-response", "fail-before", "5xx"
+    );
+    let mut violations = Vec::new();
+    for k in 0..n {
+        let row: Vec<&Cell> = cells.iter().filter(|c| c.call == k).collect();
+        let cell = |f: Fault| {
+            row.iter()
+                .find(|c| c.fault == Some(f))
+                .map(|c| match &c.outcome {
+                    Ok(o) => o.to_string(),
+                    Err(_) => "VIOLATION".into(),
+                })
+                .unwrap_or_default()
+        };
+        let action = row.first().map(|c| c.action.clone()).unwrap_or_default();
+        println!(
+            "{k:>4}  {action:<42} {:<15} {:<15} {:<15}",
+            cell(Fault::DropResponse),
+            cell(Fault::FailBefore),
+            cell(Fault::ServerError)
+        );
+        for c in row {
+            if let Err(e) = &c.outcome {
+                violations.push(format!(
+                    "call {k} ({action}) {}: {e}",
+                    c.fault.unwrap().name()
+                ));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "{violations:#?}");
+    w.assert_no_secret_in(&rekey_testkit::captured_logs(), "the logs");
+}
