@@ -46,6 +46,41 @@ pub enum Target {
     Ordinal(usize),
     /// The n-th request (0-based) of this action.
     Action(&'static str, usize),
+    /// The first n requests of this action (every action: `None`).
+    FirstN(Option<&'static str>, usize),
+    /// About this percentage of all requests, chosen by a fixed hash of
+    /// their ordinal (the same requests on every run).
+    Percent(u32),
+}
+
+impl Target {
+    fn hits(&self, ordinal: usize, action: &str, of_action: usize) -> bool {
+        match self {
+            Target::Ordinal(n) => *n == ordinal,
+            Target::Action(a, n) => *a == action && *n == of_action,
+            Target::FirstN(None, n) => ordinal < *n,
+            Target::FirstN(Some(a), n) => *a == action && of_action < *n,
+            Target::Percent(p) => {
+                // Knuth's multiplicative hash spreads ordinals evenly.
+                (ordinal as u64).wrapping_mul(2_654_435_761) % 100 < u64::from(*p)
+            }
+        }
+    }
+}
+
+/// How new access keys behave at STS, as IAM's eventual consistency does:
+/// rejected (`InvalidClientTokenId`) for their first `for_`, then accepted
+/// once, rejected once more, then accepted for good.
+#[derive(Clone, Copy, Debug)]
+pub struct Unready {
+    pub for_: std::time::Duration,
+}
+
+#[derive(Debug)]
+struct NewKey {
+    created: std::time::Instant,
+    passed_once: bool,
+    failed_after: bool,
 }
 
 /// One request as the proxy saw it.
@@ -69,6 +104,8 @@ pub struct Call {
 struct State {
     rules: Vec<(Target, Fault)>,
     calls: Vec<Call>,
+    unready: Option<Unready>,
+    new_keys: std::collections::HashMap<String, NewKey>,
 }
 
 /// A running proxy. Dropping it leaves the server running until the test's
@@ -117,6 +154,20 @@ impl Proxy {
         self.state.lock().unwrap().calls.clone()
     }
 
+    /// Makes keys created through the proxy from now on unready for a while.
+    pub fn new_keys_unready(&self, unready: Unready) {
+        self.state.lock().unwrap().unready = Some(unready);
+    }
+
+    /// Requests per action.
+    pub fn counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for c in self.calls() {
+            *counts.entry(c.action).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// Forgets the log (rules stay).
     pub fn clear_log(&self) {
         self.state.lock().unwrap().calls.clear();
@@ -149,16 +200,20 @@ async fn handle(
         let mut s = state.lock().unwrap();
         let ordinal = s.calls.len();
         let of_action = s.calls.iter().filter(|c| c.action == action).count();
-        let fault = s.rules.iter().find_map(|(t, f)| match t {
-            Target::Ordinal(n) if *n == ordinal => Some(*f),
-            Target::Action(a, n) if *a == action && *n == of_action => Some(*f),
-            _ => None,
-        });
+        let fault = s
+            .rules
+            .iter()
+            .find(|(t, _)| t.hits(ordinal, &action, of_action))
+            .map(|(_, f)| *f);
         call.fault = fault;
         s.calls.push(call.clone());
         fault
     };
     let index = state.lock().unwrap().calls.len() - 1;
+    if action == "GetCallerIdentity" && !key_is_ready(&state, &parts.headers) {
+        state.lock().unwrap().calls[index].status = Some(403);
+        return Ok(invalid_token_reply());
+    }
     match fault {
         Some(Fault::FailBefore) => return Err("fault: fail before forwarding".into()),
         Some(Fault::ServerError) => return Ok(error_reply(&service, 500)),
@@ -186,12 +241,62 @@ async fn handle(
         c.status = Some(rparts.status.as_u16());
         if c.action == "CreateAccessKey" && rparts.status.is_success() {
             c.created_key = xml_value(&rbody, "AccessKeyId");
+            if let (Some(id), Some(_)) = (c.created_key.clone(), s.unready) {
+                s.new_keys.insert(
+                    id,
+                    NewKey {
+                        created: std::time::Instant::now(),
+                        passed_once: false,
+                        failed_after: false,
+                    },
+                );
+            }
         }
     }
     if fault == Some(Fault::DropResponse) {
         return Err("fault: answer dropped".into());
     }
     Ok(Response::from_parts(rparts, Full::new(rbody)))
+}
+
+/// Whether STS should accept the key signing this request (see [`Unready`]).
+fn key_is_ready(state: &Mutex<State>, headers: &hyper::HeaderMap) -> bool {
+    let Some(key_id) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').next())
+    else {
+        return true;
+    };
+    let mut s = state.lock().unwrap();
+    let Some(unready) = s.unready else {
+        return true;
+    };
+    let Some(key) = s.new_keys.get_mut(key_id) else {
+        return true;
+    };
+    if key.created.elapsed() < unready.for_ {
+        false
+    } else if !key.passed_once {
+        key.passed_once = true;
+        true
+    } else if !key.failed_after {
+        key.failed_after = true;
+        false
+    } else {
+        true
+    }
+}
+
+fn invalid_token_reply() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::FORBIDDEN)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from_static(
+            b"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message></Error><RequestId>proxy</RequestId></ErrorResponse>",
+        )))
+        .unwrap()
 }
 
 /// The service from the SigV4 credential scope (`.../region/iam/aws4_request`).

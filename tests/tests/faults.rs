@@ -192,3 +192,157 @@ async fn every_call_of_a_hook_rotation_survives_every_fault() {
     assert!(violations.is_empty(), "{violations:#?}");
     w.assert_no_secret_in(&rekey_testkit::captured_logs(), "the logs");
 }
+
+/// A user with one key and a managed secret holding it, a rotation started
+/// by Secrets Manager, and the steps reaching moto through a new proxy.
+async fn rotation_via_proxy(
+    w: &World,
+    config: rekey::Config,
+) -> (Proxy, rekey_testkit::App, String, String, String, String) {
+    let user = w.user(MANAGED_PATH).await;
+    let old = w.create_key(&user).await;
+    let secret = w.managed_secret(&user, Some(&old)).await;
+    let token = w.start_rotation(&secret).await;
+    let proxy = Proxy::start(&moto().endpoint).await;
+    let app = w.app_via(&proxy, config).await;
+    (proxy, app, user, secret, token, old.access_key_id)
+}
+
+#[tokio::test]
+async fn a_rotation_completes_under_thirty_percent_throttling() {
+    let w = World::new().await;
+    let (proxy, app, user, secret, token, old) = rotation_via_proxy(&w, test_config()).await;
+    proxy.inject(Target::Percent(30), Fault::Throttle);
+
+    let mut finished = false;
+    for _ in 0..ATTEMPTS {
+        if hook_rotation(&app, &secret, &token).await.is_ok() {
+            finished = true;
+            break;
+        }
+    }
+    let calls = proxy.calls();
+    let throttled = calls
+        .iter()
+        .filter(|c| c.fault == Some(Fault::Throttle))
+        .count();
+    assert!(
+        throttled * 100 >= calls.len() * 20,
+        "{throttled} of {} throttled",
+        calls.len()
+    );
+    assert!(finished, "the rotation completes");
+    assert_eq!(
+        check(&w, &secret, &user, &old, &token, true, &calls).await,
+        Ok("finished")
+    );
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn the_hook_waits_for_a_key_that_is_unready_for_fifteen_seconds() {
+    let w = World::new().await;
+    let mut config = test_config();
+    config.test_timeout = Duration::from_secs(45);
+    let (proxy, app, user, secret, token, old) = rotation_via_proxy(&w, config).await;
+    proxy.new_keys_unready(rekey_testkit::proxy::Unready {
+        for_: Duration::from_secs(15),
+    });
+
+    let started = std::time::Instant::now();
+    hook_rotation(&app, &secret, &token).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(15), "it waited");
+    let calls = proxy.calls();
+    let rejected = calls
+        .iter()
+        .filter(|c| c.action == "GetCallerIdentity" && c.status == Some(403))
+        .count();
+    assert!(
+        rejected >= 2,
+        "the key was rejected first, and once after its first success"
+    );
+    assert_eq!(
+        check(&w, &secret, &user, &old, &token, true, &calls).await,
+        Ok("finished")
+    );
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn rekey_test_reports_key_not_ready_until_the_key_is_ready() {
+    let w = World::new().await;
+    let user = w.user(MANAGED_PATH).await;
+    let old = w.create_key(&user).await;
+    let secret = w.managed_secret(&user, Some(&old)).await;
+    let proxy = Proxy::start(&moto().endpoint).await;
+    proxy.new_keys_unready(rekey_testkit::proxy::Unready {
+        for_: Duration::from_secs(15),
+    });
+    let app = w.app_via(&proxy, test_config()).await;
+    let created = pipeline(&app, "create", serde_json::json!({ "SecretId": secret }))
+        .await
+        .unwrap();
+
+    // Step Functions: retry KeyNotReady after a pause, for a while.
+    let mut not_ready = 0;
+    let started = std::time::Instant::now();
+    let tested = loop {
+        match pipeline(&app, "test", created.clone()).await {
+            Ok(out) => break out,
+            Err(e) => {
+                assert_eq!(e.error_type, "KeyNotReady", "{}", e.error_message);
+                not_ready += 1;
+                assert!(started.elapsed() < Duration::from_secs(60), "ready in time");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    assert!(
+        not_ready >= 5,
+        "KeyNotReady while the key was unready ({not_ready})"
+    );
+    pipeline(&app, "finish", tested).await.unwrap();
+    let token = created["ClientRequestToken"].as_str().unwrap();
+    assert_eq!(
+        check(
+            &w,
+            &secret,
+            &user,
+            &old.access_key_id,
+            token,
+            true,
+            &proxy.calls()
+        )
+        .await,
+        Ok("finished")
+    );
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn a_key_that_never_authenticates_fails_cleanly_and_is_not_duplicated() {
+    let w = World::new().await;
+    let mut config = test_config();
+    config.test_timeout = Duration::from_secs(2);
+    let (proxy, app, user, secret, token, old) = rotation_via_proxy(&w, config).await;
+    proxy.new_keys_unready(rekey_testkit::proxy::Unready {
+        for_: Duration::from_secs(3600),
+    });
+
+    for _ in 0..2 {
+        let err = hook_rotation(&app, &secret, &token).await.unwrap_err();
+        assert_eq!(err.error_type, "KeyNotReady", "{}", err.error_message);
+    }
+    let calls = proxy.calls();
+    let created: Vec<_> = calls.iter().filter_map(|c| c.created_key.clone()).collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "the second attempt reuses the pending key"
+    );
+    assert_eq!(
+        check(&w, &secret, &user, &old, &token, false, &calls).await,
+        Ok("failed cleanly")
+    );
+    w.assert_invariants(&secret, &user).await;
+}
