@@ -71,11 +71,9 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
             .await?
             .and_then(|v| ManagedSecret::parse(v.value.expose()).ok());
 
-        self.vault
-            .move_stage(secret_id, AWSCURRENT, Some(token), Some(&current_version))
+        self.move_stage_checked(secret_id, AWSCURRENT, token, Some(&current_version), true)
             .await?;
-        self.vault
-            .move_stage(secret_id, AWSPENDING, None, Some(token))
+        self.move_stage_checked(secret_id, AWSPENDING, token, None, false)
             .await?;
         info!(key_id = new_key, "promoted the new key to AWSCURRENT");
 
@@ -89,6 +87,39 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
             }
         }
         Ok(Finished::Promoted { deactivated })
+    }
+
+    /// Puts `stage` on the token's version (`onto`) or takes it off. A call
+    /// whose answer was lost may have taken effect, and the SDK's retry of
+    /// it then fails: so on failure, look before reporting it.
+    async fn move_stage_checked(
+        &self,
+        secret_id: &str,
+        stage: &str,
+        token: &str,
+        remove_from: Option<&str>,
+        onto: bool,
+    ) -> Result<()> {
+        let (move_to, remove_from) = if onto {
+            (Some(token), remove_from)
+        } else {
+            (None, Some(token))
+        };
+        match self
+            .vault
+            .move_stage(secret_id, stage, move_to, remove_from)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                let info = self.vault.describe(secret_id).await?;
+                if info.has_stage(token, stage) == onto {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
     }
 
     /// Starts the superseded key's grace period, or with a zero period
