@@ -26,6 +26,8 @@ pub enum Fault {
     ServerError,
     /// Answer `Throttling` / `ThrottlingException` without forwarding.
     Throttle,
+    /// Forward it after this many milliseconds.
+    Delay(u64),
 }
 
 impl Fault {
@@ -35,6 +37,7 @@ impl Fault {
             Fault::FailBefore => "fail-before",
             Fault::ServerError => "5xx",
             Fault::Throttle => "throttle",
+            Fault::Delay(_) => "latency",
         }
     }
 }
@@ -218,6 +221,7 @@ async fn handle(
         Some(Fault::FailBefore) => return Err("fault: fail before forwarding".into()),
         Some(Fault::ServerError) => return Ok(error_reply(&service, 500)),
         Some(Fault::Throttle) => return Ok(error_reply(&service, 400)),
+        Some(Fault::Delay(ms)) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
         _ => {}
     }
     let uri = format!(

@@ -143,6 +143,12 @@ async fn check(
             return Err(format!("{} on the old AWSCURRENT key", c.action));
         }
     }
+    for c in calls {
+        let touches_current = c.access_key_id.as_deref() == Some(current.access_key_id.as_str());
+        if touches_current && matches!(c.action.as_str(), "UpdateAccessKey" | "DeleteAccessKey") {
+            return Err(format!("{} on the AWSCURRENT key", c.action));
+        }
+    }
     if w.whoami(&current).await.is_none() {
         return Err("the AWSCURRENT key does not authenticate".into());
     }
@@ -436,4 +442,37 @@ async fn a_key_that_never_authenticates_fails_cleanly_and_is_not_duplicated() {
         Ok("failed cleanly")
     );
     w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn a_rotation_completes_with_latency_on_every_call() {
+    let w = World::new().await;
+    let (proxy, app, user, secret, token, old) = rotation_via_proxy(&w, test_config()).await;
+    proxy.inject(Target::Percent(100), Fault::Delay(150));
+
+    let started = std::time::Instant::now();
+    hook_rotation(&app, &secret, &token).await.unwrap();
+    let calls = proxy.calls();
+    assert!(started.elapsed() >= Duration::from_millis(150 * calls.len() as u64));
+    assert_eq!(
+        check(&w, &secret, &user, &old, &token, true, &calls).await,
+        Ok("finished")
+    );
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[tokio::test]
+async fn the_proxy_counts_calls_per_action() {
+    let w = World::new().await;
+    let (proxy, app, _, secret, token, _) = rotation_via_proxy(&w, test_config()).await;
+    hook_rotation(&app, &secret, &token).await.unwrap();
+    let counts = proxy.counts();
+    assert_eq!(counts.get("CreateAccessKey"), Some(&1));
+    assert_eq!(counts.get("PutSecretValue"), Some(&1));
+    assert_eq!(
+        counts.get("GetCallerIdentity"),
+        Some(&4),
+        "three probes in test, one in finish"
+    );
+    println!("API calls of one hook rotation: {counts:?}");
 }
