@@ -49,6 +49,9 @@ pub enum Target {
     Ordinal(usize),
     /// The n-th request (0-based) of this action.
     Action(&'static str, usize),
+    /// `len` requests in a row from the n-th one (0-based): enough to
+    /// outlast the SDK's own retries of one call.
+    Run(usize, usize),
     /// The first n requests of this action (every action: `None`).
     FirstN(Option<&'static str>, usize),
     /// About this percentage of all requests, chosen by a fixed hash of
@@ -60,6 +63,7 @@ impl Target {
     fn hits(&self, ordinal: usize, action: &str, of_action: usize) -> bool {
         match self {
             Target::Ordinal(n) => *n == ordinal,
+            Target::Run(n, len) => (*n..*n + *len).contains(&ordinal),
             Target::Action(a, n) => *a == action && *n == of_action,
             Target::FirstN(None, n) => ordinal < *n,
             Target::FirstN(Some(a), n) => *a == action && of_action < *n,

@@ -20,8 +20,57 @@ const ATTEMPTS: usize = 4;
 struct Cell {
     call: usize,
     action: String,
-    fault: Option<Fault>,
+    fault: Option<Kind>,
     outcome: Result<&'static str, String>,
+}
+
+/// A column of the matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// The call's answer is lost after it took effect.
+    Drop,
+    /// The call fails before reaching the service.
+    Before,
+    /// The service answers 500 once.
+    ServerError,
+    /// The service answers 500 to the call and to every SDK retry of it,
+    /// so the step fails and the driver retries.
+    ServerErrorRun,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [
+        Kind::Drop,
+        Kind::Before,
+        Kind::ServerError,
+        Kind::ServerErrorRun,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Drop => "drop-response",
+            Kind::Before => "fail-before",
+            Kind::ServerError => "5xx",
+            Kind::ServerErrorRun => "5xx x5",
+        }
+    }
+
+    fn inject(self, proxy: &Proxy, k: usize) {
+        match self {
+            Kind::Drop => proxy.inject(Target::Ordinal(k), Fault::DropResponse),
+            Kind::Before => proxy.inject(Target::Ordinal(k), Fault::FailBefore),
+            Kind::ServerError => proxy.inject(Target::Ordinal(k), Fault::ServerError),
+            Kind::ServerErrorRun => proxy.inject(Target::Run(k, 5), Fault::ServerError),
+        }
+    }
+
+    fn fault(self) -> Fault {
+        match self {
+            Kind::Drop => Fault::DropResponse,
+            Kind::Before => Fault::FailBefore,
+            Kind::ServerError | Kind::ServerErrorRun => Fault::ServerError,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -71,7 +120,7 @@ async fn run(
     w: &World,
     driver: Driver,
     k: Option<usize>,
-    fault: Option<Fault>,
+    fault: Option<Kind>,
 ) -> (Cell, Vec<Call>) {
     let user = w.user(MANAGED_PATH).await;
     let old = w.create_key(&user).await;
@@ -85,7 +134,7 @@ async fn run(
 
     let proxy = Proxy::start(&moto().endpoint).await;
     if let (Some(k), Some(f)) = (k, fault) {
-        proxy.inject(Target::Ordinal(k), f);
+        f.inject(&proxy, k);
     }
     let app = w.app_via(&proxy, test_config()).await;
     let finished = drive(driver, &app, &secret, &token).await;
@@ -225,40 +274,37 @@ async fn matrix(driver: Driver, name: &str) {
     let n = calls.len();
     assert!(n >= 12, "a rotation makes {n} calls");
 
-    let faults = [Fault::DropResponse, Fault::FailBefore, Fault::ServerError];
-    let jobs: Vec<(usize, Fault)> = (0..n).flat_map(|k| faults.map(|f| (k, f))).collect();
+    let jobs: Vec<(usize, Kind)> = (0..n).flat_map(|k| Kind::ALL.map(|f| (k, f))).collect();
     let w = &w;
     let mut cells: Vec<Cell> = futures::stream::iter(jobs)
         .map(|(k, f)| async move { run(w, driver, Some(k), Some(f)).await.0 })
         .buffer_unordered(6)
         .collect()
         .await;
-    cells.sort_by_key(|c| (c.call, c.fault.map(|f| f.name())));
+    cells.sort_by_key(|c| (c.call, c.fault));
 
     println!("crash matrix, {name}: call x fault -> outcome ({n} calls)");
     println!(
-        "{:>4}  {:<42} {:<15} {:<15} {:<15}",
-        "call", "action", "drop-response", "fail-before", "5xx"
+        "| call | action | {} |",
+        Kind::ALL.map(Kind::name).join(" | ")
     );
     let mut violations = Vec::new();
     for k in 0..n {
         let row: Vec<&Cell> = cells.iter().filter(|c| c.call == k).collect();
-        let cell = |f: Fault| {
-            row.iter()
-                .find(|c| c.fault == Some(f))
-                .map(|c| match &c.outcome {
-                    Ok(o) => o.to_string(),
-                    Err(_) => "VIOLATION".into(),
-                })
-                .unwrap_or_default()
-        };
         let action = row.first().map(|c| c.action.clone()).unwrap_or_default();
-        println!(
-            "{k:>4}  {action:<42} {:<15} {:<15} {:<15}",
-            cell(Fault::DropResponse),
-            cell(Fault::FailBefore),
-            cell(Fault::ServerError)
-        );
+        let shown: Vec<String> = Kind::ALL
+            .iter()
+            .map(|f| {
+                row.iter()
+                    .find(|c| c.fault == Some(*f))
+                    .map(|c| match &c.outcome {
+                        Ok(o) => o.to_string(),
+                        Err(_) => "VIOLATION".into(),
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        println!("| {k} | {action} | {} |", shown.join(" | "));
         for c in row {
             if let Err(e) = &c.outcome {
                 violations.push(format!(
