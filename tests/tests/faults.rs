@@ -143,16 +143,25 @@ async fn run(
         .and_then(|k| calls.get(k))
         .map(|c| format!("{}:{}", c.service, c.action))
         .unwrap_or_default();
-    let outcome = check(
-        w,
-        &secret,
-        &user,
-        &old.access_key_id,
-        &token,
-        finished,
-        &calls,
-    )
-    .await;
+    // The fault really happened where it was meant to.
+    let injected = match (k, fault) {
+        (Some(k), Some(f)) => calls.get(k).is_some_and(|c| c.fault == Some(f.fault())),
+        _ => true,
+    };
+    let outcome = if injected {
+        check(
+            w,
+            &secret,
+            &user,
+            &old.access_key_id,
+            &token,
+            finished,
+            &calls,
+        )
+        .await
+    } else {
+        Err("the fault was not injected".into())
+    };
     (
         Cell {
             call: k.unwrap_or(0),
