@@ -231,6 +231,14 @@ impl World {
         name
     }
 
+    /// A user under `path` with one key, and a managed secret holding it.
+    pub async fn enrolled(&self, path: &str) -> (String, Credential, String) {
+        let user = self.user(path).await;
+        let key = self.create_key(&user).await;
+        let secret = self.managed_secret(&user, Some(&key)).await;
+        (user, key, secret)
+    }
+
     /// A new access key for `user`, as an operator would make it.
     pub async fn create_key(&self, user: &str) -> Credential {
         let out = self

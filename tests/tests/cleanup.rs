@@ -27,9 +27,7 @@ async fn cleanup(app: &rekey_testkit::App, secret: &str) -> Value {
 /// A user whose secret was rotated once by the hook: (user, secret, old key id).
 async fn rotated_once(w: &World) -> (String, String, String) {
     let app = w.app(test_config());
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let token = w.start_rotation(&secret).await;
     hook_rotation(&app, &secret, &token).await.unwrap();
     (user, secret, old.access_key_id)

@@ -36,9 +36,7 @@ async fn the_pipeline_started_twice_for_one_secret() {
     let w = World::new().await;
     for _ in 0..3 {
         let app = w.app(test_config());
-        let user = w.user(MANAGED_PATH).await;
-        let old = w.create_key(&user).await;
-        let secret = w.managed_secret(&user, Some(&old)).await;
+        let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
 
         let (a, b) = tokio::join!(pipeline_run(&app, &secret), pipeline_run(&app, &secret));
@@ -78,9 +76,7 @@ async fn cleanup_during_a_rotation() {
     config.delete_after = Duration::ZERO;
     let cleaner = w.app(config);
     let app = w.app(test_config());
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, _old, secret) = w.enrolled(MANAGED_PATH).await;
 
     let cleanup_loop = async {
         for _ in 0..30 {
@@ -103,9 +99,7 @@ async fn fifty_secrets_rotated_at_once() {
     let app = w.app(test_config());
     let mut fleet = Vec::new();
     for _ in 0..50 {
-        let user = w.user(MANAGED_PATH).await;
-        let old = w.create_key(&user).await;
-        let secret = w.managed_secret(&user, Some(&old)).await;
+        let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
         fleet.push((user, secret, old.access_key_id));
     }
     let app = &app;

@@ -122,9 +122,7 @@ async fn run(
     k: Option<usize>,
     fault: Option<Kind>,
 ) -> (Cell, Vec<Call>) {
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let token = match driver {
         Driver::Hook => w.start_rotation(&secret).await,
         Driver::Pipeline => uuid_token(),
@@ -351,9 +349,7 @@ async fn rotation_via_proxy(
     w: &World,
     config: rekey::Config,
 ) -> (Proxy, rekey_testkit::App, String, String, String, String) {
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let token = w.start_rotation(&secret).await;
     let proxy = Proxy::start(&moto().endpoint).await;
     let app = w.app_via(&proxy, config).await;
@@ -423,9 +419,7 @@ async fn the_hook_waits_for_a_key_that_is_unready_for_fifteen_seconds() {
 #[tokio::test]
 async fn rekey_test_reports_key_not_ready_until_the_key_is_ready() {
     let w = World::new().await;
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let proxy = Proxy::start(&moto().endpoint).await;
     proxy.new_keys_unready(rekey_testkit::proxy::Unready {
         for_: Duration::from_secs(15),

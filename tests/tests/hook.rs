@@ -49,9 +49,7 @@ async fn first_rotation_from_user_name_only() {
 async fn rotation_with_one_existing_key_keeps_it_in_grace() {
     let w = World::new().await;
     let app = w.app(test_config());
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let token = w.start_rotation(&secret).await;
 
     hook_rotation(&app, &secret, &token).await.unwrap();
@@ -176,9 +174,7 @@ async fn two_active_keys_that_are_not_orphans_block_with_a_clear_error() {
 async fn previous_key_in_grace_blocks_and_says_when_it_ends() {
     let w = World::new().await;
     let app = w.app(test_config());
-    let user = w.user(MANAGED_PATH).await;
-    let first = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&first)).await;
+    let (user, first, secret) = w.enrolled(MANAGED_PATH).await;
     let token = w.start_rotation(&secret).await;
     hook_rotation(&app, &secret, &token).await.unwrap();
 
@@ -197,9 +193,7 @@ async fn previous_key_in_grace_blocks_and_says_when_it_ends() {
 async fn every_step_invoked_twice_gives_one_key() {
     let w = World::new().await;
     let app = w.app(test_config());
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let token = w.start_rotation(&secret).await;
 
     for step in STEPS {
@@ -232,9 +226,7 @@ async fn whole_rotation_run_twice_with_one_token() {
 async fn orphan_from_a_crash_is_reclaimed_on_retry() {
     let w = World::new().await;
     let app = w.app(test_config());
-    let user = w.user(MANAGED_PATH).await;
-    let current = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&current)).await;
+    let (user, current, secret) = w.enrolled(MANAGED_PATH).await;
     let token = w.start_rotation(&secret).await;
     next_second().await;
     // A crash between CreateAccessKey and PutSecretValue: the key exists,
@@ -259,9 +251,7 @@ async fn a_pending_key_that_cannot_authenticate_fails_the_test_and_current_still
     let mut config = test_config();
     config.test_timeout = Duration::from_secs(2);
     let app = w.app(config);
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let token = w.start_rotation(&secret).await;
     hook(&app, "createSecret", &secret, &token).await.unwrap();
     let pending = w.value(&secret, AWSPENDING).await.unwrap();
@@ -291,9 +281,7 @@ async fn finish_with_zero_grace_deactivates_the_previous_key() {
     let mut config = test_config();
     config.deactivate_after = Duration::ZERO;
     let app = w.app(config);
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let token = w.start_rotation(&secret).await;
 
     hook_rotation(&app, &secret, &token).await.unwrap();
@@ -371,9 +359,7 @@ async fn the_key_in_the_secret_deleted_out_of_band_still_rotates() {
     let mut config = test_config();
     config.deactivate_after = Duration::ZERO;
     let app = w.app(config);
-    let user = w.user(MANAGED_PATH).await;
-    let gone = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&gone)).await;
+    let (user, gone, secret) = w.enrolled(MANAGED_PATH).await;
     w.delete_key(&user, &gone.access_key_id).await;
     let token = w.start_rotation(&secret).await;
 
@@ -542,9 +528,7 @@ async fn a_configuration_check_tests_the_current_key() {
     // version that holds no new key.
     let w = World::new().await;
     let app = w.app(test_config());
-    let user = w.user(MANAGED_PATH).await;
-    let key = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&key)).await;
+    let (user, key, secret) = w.enrolled(MANAGED_PATH).await;
     let token = w.start_rotation(&secret).await;
 
     hook(&app, "testSecret", &secret, &token).await.unwrap();

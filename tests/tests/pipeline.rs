@@ -23,9 +23,7 @@ async fn run_pipeline(app: &rekey_testkit::App, secret: &str) -> Value {
 async fn full_rotation_through_the_pipeline() {
     let w = World::new().await;
     let app = w.app(test_config());
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
 
     let out = run_pipeline(&app, &secret).await;
 
@@ -115,9 +113,7 @@ async fn a_second_rotation_is_refused_while_one_is_in_progress() {
 async fn a_dead_pending_key_is_not_ready_for_test_nor_finish() {
     let w = World::new().await;
     let app = w.app(test_config());
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let created = pipeline(&app, "create", json!({ "SecretId": secret }))
         .await
         .unwrap();

@@ -11,9 +11,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_rekey-finish");
 async fn promotes_the_tested_key() {
     let w = World::new().await;
     let app = w.app(test_config());
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let token = "aaaaaaaa-bbbb-4ccc-8ddd-000000000002";
     app.create(&secret, token, Driver::Pipeline).await.unwrap();
     app.test(&secret, token, Driver::Pipeline, Probing::Once)

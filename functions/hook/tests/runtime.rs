@@ -9,9 +9,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_rekey-hook");
 #[tokio::test]
 async fn rotates_a_key_through_the_runtime_api() {
     let w = World::new().await;
-    let user = w.user(MANAGED_PATH).await;
-    let old = w.create_key(&user).await;
-    let secret = w.managed_secret(&user, Some(&old)).await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let token = w.start_rotation(&secret).await;
     let events = [
         "createSecret",
