@@ -289,19 +289,19 @@ mod tests {
     #[test]
     fn parses_full_secret_and_keeps_unknown_fields() {
         let s = ManagedSecret::parse(
-            r#"{"UserName":"alice","AccessKeyId":"AKIAAAAAAAAAAAAAAAAA","SecretAccessKey":"s3cr3t","Team":"ops"}"#,
+            r#"{"UserName":"alice","AccessKeyId":"TESTKEY0000000000001","SecretAccessKey":"s3cr3t","Team":"ops"}"#,
         )
         .unwrap();
         assert_eq!(s.provider, ProviderKind::Aws);
         assert_eq!(s.user_name, "alice");
-        assert_eq!(s.key_id(), Some("AKIAAAAAAAAAAAAAAAAA"));
+        assert_eq!(s.key_id(), Some("TESTKEY0000000000001"));
         let next = s.with_credential(Credential {
-            access_key_id: "AKIABBBBBBBBBBBBBBBB".into(),
+            access_key_id: "TESTKEY0000000000002".into(),
             secret: Sensitive::new("n3w"),
         });
         let v: Value = serde_json::from_str(next.to_secret_string().expose()).unwrap();
         assert_eq!(v["Team"], "ops");
-        assert_eq!(v["AccessKeyId"], "AKIABBBBBBBBBBBBBBBB");
+        assert_eq!(v["AccessKeyId"], "TESTKEY0000000000002");
         assert_eq!(v["SecretAccessKey"], "n3w");
         assert_eq!(v["UserName"], "alice");
     }
@@ -319,18 +319,18 @@ mod tests {
             ("42", "must be a JSON object"),
             ("{", "not valid JSON"),
             (
-                r#"{"AccessKeyId":"AKIAAAAAAAAAAAAAAAAA"}"#,
+                r#"{"AccessKeyId":"TESTKEY0000000000001"}"#,
                 "UserName is missing",
             ),
             (r#"{"UserName":7}"#, "UserName must be a string"),
             (r#"{"UserName":"a b"}"#, "UserName may contain only"),
             (r#"{"UserName":""}"#, "UserName must be 1 to 128"),
             (
-                r#"{"UserName":"a","AccessKeyId":"AKIAAAAAAAAAAAAAAAAA"}"#,
+                r#"{"UserName":"a","AccessKeyId":"TESTKEY0000000000001"}"#,
                 "must be given together",
             ),
             (
-                r#"{"UserName":"a","AccessKeyId":"AKIAAAAAAAAAAAAAAAAA","SecretAccessKey":5}"#,
+                r#"{"UserName":"a","AccessKeyId":"TESTKEY0000000000001","SecretAccessKey":5}"#,
                 "SecretAccessKey must be a string",
             ),
             (
@@ -364,7 +364,7 @@ mod tests {
     #[test]
     fn debug_never_shows_the_secret() {
         let s = ManagedSecret::parse(
-            r#"{"UserName":"alice","AccessKeyId":"AKIAAAAAAAAAAAAAAAAA","SecretAccessKey":"hunter2hunter2"}"#,
+            r#"{"UserName":"alice","AccessKeyId":"TESTKEY0000000000001","SecretAccessKey":"hunter2hunter2"}"#,
         )
         .unwrap();
         let shown = format!("{s:?} {:?}", s.credential);
