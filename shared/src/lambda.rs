@@ -382,47 +382,50 @@ pub async fn cleanup<V: Vault, P: KeyProvider>(
         }
         Ok(e)
     });
-    let report = match parsed {
-        Err(err) => return traced::<()>("cleanup", "cleanup", "", None, async { Err(err) }).await,
+    match parsed {
+        Err(err) => traced::<()>("cleanup", "cleanup", "", None, async { Err(err) }).await,
         Ok(CleanupEvent {
             secret_id: Some(id),
         }) => {
             traced("cleanup", "cleanup", &id, None, async {
-                let one = app.cleanup(&id).await?;
-                Ok(CleanupReport { secrets: vec![one] })
+                let report = CleanupReport {
+                    secrets: vec![app.cleanup(&id).await?],
+                };
+                count_cleanup(&report);
+                Ok(report)
             })
-            .await?
+            .await
         }
         Ok(CleanupEvent { secret_id: None }) => {
-            traced("cleanup", "cleanup", "*", None, app.cleanup_all()).await?
-        }
-    };
-    if let Some(secrets) = report["Secrets"].as_array() {
-        for s in secrets {
-            count_cleanup(s);
+            traced("cleanup", "cleanup", "*", None, async {
+                let report = app.cleanup_all().await?;
+                count_cleanup(&report);
+                Ok(report)
+            })
+            .await
         }
     }
-    Ok(report)
 }
 
-/// Metrics for one secret of a cleanup report.
-fn count_cleanup(s: &Value) {
-    let id = s["SecretId"].as_str().unwrap_or_default();
-    let listed = |field: &str| s[field].as_array().map_or(0, Vec::len);
-    if s["Status"] == "skipped" {
-        count_skipped("cleanup", id, s["ErrorType"].as_str().unwrap_or("unknown"));
+/// Metrics for each secret of a cleanup report.
+fn count_cleanup(report: &CleanupReport) {
+    for s in &report.secrets {
+        if let Some(error_type) = s.error_type {
+            count_skipped("cleanup", &s.secret_id, error_type);
+        }
+        let mut record = Record::new("cleanup")
+            .count("KeysDeactivated", s.deactivated.len())
+            .count("KeysDeleted", s.deleted.len())
+            .count("KeysInUse", s.in_use.len())
+            .property("SecretId", s.secret_id.as_str());
+        if let Some(age) = s
+            .current_since
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+        {
+            record = record.value("CurrentVersionAgeDays", age.as_secs_f64() / 86_400.0);
+        }
+        record.emit();
     }
-    let mut record = Record::new("cleanup")
-        .count("KeysDeactivated", listed("Deactivated"))
-        .count("KeysDeleted", listed("Deleted"))
-        .count("KeysInUse", listed("InUse"))
-        .property("SecretId", id);
-    if let Some(age) = s["CurrentSince"]
-        .as_str()
-        .and_then(|t| humantime::parse_rfc3339(t).ok())
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-    {
-        record = record.value("CurrentVersionAgeDays", age.as_secs_f64() / 86_400.0);
-    }
-    record.emit();
 }

@@ -347,15 +347,22 @@ impl World {
             .expect("TagResource");
     }
 
-    pub async fn tags(&self, secret: &str) -> BTreeMap<String, String> {
-        let out = self
-            .sm
+    async fn describe(
+        &self,
+        secret: &str,
+    ) -> aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput {
+        self.sm
             .describe_secret()
             .secret_id(secret)
             .send()
             .await
-            .expect("DescribeSecret");
-        out.tags()
+            .expect("DescribeSecret")
+    }
+
+    pub async fn tags(&self, secret: &str) -> BTreeMap<String, String> {
+        self.describe(secret)
+            .await
+            .tags()
             .iter()
             .map(|t| {
                 (
@@ -426,14 +433,9 @@ impl World {
 
     /// Version id -> stages, without versions that carry no stage.
     pub async fn stages(&self, secret: &str) -> BTreeMap<String, Vec<String>> {
-        let out = self
-            .sm
-            .describe_secret()
-            .secret_id(secret)
-            .send()
+        self.describe(secret)
             .await
-            .expect("DescribeSecret");
-        out.version_ids_to_stages()
+            .version_ids_to_stages()
             .map(|m| {
                 m.iter()
                     .filter(|(_, s)| !s.is_empty())

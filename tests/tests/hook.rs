@@ -525,14 +525,20 @@ async fn malformed_hook_events_are_refused() {
 #[tokio::test]
 async fn a_configuration_check_tests_the_current_key() {
     // RotateSecret with RotateImmediately=false runs only testSecret, on a
-    // version that holds no new key.
+    // version that holds no new key: the current key is probed instead.
     let w = World::new().await;
-    let app = w.app(test_config());
     let (user, key, secret) = w.enrolled(MANAGED_PATH).await;
     let token = w.start_rotation(&secret).await;
+    let proxy = rekey_testkit::proxy::Proxy::start(&rekey_testkit::moto().endpoint).await;
+    let app = w.app_via(&proxy, test_config()).await;
 
     hook(&app, "testSecret", &secret, &token).await.unwrap();
 
+    assert_eq!(
+        proxy.counts().get("GetCallerIdentity"),
+        Some(&3),
+        "the current key was probed REKEY_TEST_CONSECUTIVE times"
+    );
     assert_eq!(
         w.key_ids(&user).await,
         vec![key.access_key_id.clone()],
