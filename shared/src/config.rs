@@ -6,8 +6,9 @@ use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Only IAM users whose path starts with this may be rotated.
-    pub managed_user_path: String,
+    /// Only IAM users whose path starts with this may be rotated. Required
+    /// only when an AWS secret is handled.
+    pub managed_user_path: Option<String>,
     /// How long a superseded (AWSPREVIOUS) key stays active.
     pub deactivate_after: Duration,
     /// How long an inactive key is kept before cleanup deletes it.
@@ -20,6 +21,92 @@ pub struct Config {
     pub test_timeout: Duration,
     /// Pause between probes of a new key.
     pub test_spacing: Duration,
+    pub alibaba: AlibabaSettings,
+}
+
+/// Alibaba Cloud RAM settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlibabaSettings {
+    /// RAM users rekey may touch. Required only when an Alibaba secret is
+    /// handled.
+    pub user_pattern: Option<UserPattern>,
+    pub ram_endpoint: Endpoint,
+    pub sts_endpoint: Endpoint,
+}
+
+/// A regular expression that must match a whole user name.
+#[derive(Clone, Debug)]
+pub struct UserPattern {
+    source: String,
+    regex: regex_lite::Regex,
+}
+
+impl UserPattern {
+    pub fn new(name: &'static str, source: &str) -> Result<Self> {
+        let regex =
+            regex_lite::Regex::new(&format!("^(?:{source})$")).map_err(|e| Error::Config {
+                name,
+                reason: format!("{source:?} is not a regular expression: {e}"),
+            })?;
+        Ok(UserPattern {
+            source: source.to_owned(),
+            regex,
+        })
+    }
+
+    pub fn matches(&self, user: &str) -> bool {
+        self.regex.is_match(user)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+impl PartialEq for UserPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for UserPattern {}
+
+/// A provider endpoint: `https://host[:port]`, or `http://` to a loopback
+/// address only (an emulator), since responses carry new secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint(String);
+
+impl Endpoint {
+    pub fn new(name: &'static str, url: &str) -> Result<Self> {
+        let url = url.trim_end_matches('/');
+        let invalid = |why: &str| Error::Config {
+            name,
+            reason: format!("{url:?} {why}"),
+        };
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| invalid("is not a URL: write https://host"))?;
+        let host = rest.split([':', '/']).next().unwrap_or("");
+        if host.is_empty() || rest.contains(['?', '#', ' ', '@']) {
+            return Err(invalid("is not a URL: write https://host"));
+        }
+        match scheme {
+            "https" => {}
+            "http" if matches!(host, "127.0.0.1" | "localhost") => {}
+            "http" => {
+                return Err(invalid(
+                    "must use https (http is accepted only for 127.0.0.1 or localhost): the answers carry new secrets",
+                ))
+            }
+            _ => return Err(invalid("must start with https://")),
+        }
+        Ok(Endpoint(url.to_owned()))
+    }
+
+    /// The URL, without a trailing `/`.
+    pub fn url(&self) -> &str {
+        &self.0
+    }
 }
 
 pub const MANAGED_USER_PATH: &str = "REKEY_MANAGED_USER_PATH";
@@ -29,9 +116,14 @@ pub const IDLE_BEFORE_DEACTIVATE: &str = "REKEY_IDLE_BEFORE_DEACTIVATE";
 pub const TEST_CONSECUTIVE: &str = "REKEY_TEST_CONSECUTIVE";
 pub const TEST_TIMEOUT: &str = "REKEY_TEST_TIMEOUT";
 pub const TEST_SPACING: &str = "REKEY_TEST_SPACING";
+pub const ALIBABA_USER_PATTERN: &str = "REKEY_ALIBABA_USER_PATTERN";
+pub const ALIBABA_RAM_ENDPOINT: &str = "REKEY_ALIBABA_RAM_ENDPOINT";
+pub const ALIBABA_STS_ENDPOINT: &str = "REKEY_ALIBABA_STS_ENDPOINT";
 
-/// Every setting with its default (`None`: required).
-pub const SETTINGS: [(&str, Option<&str>); 7] = [
+/// Every setting with its default (`None`: no default; a provider's
+/// setting without default is required when a secret of that provider is
+/// handled).
+pub const SETTINGS: [(&str, Option<&str>); 10] = [
     (MANAGED_USER_PATH, None),
     (DEACTIVATE_AFTER, Some("24h")),
     (DELETE_AFTER, Some("7d")),
@@ -39,7 +131,20 @@ pub const SETTINGS: [(&str, Option<&str>); 7] = [
     (TEST_CONSECUTIVE, Some("3")),
     (TEST_TIMEOUT, Some("60s")),
     (TEST_SPACING, Some("1s")),
+    (ALIBABA_USER_PATTERN, None),
+    (ALIBABA_RAM_ENDPOINT, Some("https://ram.aliyuncs.com")),
+    (ALIBABA_STS_ENDPOINT, Some("https://sts.aliyuncs.com")),
 ];
+
+/// The error for a provider setting that is needed now but was not set.
+pub fn required(name: &'static str, provider: &str) -> Error {
+    Error::Config {
+        name,
+        reason: format!(
+            "is required to rotate keys of provider {provider}: set it on the function"
+        ),
+    }
+}
 
 impl Config {
     pub fn from_env() -> Result<Self> {
@@ -48,28 +153,33 @@ impl Config {
 
     /// Reads settings through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |name: &'static str| -> Result<String> {
+        // The value, else the default; `None` if neither.
+        let value = |name: &'static str| -> Option<String> {
             let default = SETTINGS
                 .iter()
                 .find(|(n, _)| *n == name)
                 .and_then(|(_, d)| *d);
             match lookup(name).filter(|v| !v.trim().is_empty()) {
-                Some(v) => Ok(v.trim().to_owned()),
-                None => default.map(str::to_owned).ok_or(Error::Config {
-                    name,
-                    reason: "is required".into(),
-                }),
+                Some(v) => Some(v.trim().to_owned()),
+                None => default.map(str::to_owned),
             }
         };
+        let get = |name: &'static str| -> Result<String> {
+            value(name).ok_or(Error::Config {
+                name,
+                reason: "is required".into(),
+            })
+        };
+        let optional = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
         let duration =
             |name: &'static str| -> Result<Duration> { parse_duration(name, &get(name)?) };
 
-        let managed_user_path = get(MANAGED_USER_PATH)?;
-        if !valid_iam_path(&managed_user_path) {
+        let managed_user_path = optional(MANAGED_USER_PATH).map(|p| p.trim().to_owned());
+        if let Some(path) = managed_user_path.as_deref().filter(|p| !valid_iam_path(p)) {
             return Err(Error::Config {
                 name: MANAGED_USER_PATH,
                 reason: format!(
-                    "{managed_user_path:?} is not an IAM path: it must start and end with '/' (use '/' to allow every user)"
+                    "{path:?} is not an IAM path: it must start and end with '/' (use '/' to allow every user)"
                 ),
             });
         }
@@ -89,6 +199,13 @@ impl Config {
             test_consecutive,
             test_timeout: duration(TEST_TIMEOUT)?,
             test_spacing: duration(TEST_SPACING)?,
+            alibaba: AlibabaSettings {
+                user_pattern: optional(ALIBABA_USER_PATTERN)
+                    .map(|p| UserPattern::new(ALIBABA_USER_PATTERN, p.trim()))
+                    .transpose()?,
+                ram_endpoint: Endpoint::new(ALIBABA_RAM_ENDPOINT, &get(ALIBABA_RAM_ENDPOINT)?)?,
+                sts_endpoint: Endpoint::new(ALIBABA_STS_ENDPOINT, &get(ALIBABA_STS_ENDPOINT)?)?,
+            },
         })
     }
 }
@@ -137,6 +254,57 @@ mod tests {
         assert_eq!(c.idle_before_deactivate, Duration::from_secs(4 * 3600));
         assert_eq!(c.test_consecutive, 3);
         assert_eq!(c.test_timeout, Duration::from_secs(60));
+        assert_eq!(c.alibaba.user_pattern, None);
+        assert_eq!(c.alibaba.ram_endpoint.url(), "https://ram.aliyuncs.com");
+        assert_eq!(c.alibaba.sts_endpoint.url(), "https://sts.aliyuncs.com");
+    }
+
+    #[test]
+    fn provider_settings_are_optional_until_used() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.managed_user_path, None);
+        assert_eq!(c.alibaba.user_pattern, None);
+    }
+
+    #[test]
+    fn a_user_pattern_matches_whole_names() {
+        let c = config(&[(ALIBABA_USER_PATTERN, "ops-.*|ci")]).unwrap();
+        let p = c.alibaba.user_pattern.unwrap();
+        assert!(p.matches("ops-bot"));
+        assert!(p.matches("ci"));
+        assert!(!p.matches("ci-admin"), "anchored at the end");
+        assert!(!p.matches("my-ops-bot"), "anchored at the start");
+        assert_eq!(p.as_str(), "ops-.*|ci");
+    }
+
+    #[test]
+    fn endpoints_need_https_except_on_loopback() {
+        let c = config(&[
+            (ALIBABA_RAM_ENDPOINT, "http://127.0.0.1:4100/"),
+            (
+                ALIBABA_STS_ENDPOINT,
+                "https://sts.eu-central-1.aliyuncs.com",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.alibaba.ram_endpoint.url(), "http://127.0.0.1:4100");
+        assert_eq!(
+            c.alibaba.sts_endpoint.url(),
+            "https://sts.eu-central-1.aliyuncs.com"
+        );
+        for bad in [
+            "http://ram.aliyuncs.com",
+            "ram.aliyuncs.com",
+            "ftp://ram.aliyuncs.com",
+            "https://",
+            "https://user@host",
+        ] {
+            let err = config(&[(ALIBABA_RAM_ENDPOINT, bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains(ALIBABA_RAM_ENDPOINT),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
@@ -156,8 +324,8 @@ mod tests {
     #[test]
     fn invalid_settings_name_the_setting() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[], MANAGED_USER_PATH),
             (&[(MANAGED_USER_PATH, "rekey")], MANAGED_USER_PATH),
+            (&[(ALIBABA_USER_PATTERN, "ops-(")], ALIBABA_USER_PATTERN),
             (
                 &[(MANAGED_USER_PATH, "/"), (DELETE_AFTER, "7")],
                 DELETE_AFTER,

@@ -38,7 +38,7 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("secret {secret_id} names provider {provider:?}, which rekey does not support (supported: aws)")]
+    #[error("secret {secret_id} names provider {provider:?}, which rekey does not support (supported: {})", crate::model::ProviderKind::names())]
     UnknownProvider { secret_id: String, provider: String },
 
     #[error("secret {secret_id}: rotation is not enabled; the rotation hook only serves secrets with Secrets Manager rotation turned on")]
@@ -83,6 +83,17 @@ pub enum Error {
         actual: String,
     },
 
+    /// The provider refused the key pair that signs rekey's calls.
+    #[error("{service} {operation}: the key {signer} that signs rekey's calls was refused: {reason}. Fix that key, or grant it the policy the README gives for this provider")]
+    SignerRejected {
+        service: &'static str,
+        operation: &'static str,
+        /// The key id and where it came from.
+        signer: String,
+        /// The provider's code and message.
+        reason: String,
+    },
+
     #[error("{service} {operation} failed: {code}: {message}")]
     Service {
         service: &'static str,
@@ -114,6 +125,7 @@ impl Error {
             Error::KeyLimitReached(_) => "KeyLimitReached",
             Error::KeyNotReady { .. } => "KeyNotReady",
             Error::KeyIdentityMismatch { .. } => "KeyIdentityMismatch",
+            Error::SignerRejected { .. } => "SignerRejected",
             Error::Service { retryable, .. } => {
                 if *retryable {
                     "ServiceUnavailable"

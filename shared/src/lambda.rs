@@ -14,13 +14,14 @@ use tracing::{error, info, Instrument};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Record;
-use crate::ports::{KeyProvider, Vault};
-use crate::providers::AwsIam;
+use crate::model::MAX_SECRET_ID;
+use crate::ports::{Providers, Vault};
+use crate::providers::Registry;
 use crate::steps::{CleanupReport, Created, Driver, Finished, Probing, Rekey};
 use crate::vault::SecretsManager;
 
-/// The steps as deployed: Secrets Manager and IAM.
-pub type App = Rekey<SecretsManager, AwsIam>;
+/// The steps as deployed: Secrets Manager and every provider.
+pub type App = Rekey<SecretsManager, Registry>;
 
 /// Reads the settings and builds the clients, once per process.
 pub async fn app_from_env() -> Result<App> {
@@ -28,7 +29,7 @@ pub async fn app_from_env() -> Result<App> {
     let sdk = crate::sdk::load_config().await;
     Ok(App::new(
         SecretsManager::new(&sdk),
-        AwsIam::new(&sdk, &config.managed_user_path),
+        Registry::new(&sdk, &config),
         config,
     ))
 }
@@ -50,9 +51,6 @@ where
     };
     lambda_runtime::run(service_fn(|event| Box::pin(handler(app, event)))).await
 }
-
-/// The longest SecretId Secrets Manager accepts (an ARN or a name).
-const MAX_SECRET_ID: usize = 2048;
 
 fn parse_event<T: DeserializeOwned>(payload: Value, expected: &str) -> Result<T> {
     if !payload.is_object() {
@@ -174,7 +172,7 @@ fn count_skipped(function: &'static str, secret_id: &str, reason: &str) {
 }
 
 /// `rekey-hook`: the Secrets Manager rotation function.
-pub async fn hook<V: Vault, P: KeyProvider>(
+pub async fn hook<V: Vault, P: Providers>(
     app: &Rekey<V, P>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
@@ -251,7 +249,7 @@ enum PipelineStep {
     Finish,
 }
 
-async fn pipeline<V: Vault, P: KeyProvider>(
+async fn pipeline<V: Vault, P: Providers>(
     app: &Rekey<V, P>,
     event: LambdaEvent<Value>,
     step: PipelineStep,
@@ -337,7 +335,7 @@ async fn pipeline<V: Vault, P: KeyProvider>(
 }
 
 /// `rekey-create`.
-pub async fn create<V: Vault, P: KeyProvider>(
+pub async fn create<V: Vault, P: Providers>(
     app: &Rekey<V, P>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
@@ -345,7 +343,7 @@ pub async fn create<V: Vault, P: KeyProvider>(
 }
 
 /// `rekey-test`.
-pub async fn test<V: Vault, P: KeyProvider>(
+pub async fn test<V: Vault, P: Providers>(
     app: &Rekey<V, P>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
@@ -353,7 +351,7 @@ pub async fn test<V: Vault, P: KeyProvider>(
 }
 
 /// `rekey-finish`.
-pub async fn finish<V: Vault, P: KeyProvider>(
+pub async fn finish<V: Vault, P: Providers>(
     app: &Rekey<V, P>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
@@ -368,7 +366,7 @@ struct CleanupEvent {
 }
 
 /// `rekey-cleanup`: `{}` sweeps every managed secret, `{"SecretId"}` one.
-pub async fn cleanup<V: Vault, P: KeyProvider>(
+pub async fn cleanup<V: Vault, P: Providers>(
     app: &Rekey<V, P>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {

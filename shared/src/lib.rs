@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod lambda;
 pub mod metrics;
 pub mod model;

@@ -70,14 +70,26 @@ pub enum LastUsed {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
     Aws,
+    Alibaba,
+}
+
+/// How rekey signs a provider's key-management calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signing {
+    /// With the function's own credentials (its IAM role).
+    Ambient,
+    /// With a key pair of that provider: the one in the secret's
+    /// `AdminSecretId` secret, else the user's own current key.
+    KeyPair,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 1] = [ProviderKind::Aws];
+    pub const ALL: [ProviderKind; 2] = [ProviderKind::Aws, ProviderKind::Alibaba];
 
     pub fn name(self) -> &'static str {
         match self {
             ProviderKind::Aws => "aws",
+            ProviderKind::Alibaba => "alibaba",
         }
     }
 
@@ -85,12 +97,51 @@ impl ProviderKind {
         Self::ALL.into_iter().find(|k| k.name() == s)
     }
 
+    /// `aws, alibaba`: for messages.
+    pub fn names() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+        names.join(", ")
+    }
+
     /// The secret's JSON field that holds the key's secret half.
     pub fn secret_field(self) -> &'static str {
         match self {
             ProviderKind::Aws => "SecretAccessKey",
+            ProviderKind::Alibaba => "AccessKeySecret",
         }
     }
+
+    pub fn signing(self) -> Signing {
+        match self {
+            ProviderKind::Aws => Signing::Ambient,
+            ProviderKind::Alibaba => Signing::KeyPair,
+        }
+    }
+
+    /// The provider's rule for user names.
+    pub fn validate_user_name(self, name: &str) -> Result<(), String> {
+        match self {
+            // 1..=128 characters of `[\w+=,.@-]`.
+            ProviderKind::Aws => check_name(name, 128, "_+=,.@-"),
+            // RAM: 1..=64 characters of `[\w.-]` (an `@` marks a logon name).
+            ProviderKind::Alibaba => check_name(name, 64, "_.-"),
+        }
+    }
+}
+
+fn check_name(name: &str, max: usize, punctuation: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > max {
+        return Err(format!("must be 1 to {max} characters long"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || punctuation.contains(c))
+    {
+        return Err(format!(
+            "may contain only letters, digits and {punctuation}"
+        ));
+    }
+    Ok(())
 }
 
 /// Why a SecretString could not be used. Never holds the value itself.
@@ -101,13 +152,17 @@ pub enum SecretFormatError {
 }
 
 /// The managed secret's JSON value:
-/// `{"Provider":"aws","UserName":"alice","AccessKeyId":"AKIA...","SecretAccessKey":"..."}`.
+/// `{"Provider":"aws","UserName":"alice","AccessKeyId":"AKIA...","SecretAccessKey":"..."}`,
+/// or for Alibaba `{"Provider":"alibaba","UserName":..,"AccessKeyId":..,"AccessKeySecret":..,"AdminSecretId":..}`.
 /// Fields rekey does not know are kept as they are.
 #[derive(Clone, PartialEq)]
 pub struct ManagedSecret {
     pub provider: ProviderKind,
     pub user_name: String,
     pub credential: Option<Credential>,
+    /// Another secret whose AWSCURRENT holds the key pair that signs the
+    /// provider's calls (providers that sign with a key pair only).
+    pub admin_secret_id: Option<String>,
     fields: Map<String, Value>,
 }
 
@@ -117,6 +172,7 @@ impl fmt::Debug for ManagedSecret {
             .field("provider", &self.provider)
             .field("user_name", &self.user_name)
             .field("access_key_id", &self.key_id())
+            .field("admin_secret_id", &self.admin_secret_id)
             .finish_non_exhaustive()
     }
 }
@@ -124,7 +180,9 @@ impl fmt::Debug for ManagedSecret {
 const F_PROVIDER: &str = "Provider";
 const F_USER: &str = "UserName";
 const F_KEY_ID: &str = "AccessKeyId";
-const MAX_USER_NAME: usize = 128;
+const F_ADMIN: &str = "AdminSecretId";
+/// The longest SecretId Secrets Manager accepts (an ARN or a name).
+pub const MAX_SECRET_ID: usize = 2048;
 
 impl ManagedSecret {
     /// A secret for `user` with no key yet.
@@ -136,6 +194,7 @@ impl ManagedSecret {
             provider,
             user_name: user_name.to_owned(),
             credential: None,
+            admin_secret_id: None,
             fields,
         }
     }
@@ -170,37 +229,64 @@ impl ManagedSecret {
         };
         let user_name = string_field(&fields, F_USER)?
             .ok_or_else(|| Invalid("field UserName is missing".into()))?;
-        if let Err(why) = validate_user_name(&user_name) {
+        if let Err(why) = provider.validate_user_name(&user_name) {
             return Err(Invalid(format!("field UserName {why}")));
         }
-        let secret_field = provider.secret_field();
-        let key_id = string_field(&fields, F_KEY_ID)?;
-        let secret = string_field(&fields, secret_field)?;
-        let credential = match (key_id, secret) {
-            (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
-                if !valid_key_id(&id) {
-                    return Err(Invalid(
-                        "field AccessKeyId must be 16 to 128 letters and digits".into(),
-                    ));
-                }
-                Some(Credential {
-                    access_key_id: id,
-                    secret: Sensitive(secret),
-                })
-            }
-            (None, None) => None,
-            _ => {
+        let credential = credential_fields(&fields, provider)?;
+        let admin_secret_id = string_field(&fields, F_ADMIN)?;
+        if let Some(admin) = &admin_secret_id {
+            if provider.signing() == Signing::Ambient {
                 return Err(Invalid(format!(
-                    "fields AccessKeyId and {secret_field} must be given together, both non-empty"
-                )))
+                    "field AdminSecretId is not used by provider {}: rekey signs its calls with the function's own role; remove the field",
+                    provider.name()
+                )));
             }
-        };
+            if admin.is_empty()
+                || admin.len() > MAX_SECRET_ID
+                || admin.chars().any(char::is_control)
+            {
+                return Err(Invalid(format!(
+                    "field AdminSecretId must be a secret name or ARN of 1 to {MAX_SECRET_ID} printable characters"
+                )));
+            }
+        }
         Ok(ManagedSecret {
             provider,
             user_name,
             credential,
+            admin_secret_id,
             fields,
         })
+    }
+
+    /// The key pair held by an admin secret (`AdminSecretId`): a JSON object
+    /// with `AccessKeyId` and the provider's secret field. Other fields are
+    /// ignored.
+    pub fn parse_key_pair(text: &str, provider: ProviderKind) -> Result<Credential, String> {
+        let invalid = |e: SecretFormatError| match e {
+            SecretFormatError::Invalid(why) | SecretFormatError::UnknownProvider(why) => why,
+        };
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "it is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        })?;
+        let Value::Object(fields) = value else {
+            return Err(format!(
+                "it must be a JSON object, found {}",
+                json_type(&value)
+            ));
+        };
+        credential_fields(&fields, provider)
+            .map_err(invalid)?
+            .ok_or_else(|| {
+                format!(
+                    "it must hold fields AccessKeyId and {}",
+                    provider.secret_field()
+                )
+            })
     }
 
     pub fn key_id(&self) -> Option<&str> {
@@ -228,6 +314,33 @@ impl ManagedSecret {
     }
 }
 
+/// `AccessKeyId` and the provider's secret field: both or neither.
+fn credential_fields(
+    fields: &Map<String, Value>,
+    provider: ProviderKind,
+) -> Result<Option<Credential>, SecretFormatError> {
+    let secret_field = provider.secret_field();
+    let key_id = string_field(fields, F_KEY_ID)?;
+    let secret = string_field(fields, secret_field)?;
+    match (key_id, secret) {
+        (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+            if !valid_key_id(&id) {
+                return Err(SecretFormatError::Invalid(
+                    "field AccessKeyId must be 16 to 128 letters and digits".into(),
+                ));
+            }
+            Ok(Some(Credential {
+                access_key_id: id,
+                secret: Sensitive(secret),
+            }))
+        }
+        (None, None) => Ok(None),
+        _ => Err(SecretFormatError::Invalid(format!(
+            "fields AccessKeyId and {secret_field} must be given together, both non-empty"
+        ))),
+    }
+}
+
 fn string_field(
     fields: &Map<String, Value>,
     name: &str,
@@ -240,20 +353,6 @@ fn string_field(
             json_type(other)
         ))),
     }
-}
-
-/// IAM's rule for user names: 1..=128 characters of `[\w+=,.@-]`.
-pub fn validate_user_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_USER_NAME {
-        return Err(format!("must be 1 to {MAX_USER_NAME} characters long"));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
-    {
-        return Err("may contain only letters, digits and _+=,.@-".into());
-    }
-    Ok(())
 }
 
 fn valid_key_id(id: &str) -> bool {

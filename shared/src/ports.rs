@@ -1,5 +1,5 @@
 //! The two things the steps talk to: the vault that holds each managed key
-//! pair (Secrets Manager) and the provider that issues keys (IAM, ...).
+//! pair (Secrets Manager) and the providers that issue keys (IAM, RAM, ...).
 //! Steps are generic over these traits; adapters live in `vault/` and
 //! `providers/`.
 
@@ -81,8 +81,29 @@ pub trait Vault {
     async fn list_managed(&self) -> Result<Vec<String>>;
 }
 
+/// The key pair that signs a provider's calls, and where it came from (for
+/// messages: an admin secret's id, or the user's own current key).
+#[derive(Clone, Debug)]
+pub struct Signer {
+    pub credential: Credential,
+    pub origin: String,
+}
+
+/// Every provider rekey can rotate keys for.
+pub trait Providers {
+    type Provider: KeyProvider;
+    /// The provider of `kind`, ready to manage `user`'s keys. `signer` signs
+    /// its calls when `kind.signing()` is `KeyPair` (it is `None` for
+    /// `Ambient`). Fails with `InvalidConfig` when a setting that provider
+    /// needs is missing.
+    fn open(&self, kind: ProviderKind, signer: Option<Signer>) -> Result<Self::Provider>;
+    /// Authenticates with `credential` and returns the user name it acts
+    /// as. Any failure to authenticate is an error.
+    async fn whoami(&self, kind: ProviderKind, credential: &Credential) -> Result<String>;
+}
+
+/// One provider's key management, for one signer.
 pub trait KeyProvider {
-    fn kind(&self) -> ProviderKind;
     /// The provider's per-user key limit.
     fn key_limit(&self) -> usize;
     /// Fails with `UserNotManaged` or `UserNotFound` unless rekey may
@@ -96,7 +117,4 @@ pub trait KeyProvider {
     /// Ok if the key is already gone.
     async fn delete_key(&self, user: &str, key_id: &str) -> Result<()>;
     async fn last_used(&self, user: &str, key_id: &str) -> Result<LastUsed>;
-    /// Authenticates with `credential` and returns the user name it acts as.
-    /// Any failure to authenticate is an error.
-    async fn whoami(&self, credential: &Credential) -> Result<String>;
 }

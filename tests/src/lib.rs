@@ -3,6 +3,7 @@
 //! captured logs, and a Lambda Runtime API harness ([`runtime`]) that runs
 //! the built function binaries.
 
+pub mod alibaba;
 pub mod proxy;
 pub mod runtime;
 
@@ -20,7 +21,7 @@ use aws_sdk_secretsmanager::types::{RotationRulesType, Tag};
 use rekey::model::{
     AccessKey, Credential, KeyStatus, Sensitive, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
 };
-use rekey::providers::AwsIam;
+use rekey::providers::Registry;
 use rekey::vault::SecretsManager;
 use rekey::{Config, Rekey};
 use serde_json::Value;
@@ -65,27 +66,35 @@ pub fn moto() -> &'static Moto {
     MOTO.get_or_init(|| start_moto(&[]))
 }
 
-fn start_moto(extra: &[&str]) -> Moto {
-    let script = workspace_root().join("tests/support/moto_server.py");
+/// Starts a server of `tests/support/` that prints one JSON line when it is
+/// ready and stops when this process exits (it watches its stdin, which
+/// this process holds open). Returns the process and that line.
+fn start_support_server(script: &str, extra: &[&str]) -> (Child, Value) {
+    let path = workspace_root().join("tests/support").join(script);
     let mut child = Command::new(python())
-        .arg(script)
+        .arg(path)
         .arg("--until-stdin-closes")
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start moto_server");
-    let stdout = child.stdout.take().expect("moto stdout");
+        .unwrap_or_else(|e| panic!("start {script}: {e}"));
+    let stdout = child.stdout.take().expect("server stdout");
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
-        .expect("read moto's first line");
+        .unwrap_or_else(|e| panic!("read the first line of {script}: {e}"));
     let info: Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("moto_server did not start ({e}): {line:?}"));
-    // Keep stdin open for the life of the process: moto exits on EOF.
-    let stdin = child.stdin.take().expect("moto stdin");
+        .unwrap_or_else(|e| panic!("{script} did not start ({e}): {line:?}"));
+    // Keep stdin open for the life of the process: the server exits on EOF.
+    let stdin = child.stdin.take().expect("server stdin");
     std::mem::forget(stdin);
+    (child, info)
+}
+
+fn start_moto(extra: &[&str]) -> Moto {
+    let (child, info) = start_support_server("moto_server.py", extra);
     Moto {
         endpoint: info["endpoint"].as_str().unwrap().to_owned(),
         admin: Credential {
@@ -129,20 +138,25 @@ impl Write for LogWriter {
     }
 }
 
-/// Settings for tests: no waiting.
+/// Settings for tests: no waiting, AWS only (the Alibaba settings are
+/// their defaults, with no user pattern; see `alibaba::config`).
 pub fn test_config() -> Config {
+    let alibaba = Config::from_lookup(|_| None)
+        .expect("the defaults are valid")
+        .alibaba;
     Config {
-        managed_user_path: MANAGED_PATH.into(),
+        managed_user_path: Some(MANAGED_PATH.into()),
         deactivate_after: Duration::from_secs(24 * 3600),
         delete_after: Duration::from_secs(7 * 24 * 3600),
         idle_before_deactivate: Duration::ZERO,
         test_consecutive: 3,
         test_timeout: Duration::from_secs(3),
         test_spacing: Duration::ZERO,
+        alibaba,
     }
 }
 
-pub type App = Rekey<SecretsManager, AwsIam>;
+pub type App = Rekey<SecretsManager, Registry>;
 
 /// One test's view of moto: admin clients and helpers. Build one per test
 /// (SDK clients belong to the runtime that made them).
@@ -171,7 +185,7 @@ impl World {
     pub fn function_env(&self, config: &Config) -> Vec<(String, String)> {
         let moto = moto();
         let d = |d: Duration| format!("{}ms", d.as_millis());
-        [
+        let mut env: Vec<(&str, String)> = vec![
             ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
             ("AWS_REGION", REGION.into()),
             ("AWS_ACCESS_KEY_ID", moto.admin.access_key_id.clone()),
@@ -179,7 +193,6 @@ impl World {
                 "AWS_SECRET_ACCESS_KEY",
                 moto.admin.secret.expose().to_owned(),
             ),
-            ("REKEY_MANAGED_USER_PATH", config.managed_user_path.clone()),
             ("REKEY_DEACTIVATE_AFTER", d(config.deactivate_after)),
             ("REKEY_DELETE_AFTER", d(config.delete_after)),
             (
@@ -192,17 +205,29 @@ impl World {
             ),
             ("REKEY_TEST_TIMEOUT", d(config.test_timeout)),
             ("REKEY_TEST_SPACING", d(config.test_spacing)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+            (
+                "REKEY_ALIBABA_RAM_ENDPOINT",
+                config.alibaba.ram_endpoint.url().to_owned(),
+            ),
+            (
+                "REKEY_ALIBABA_STS_ENDPOINT",
+                config.alibaba.sts_endpoint.url().to_owned(),
+            ),
+        ];
+        if let Some(path) = &config.managed_user_path {
+            env.push(("REKEY_MANAGED_USER_PATH", path.clone()));
+        }
+        if let Some(pattern) = &config.alibaba.user_pattern {
+            env.push(("REKEY_ALIBABA_USER_PATTERN", pattern.as_str().to_owned()));
+        }
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
 
     /// The steps, as the functions build them, signed as the admin.
     pub fn app(&self, config: Config) -> App {
         Rekey::new(
             SecretsManager::new(&self.sdk),
-            AwsIam::new(&self.sdk, &config.managed_user_path),
+            Registry::new(&self.sdk, &config),
             config,
         )
     }
@@ -213,7 +238,7 @@ impl World {
         let sdk = sdk_config_at(&proxy.endpoint, &moto().admin).await;
         Rekey::new(
             SecretsManager::new(&sdk),
-            AwsIam::new(&sdk, &config.managed_user_path),
+            Registry::new(&sdk, &config),
             config,
         )
     }
@@ -464,12 +489,15 @@ impl World {
         Some(v)
     }
 
-    /// The credential in the AWSCURRENT version.
+    /// The credential in the AWSCURRENT version (of any provider).
     pub async fn current_credential(&self, secret: &str) -> Option<Credential> {
         let v = self.value(secret, AWSCURRENT).await?;
+        let half = v["SecretAccessKey"]
+            .as_str()
+            .or(v["AccessKeySecret"].as_str())?;
         Some(Credential {
             access_key_id: v["AccessKeyId"].as_str()?.to_owned(),
-            secret: Sensitive::new(v["SecretAccessKey"].as_str()?),
+            secret: Sensitive::new(half),
         })
     }
 

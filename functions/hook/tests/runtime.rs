@@ -72,16 +72,47 @@ async fn refuses_with_a_bare_error_type() {
 #[tokio::test]
 async fn invalid_settings_stop_the_function_at_start() {
     let w = World::new().await;
+    for (setting, value) in [
+        ("REKEY_MANAGED_USER_PATH", "rekey"),
+        ("REKEY_ALIBABA_USER_PATTERN", "ops-("),
+        ("REKEY_ALIBABA_RAM_ENDPOINT", "http://ram.aliyuncs.com"),
+    ] {
+        let mut env = w.function_env(&test_config());
+        env.retain(|(k, _)| k != setting);
+        env.push((setting.to_owned(), value.to_owned()));
+        let run = rekey_testkit::runtime::invoke(
+            std::path::Path::new(BIN),
+            &env,
+            vec![json!({})],
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(20),
+        )
+        .await;
+        assert!(
+            run.outcomes.is_empty(),
+            "{setting}: no invocation is served"
+        );
+        assert!(run.logs.contains(setting), "{}", run.logs);
+    }
+}
+
+#[tokio::test]
+async fn a_missing_provider_setting_refuses_that_providers_secrets() {
+    let w = World::new().await;
+    let user = w.user(MANAGED_PATH).await;
+    let secret = w.managed_secret(&user, None).await;
+    let token = w.start_rotation(&secret).await;
     let mut env = w.function_env(&test_config());
     env.retain(|(k, _)| k != "REKEY_MANAGED_USER_PATH");
     let run = rekey_testkit::runtime::invoke(
         std::path::Path::new(BIN),
         &env,
-        vec![json!({})],
+        vec![json!({"SecretId": secret, "ClientRequestToken": token, "Step": "createSecret"})],
         std::time::Duration::from_secs(5),
         std::time::Duration::from_secs(20),
     )
     .await;
-    assert!(run.outcomes.is_empty(), "no invocation is served");
+    assert_eq!(run.outcomes[0].error_type(), Some("InvalidConfig"));
     assert!(run.logs.contains("REKEY_MANAGED_USER_PATH"), "{}", run.logs);
+    assert!(w.keys(&user).await.is_empty(), "no key was created");
 }

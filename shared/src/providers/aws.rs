@@ -7,25 +7,73 @@ use aws_sdk_iam::Client as Iam;
 use aws_sdk_sts::Client as Sts;
 
 use crate::error::{Error, Result};
-use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, ProviderKind, Sensitive};
+use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
 use crate::ports::KeyProvider;
 use crate::sdk::{code, service_error, system_time, withhold_message};
 
 const SERVICE: &str = "IAM";
 
+/// The IAM client and the STS configuration, built once per process
+/// (no network call).
 #[derive(Clone, Debug)]
-pub struct AwsIam {
+pub struct AwsClients {
     iam: Iam,
     /// The base STS configuration; each probe adds the key under test.
     sts: aws_sdk_sts::Config,
+}
+
+impl AwsClients {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        AwsClients {
+            iam: Iam::new(config),
+            sts: aws_sdk_sts::Config::from(config),
+        }
+    }
+
+    /// STS GetCallerIdentity signed with `credential`: the IAM user name it
+    /// acts as, or the whole ARN when it is not an IAM user.
+    pub async fn whoami(&self, credential: &Credential) -> Result<String> {
+        let config = self
+            .sts
+            .to_builder()
+            .credentials_provider(Credentials::new(
+                &credential.access_key_id,
+                credential.secret.expose(),
+                None,
+                None,
+                "rekey-probe",
+            ))
+            .build();
+        let out = Sts::from_conf(config)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| service_error("STS", "GetCallerIdentity", e))?;
+        let arn = out.arn().unwrap_or_default();
+        // arn:aws:iam::123456789012:user/path/name -> name
+        match arn.split_once(":user/") {
+            Some((_, path_and_name)) => Ok(path_and_name
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned()),
+            None => Ok(arn.to_owned()),
+        }
+    }
+}
+
+/// IAM key management for users under one path, signed by the function's
+/// own credentials.
+#[derive(Clone, Debug)]
+pub struct AwsIam {
+    iam: Iam,
     managed_path: String,
 }
 
 impl AwsIam {
-    pub fn new(config: &aws_config::SdkConfig, managed_path: &str) -> Self {
+    pub fn new(clients: &AwsClients, managed_path: &str) -> Self {
         AwsIam {
-            iam: Iam::new(config),
-            sts: aws_sdk_sts::Config::from(config),
+            iam: clients.iam.clone(),
             managed_path: managed_path.to_owned(),
         }
     }
@@ -38,10 +86,6 @@ fn user_not_found(user: &str) -> Error {
 }
 
 impl KeyProvider for AwsIam {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Aws
-    }
-
     fn key_limit(&self) -> usize {
         2
     }
@@ -195,34 +239,5 @@ impl KeyProvider for AwsIam {
             },
             None => LastUsed::Never,
         })
-    }
-
-    async fn whoami(&self, credential: &Credential) -> Result<String> {
-        let config = self
-            .sts
-            .to_builder()
-            .credentials_provider(Credentials::new(
-                &credential.access_key_id,
-                credential.secret.expose(),
-                None,
-                None,
-                "rekey-probe",
-            ))
-            .build();
-        let out = Sts::from_conf(config)
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| service_error("STS", "GetCallerIdentity", e))?;
-        let arn = out.arn().unwrap_or_default();
-        // arn:aws:iam::123456789012:user/path/name -> name
-        match arn.split_once(":user/") {
-            Some((_, path_and_name)) => Ok(path_and_name
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_owned()),
-            None => Ok(arn.to_owned()),
-        }
     }
 }

@@ -15,7 +15,7 @@ use crate::model::{
     LastUsed, ManagedSecret, AWSCURRENT, AWSPENDING, AWSPREVIOUS, TAG_MANAGED, TAG_PAUSED,
 };
 use crate::plan::{self, timestamp, Action, CleanupInput, Due, Records};
-use crate::ports::{KeyProvider, SecretInfo, Select, Vault};
+use crate::ports::{KeyProvider, Providers, SecretInfo, Select, Vault};
 
 pub(crate) const SUPERSEDED: &str = "rekey:superseded:";
 pub(crate) const INACTIVE: &str = "rekey:inactive:";
@@ -89,7 +89,7 @@ pub struct CleanupReport {
     pub secrets: Vec<SecretCleanup>,
 }
 
-impl<V: Vault, P: KeyProvider> Rekey<V, P> {
+impl<V: Vault, P: Providers> Rekey<V, P> {
     /// Cleans every managed secret. A secret that cannot be cleaned is
     /// skipped and reported; the sweep itself only fails if the secrets
     /// cannot be listed.
@@ -157,7 +157,8 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
             .read_secret(secret_id, Select::Stage(AWSCURRENT))
             .await?;
         let user = current.user_name.as_str();
-        self.provider.ensure_managed(user).await?;
+        let provider = self.provider_for(secret_id, &current).await?;
+        provider.ensure_managed(user).await?;
         let previous = match info.version_with(AWSPREVIOUS) {
             Some(v) if Some(v) != current_version => {
                 match self
@@ -166,7 +167,12 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
                     .await?
                 {
                     Some(v) => match ManagedSecret::parse(v.value.expose()) {
-                        Ok(p) if p.user_name == current.user_name => p.key_id().map(str::to_owned),
+                        Ok(p)
+                            if p.user_name == current.user_name
+                                && p.provider == current.provider =>
+                        {
+                            p.key_id().map(str::to_owned)
+                        }
                         Ok(_) => None,
                         Err(_) => {
                             warn!("the AWSPREVIOUS version is not a valid secret; its key is not retired");
@@ -178,7 +184,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
             }
             _ => None,
         };
-        let keys = self.provider.list_keys(user).await?;
+        let keys = provider.list_keys(user).await?;
         let records = load_records(&info);
         let now = SystemTime::now();
         let plan = plan::plan_cleanup(&CleanupInput {
@@ -209,7 +215,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
                     tags.push((record_tag(INACTIVE, &key), stamp.clone()))
                 }
                 Action::Deactivate(key) => {
-                    let last = self.provider.last_used(user, &key).await?;
+                    let last = provider.last_used(user, &key).await?;
                     if plan::recently_used(&last, now, self.config.idle_before_deactivate) {
                         let LastUsed::At { when, service } = last else {
                             unreachable!()
@@ -227,13 +233,13 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
                         });
                         continue;
                     }
-                    self.provider.deactivate_key(user, &key).await?;
+                    provider.deactivate_key(user, &key).await?;
                     info!(key_id = key, user, "deactivated the superseded key");
                     tags.push((record_tag(INACTIVE, &key), stamp.clone()));
                     report.deactivated.push(key);
                 }
                 Action::Delete(key) => {
-                    self.provider.delete_key(user, &key).await?;
+                    provider.delete_key(user, &key).await?;
                     info!(key_id = key, user, "deleted the inactive key");
                     untags.push(record_tag(SUPERSEDED, &key));
                     untags.push(record_tag(INACTIVE, &key));

@@ -11,7 +11,7 @@ use crate::model::AccessKey;
 use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use crate::plan::{self, KeyFacts, KeyRole, RoomContext};
 use crate::ports::SecretInfo;
-use crate::ports::{KeyProvider, Select, Vault};
+use crate::ports::{KeyProvider, Providers, Select, Vault};
 use crate::steps::cleanup::load_records;
 
 /// What createSecret found or did.
@@ -31,7 +31,7 @@ pub enum Created {
     NotDue { current_since: SystemTime },
 }
 
-impl<V: Vault, P: KeyProvider> Rekey<V, P> {
+impl<V: Vault, P: Providers> Rekey<V, P> {
     pub async fn create(&self, secret_id: &str, token: &str, driver: Driver) -> Result<Created> {
         self.create_if_due(secret_id, token, driver, None).await
     }
@@ -68,20 +68,21 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
         }
 
         let user = current.user_name.as_str();
-        self.provider.ensure_managed(user).await?;
-        let keys = self.provider.list_keys(user).await?;
+        let provider = self.provider_for(secret_id, &current).await?;
+        provider.ensure_managed(user).await?;
+        let keys = provider.list_keys(user).await?;
         let removed = self
             .make_room(
+                &provider,
                 secret_id,
                 &info,
-                user,
                 &current,
                 current_version.created,
                 keys,
             )
             .await?;
 
-        let new_key = self.provider.create_key(user).await?;
+        let new_key = provider.create_key(user).await?;
         let key_id = new_key.access_key_id.clone();
         info!(key_id, user, "created a new access key");
         let next = current.with_credential(new_key);
@@ -102,7 +103,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
                     }
                     Ok(_) => {
                         warn!(key_id, user, error = %err, "storing the new key failed; deleting it");
-                        if let Err(e) = self.provider.delete_key(user, &key_id).await {
+                        if let Err(e) = provider.delete_key(user, &key_id).await {
                             warn!(key_id, user, error = %e, "could not delete the unstored key; the next attempt reclaims it");
                         }
                     }
@@ -120,13 +121,14 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
     /// Returns the deleted key ids.
     async fn make_room(
         &self,
+        provider: &P::Provider,
         secret_id: &str,
         info: &SecretInfo,
-        user: &str,
         current: &ManagedSecret,
         current_created: SystemTime,
         keys: Vec<AccessKey>,
     ) -> Result<Vec<String>> {
+        let user = current.user_name.as_str();
         let role = |id: &str, previous: Option<&str>| {
             if Some(id) == current.key_id() {
                 KeyRole::Current
@@ -144,7 +146,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
                 last_used: None,
             })
             .collect();
-        let limit = self.provider.key_limit();
+        let limit = provider.key_limit();
         let candidates = facts
             .iter()
             .any(|f| plan::is_orphan_candidate(f, current_created));
@@ -165,7 +167,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
         for f in &mut facts {
             f.role = role(&f.key.id, previous_key.as_deref());
             if plan::is_orphan_candidate(f, current_created) {
-                f.last_used = Some(self.provider.last_used(user, &f.key.id).await?);
+                f.last_used = Some(provider.last_used(user, &f.key.id).await?);
             }
         }
         let grace_ends = previous_key.as_ref().and_then(|id| {
@@ -188,7 +190,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
                 key_id = id,
                 user, "reclaiming an orphan key left by an interrupted attempt"
             );
-            self.provider.delete_key(user, &id).await?;
+            provider.delete_key(user, &id).await?;
             removed.push(id);
         }
         if let Some(id) = room.inactive {
@@ -196,7 +198,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
                 key_id = id,
                 user, "deleting the oldest inactive key to make room"
             );
-            self.provider.delete_key(user, &id).await?;
+            provider.delete_key(user, &id).await?;
             removed.push(id);
         }
         Ok(removed)

@@ -10,7 +10,7 @@ use super::{Driver, Probing, Rekey, TokenState};
 use crate::error::{Error, Result};
 use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::timestamp;
-use crate::ports::{KeyProvider, Select, Vault};
+use crate::ports::{KeyProvider, Providers, Select, Vault};
 
 /// What finishSecret found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum Finished {
     AlreadyCurrent,
 }
 
-impl<V: Vault, P: KeyProvider> Rekey<V, P> {
+impl<V: Vault, P: Providers> Rekey<V, P> {
     pub async fn finish(&self, secret_id: &str, token: &str, driver: Driver) -> Result<Finished> {
         let (info, state) = self.guard(secret_id, token, driver).await?;
         match state {
@@ -78,11 +78,12 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
         info!(key_id = new_key, "promoted the new key to AWSCURRENT");
 
         let mut deactivated = None;
-        if let Some((user, old_key)) = previous
+        if let Some(old_key) = previous
             .as_ref()
-            .and_then(|p| Some((p.user_name.as_str(), p.key_id()?)))
+            .filter(|p| p.user_name == pending.user_name && p.provider == pending.provider)
+            .and_then(ManagedSecret::key_id)
         {
-            if old_key != new_key && self.after_promotion(secret_id, user, old_key).await {
+            if old_key != new_key && self.after_promotion(secret_id, &pending, old_key).await {
                 deactivated = Some(old_key.to_owned());
             }
         }
@@ -123,14 +124,23 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
     }
 
     /// Starts the superseded key's grace period, or with a zero period
-    /// deactivates it at once. Failures here leave the rotation finished:
-    /// cleanup records or deactivates on its next run. Returns whether the
-    /// key was deactivated.
-    async fn after_promotion(&self, secret_id: &str, user: &str, old_key: &str) -> bool {
+    /// deactivates it at once (signed as the now current secret says).
+    /// Failures here leave the rotation finished: cleanup records or
+    /// deactivates on its next run. Returns whether the key was deactivated.
+    async fn after_promotion(
+        &self,
+        secret_id: &str,
+        current: &ManagedSecret,
+        old_key: &str,
+    ) -> bool {
         let now = timestamp(SystemTime::now());
         let deactivate = self.config.deactivate_after.is_zero();
         if deactivate {
-            if let Err(e) = self.provider.deactivate_key(user, old_key).await {
+            let done = match self.provider_for(secret_id, current).await {
+                Ok(provider) => provider.deactivate_key(&current.user_name, old_key).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
                 warn!(key_id = old_key, error = %e, "could not deactivate the superseded key; rekey-cleanup will");
                 return false;
             }

@@ -15,9 +15,9 @@ pub use test::Probing;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{
-    ManagedSecret, SecretFormatError, AWSCURRENT, AWSPENDING, TAG_MANAGED, TAG_PAUSED,
+    ManagedSecret, SecretFormatError, Signing, AWSCURRENT, AWSPENDING, TAG_MANAGED, TAG_PAUSED,
 };
-use crate::ports::{KeyProvider, SecretInfo, SecretVersion, Select, Vault};
+use crate::ports::{Providers, SecretInfo, SecretVersion, Select, Signer, Vault};
 
 /// Who drives the rotation of a secret. A secret has one driver: the hook
 /// when Secrets Manager rotation is enabled, the pipeline otherwise.
@@ -27,10 +27,10 @@ pub enum Driver {
     Pipeline,
 }
 
-/// The steps, bound to a vault, a provider and the settings.
+/// The steps, bound to a vault, the providers and the settings.
 pub struct Rekey<V, P> {
     pub vault: V,
-    pub provider: P,
+    pub providers: P,
     pub config: Config,
 }
 
@@ -45,13 +45,74 @@ enum TokenState {
     Absent,
 }
 
-impl<V: Vault, P: KeyProvider> Rekey<V, P> {
-    pub fn new(vault: V, provider: P, config: Config) -> Self {
+impl<V: Vault, P: Providers> Rekey<V, P> {
+    pub fn new(vault: V, providers: P, config: Config) -> Self {
         Rekey {
             vault,
-            provider,
+            providers,
             config,
         }
+    }
+
+    /// The provider of `secret`, signing with what the secret names: the
+    /// function's own role, the key pair in its `AdminSecretId` secret, or
+    /// else the user's own key in `secret`.
+    async fn provider_for(&self, secret_id: &str, secret: &ManagedSecret) -> Result<P::Provider> {
+        let kind = secret.provider;
+        let signer = match (kind.signing(), &secret.admin_secret_id, &secret.credential) {
+            (Signing::Ambient, _, _) => None,
+            (Signing::KeyPair, Some(admin), _) => Some(Signer {
+                credential: self.admin_key(secret_id, admin, secret).await?,
+                origin: format!("the admin key in secret {admin}"),
+            }),
+            (Signing::KeyPair, None, Some(own)) => Some(Signer {
+                credential: own.clone(),
+                origin: format!("the user's own key in secret {secret_id}"),
+            }),
+            (Signing::KeyPair, None, None) => {
+                return Err(Error::invalid_secret(
+                    secret_id,
+                    AWSCURRENT,
+                    format!(
+                        "it holds no key to sign {} calls with: add AdminSecretId naming a secret that holds an admin key pair, or put the user's current AccessKeyId and {} in it",
+                        kind.name(),
+                        kind.secret_field()
+                    ),
+                ))
+            }
+        };
+        self.providers.open(kind, signer)
+    }
+
+    /// The key pair in the AWSCURRENT version of an admin secret.
+    async fn admin_key(
+        &self,
+        secret_id: &str,
+        admin: &str,
+        secret: &ManagedSecret,
+    ) -> Result<crate::model::Credential> {
+        let unusable = |why: String| {
+            Error::invalid_secret(
+                secret_id,
+                AWSCURRENT,
+                format!("its AdminSecretId {admin} {why}"),
+            )
+        };
+        let version = match self.vault.read(admin, Select::Stage(AWSCURRENT)).await {
+            Ok(Some(v)) => v,
+            Ok(None) | Err(Error::SecretNotFound { .. }) => {
+                return Err(unusable(
+                    "was not found or has no AWSCURRENT value: check the name and that the function may read it".into(),
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        ManagedSecret::parse_key_pair(version.value.expose(), secret.provider).map_err(|why| {
+            unusable(format!(
+                "does not hold a key pair of provider {}: {why}",
+                secret.provider.name()
+            ))
+        })
     }
 
     /// setSecret: the key already exists after createSecret, so there is
@@ -137,19 +198,12 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
         label: &str,
         version: &SecretVersion,
     ) -> Result<ManagedSecret> {
-        let secret = ManagedSecret::parse(version.value.expose()).map_err(|e| match e {
+        ManagedSecret::parse(version.value.expose()).map_err(|e| match e {
             SecretFormatError::Invalid(reason) => Error::invalid_secret(secret_id, label, reason),
             SecretFormatError::UnknownProvider(provider) => Error::UnknownProvider {
                 secret_id: secret_id.to_owned(),
                 provider,
             },
-        })?;
-        if secret.provider != self.provider.kind() {
-            return Err(Error::UnknownProvider {
-                secret_id: secret_id.to_owned(),
-                provider: secret.provider.name().to_owned(),
-            });
-        }
-        Ok(secret)
+        })
     }
 }

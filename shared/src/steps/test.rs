@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::{Driver, Rekey, TokenState};
 use crate::error::{Error, Result};
 use crate::model::{Credential, ManagedSecret, AWSCURRENT, AWSPENDING};
-use crate::ports::{KeyProvider, Select, Vault};
+use crate::ports::{Providers, Select, Vault};
 
 /// How long a test may take.
 #[derive(Clone, Copy, Debug)]
@@ -27,7 +27,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// The pipeline's spacing between consecutive probes is kept short.
 const MAX_PIPELINE_SPACING: Duration = Duration::from_millis(500);
 
-impl<V: Vault, P: KeyProvider> Rekey<V, P> {
+impl<V: Vault, P: Providers> Rekey<V, P> {
     pub async fn test(
         &self,
         secret_id: &str,
@@ -108,7 +108,7 @@ impl<V: Vault, P: KeyProvider> Rekey<V, P> {
         let mut last_error: Option<String> = None;
         loop {
             attempts += 1;
-            let outcome = self.provider.whoami(credential).await;
+            let outcome = self.providers.whoami(secret.provider, credential).await;
             let failure = match outcome {
                 Ok(name) if name == secret.user_name => {
                     passed += 1;

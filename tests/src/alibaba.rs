@@ -1,0 +1,298 @@
+//! The Alibaba Cloud RAM + STS emulator (`tests/support/alibaba_emulator.py`,
+//! which checks every signature with the official Python SDK's signer),
+//! and the test's operator view of it: users, keys, faults and the log of
+//! the API requests it has seen.
+
+use std::process::Child;
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rekey::config::{AlibabaSettings, Endpoint, UserPattern};
+use rekey::model::{AccessKey, Credential, KeyStatus, Sensitive};
+use rekey::Config;
+use serde_json::{json, Value};
+
+use crate::{start_support_server, test_config, World};
+
+/// The RAM users the tests let rekey manage: `REKEY_ALIBABA_USER_PATTERN`.
+pub const USER_PATTERN: &str = "ops-[0-9a-f]+";
+
+/// A running emulator and its account's root key.
+pub struct Emulator {
+    pub endpoint: String,
+    pub root: Credential,
+    _child: Mutex<Child>,
+}
+
+/// The emulator shared by this test process, started on first use.
+pub fn emulator() -> &'static Emulator {
+    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+    EMULATOR.get_or_init(Emulator::start)
+}
+
+/// One API request the emulator saw.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    pub action: String,
+    /// The AccessKeyId that signed it.
+    pub signer: String,
+    pub user_name: Option<String>,
+    /// `OK` or the error code answered.
+    pub code: String,
+}
+
+impl Request {
+    pub fn changes_keys(&self) -> bool {
+        self.code == "OK"
+            && matches!(
+                self.action.as_str(),
+                "CreateAccessKey" | "UpdateAccessKey" | "DeleteAccessKey"
+            )
+    }
+}
+
+impl Emulator {
+    /// A new emulator of its own (for tests that set faults).
+    pub fn start() -> Emulator {
+        let (child, info) = start_support_server("alibaba_emulator.py", &[]);
+        Emulator {
+            endpoint: info["endpoint"].as_str().unwrap().to_owned(),
+            root: Credential {
+                access_key_id: info["access_key_id"].as_str().unwrap().to_owned(),
+                secret: Sensitive::new(info["access_key_secret"].as_str().unwrap()),
+            },
+            _child: Mutex::new(child),
+        }
+    }
+
+    /// The test settings with RAM and STS at this emulator and the users
+    /// of [`USER_PATTERN`] managed.
+    pub fn config(&self) -> Config {
+        Config {
+            alibaba: AlibabaSettings {
+                user_pattern: Some(UserPattern::new("test", USER_PATTERN).unwrap()),
+                ram_endpoint: Endpoint::new("test", &self.endpoint).unwrap(),
+                sts_endpoint: Endpoint::new("test", &self.endpoint).unwrap(),
+            },
+            ..test_config()
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}/_emulator/{path}", self.endpoint))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let response = client.request(request).await.expect("emulator answers");
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&body).expect("emulator answers JSON"),
+        )
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.call("POST", path, body).await;
+        assert_eq!(status, 200, "emulator {path}: {answer}");
+        answer
+    }
+
+    /// A new RAM user matching [`USER_PATTERN`]; with `self_manage` it may
+    /// manage its own keys (the policy self-rotation needs).
+    pub async fn user(&self, self_manage: bool) -> String {
+        let name = format!("ops-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        self.named_user(&name, self_manage).await;
+        name
+    }
+
+    pub async fn named_user(&self, name: &str, self_manage: bool) {
+        self.post(
+            "users",
+            json!({"UserName": name, "SelfManage": self_manage}),
+        )
+        .await;
+    }
+
+    /// A new key for `user`, made by the operator.
+    pub async fn create_key(&self, user: &str) -> Credential {
+        let out = self.post("keys", json!({ "UserName": user })).await;
+        Credential {
+            access_key_id: out["AccessKeyId"].as_str().unwrap().to_owned(),
+            secret: Sensitive::new(out["AccessKeySecret"].as_str().unwrap()),
+        }
+    }
+
+    pub async fn set_status(&self, key_id: &str, status: KeyStatus) {
+        let status = match status {
+            KeyStatus::Active => "Active",
+            KeyStatus::Inactive => "Inactive",
+        };
+        self.post(
+            "keys/status",
+            json!({"AccessKeyId": key_id, "Status": status}),
+        )
+        .await;
+    }
+
+    pub async fn delete_key(&self, key_id: &str) {
+        self.post("keys/delete", json!({ "AccessKeyId": key_id }))
+            .await;
+    }
+
+    /// Records a use of the key, now.
+    pub async fn use_key(&self, key_id: &str) {
+        self.post("keys/use", json!({ "AccessKeyId": key_id }))
+            .await;
+    }
+
+    /// The RAM user the credential authenticates as, or why it does not.
+    pub async fn check(&self, credential: &Credential) -> Result<String, String> {
+        let out = self
+            .post(
+                "check",
+                json!({
+                    "AccessKeyId": credential.access_key_id,
+                    "AccessKeySecret": credential.secret.expose(),
+                }),
+            )
+            .await;
+        match out["User"].as_str() {
+            Some(user) => Ok(user.to_owned()),
+            None => Err(out["Error"].to_string()),
+        }
+    }
+
+    /// Throttle the next `throttle` requests; refuse keys younger than
+    /// `unready_seconds`.
+    pub async fn faults(&self, throttle: u32, unready_seconds: f64) {
+        self.post(
+            "faults",
+            json!({"Throttle": throttle, "UnreadySeconds": unready_seconds}),
+        )
+        .await;
+    }
+
+    /// The user's keys, oldest first.
+    pub async fn keys(&self, user: &str) -> Vec<AccessKey> {
+        let (status, out) = self
+            .call("GET", &format!("users/{user}/keys"), Value::Null)
+            .await;
+        assert_eq!(status, 200);
+        out.as_array()
+            .unwrap()
+            .iter()
+            .map(|k| AccessKey {
+                id: k["AccessKeyId"].as_str().unwrap().to_owned(),
+                status: if k["Status"] == "Active" {
+                    KeyStatus::Active
+                } else {
+                    KeyStatus::Inactive
+                },
+                created: humantime::parse_rfc3339(k["CreateDate"].as_str().unwrap())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+            })
+            .collect()
+    }
+
+    pub async fn key_ids(&self, user: &str) -> Vec<String> {
+        self.keys(user).await.into_iter().map(|k| k.id).collect()
+    }
+
+    /// Every API request seen so far.
+    pub async fn log(&self) -> Vec<Request> {
+        let (status, out) = self.call("GET", "log", Value::Null).await;
+        assert_eq!(status, 200);
+        serde_json::from_value(out).unwrap()
+    }
+
+    /// The requests about `user` seen after the first `since` requests.
+    pub async fn requests_since(&self, since: usize, user: &str) -> Vec<Request> {
+        self.log()
+            .await
+            .into_iter()
+            .skip(since)
+            .filter(|r| r.user_name.as_deref() == Some(user))
+            .collect()
+    }
+}
+
+impl World {
+    /// A managed Alibaba secret for `user`, holding `key` if given and
+    /// naming `admin` as its AdminSecretId if given. Returns its ARN.
+    pub async fn alibaba_secret(
+        &self,
+        user: &str,
+        key: Option<&Credential>,
+        admin: Option<&str>,
+    ) -> String {
+        let mut value = json!({"Provider": "alibaba", "UserName": user});
+        if let Some(k) = key {
+            value["AccessKeyId"] = k.access_key_id.clone().into();
+            value["AccessKeySecret"] = k.secret.expose().into();
+        }
+        if let Some(admin) = admin {
+            value["AdminSecretId"] = admin.into();
+        }
+        self.secret(&value, &[("rekey:managed", "true")]).await
+    }
+
+    /// An admin secret holding the emulator account's root key pair (not
+    /// managed by rekey). Returns its ARN.
+    pub async fn alibaba_admin_secret(&self, emulator: &Emulator) -> String {
+        self.secret(
+            &json!({
+                "AccessKeyId": emulator.root.access_key_id,
+                "AccessKeySecret": emulator.root.secret.expose(),
+            }),
+            &[],
+        )
+        .await
+    }
+
+    /// Registers a secret value this test has seen (none may be logged).
+    pub fn saw_credential(&self, credential: &Credential) {
+        self.saw(credential.secret.expose());
+    }
+
+    /// A RAM user with one key and a managed secret holding it, signed
+    /// with the admin secret `admin`, or by the user's own key (and then
+    /// allowed to manage its own keys) when `admin` is `None`.
+    pub async fn alibaba_enrolled(
+        &self,
+        emulator: &Emulator,
+        admin: Option<&str>,
+    ) -> (String, Credential, String) {
+        let user = emulator.user(admin.is_none()).await;
+        let key = emulator.create_key(&user).await;
+        self.saw_credential(&key);
+        let secret = self.alibaba_secret(&user, Some(&key), admin).await;
+        (user, key, secret)
+    }
+
+    /// The invariants of an Alibaba scenario: at most two keys, the
+    /// AWSCURRENT key (if any) is active and authenticates as the user, and
+    /// no secret value seen appears in the logs.
+    pub async fn assert_alibaba_invariants(&self, emulator: &Emulator, secret: &str, user: &str) {
+        self.saw_credential(&emulator.root);
+        let keys = emulator.keys(user).await;
+        assert!(keys.len() <= 2, "user {user} has {} keys", keys.len());
+        if let Some(cred) = self.current_credential(secret).await {
+            assert_eq!(
+                emulator.check(&cred).await.as_deref(),
+                Ok(user),
+                "the AWSCURRENT key {} authenticates as {user}",
+                cred.access_key_id
+            );
+        }
+        self.assert_no_secret_in(&crate::captured_logs(), "the logs");
+    }
+}

@@ -1,0 +1,594 @@
+//! Alibaba Cloud RAM keys rotated through the same functions: Secrets
+//! Manager on moto (signatures checked), RAM and STS on the emulator (every
+//! signature checked with the official SDK's signer). Both signing modes:
+//! an admin key pair from `AdminSecretId`, and the user's own key.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rekey::model::{KeyStatus, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use rekey_testkit::alibaba::{emulator, Emulator};
+use rekey_testkit::{version_with, App, World};
+use serde_json::{json, Value};
+
+/// Everything a refused step must leave as it was.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    keys: Vec<(String, KeyStatus)>,
+    stages: std::collections::BTreeMap<String, Vec<String>>,
+    current: Option<Value>,
+}
+
+async fn snapshot(w: &World, e: &Emulator, secret: &str, user: &str) -> Snapshot {
+    Snapshot {
+        keys: e
+            .keys(user)
+            .await
+            .into_iter()
+            .map(|k| (k.id, k.status))
+            .collect(),
+        stages: w.stages(secret).await,
+        current: w.value(secret, AWSCURRENT).await,
+    }
+}
+
+/// An admin-mode world: the shared emulator, an admin secret, the app.
+async fn admin_world() -> (World, &'static Emulator, String, App) {
+    let w = World::new().await;
+    let e = emulator();
+    let admin = w.alibaba_admin_secret(e).await;
+    let app = w.app(e.config());
+    (w, e, admin, app)
+}
+
+/// Secret versions are timed to the second: an orphan must be younger.
+async fn next_second() {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+}
+
+fn zero_periods(e: &Emulator) -> rekey::Config {
+    let mut c = e.config();
+    c.deactivate_after = Duration::ZERO;
+    c.delete_after = Duration::ZERO;
+    c
+}
+
+async fn cleanup(app: &App, secret: &str) -> Value {
+    let out = pipeline(app, "cleanup", json!({ "SecretId": secret }))
+        .await
+        .unwrap();
+    out["Secrets"][0].clone()
+}
+
+#[tokio::test]
+async fn first_rotation_from_user_name_only_with_an_admin_key() {
+    let (w, e, admin, app) = admin_world().await;
+    let user = e.user(false).await;
+    let secret = w.alibaba_secret(&user, None, Some(&admin)).await;
+    let token = w.start_rotation(&secret).await;
+
+    hook_rotation(&app, &secret, &token).await.unwrap();
+
+    let keys = e.keys(&user).await;
+    assert_eq!(keys.len(), 1);
+    let current = w.value(&secret, AWSCURRENT).await.unwrap();
+    assert_eq!(current["AccessKeyId"], keys[0].id.as_str());
+    assert!(current["AccessKeySecret"].is_string());
+    assert!(current.get("SecretAccessKey").is_none());
+    assert_eq!(current["Provider"], "alibaba");
+    assert_eq!(current["AdminSecretId"], admin.as_str());
+    assert_eq!(w.stages(&secret).await[&token], vec![AWSCURRENT]);
+    w.assert_alibaba_invariants(e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn rotation_with_an_admin_key_keeps_the_old_key_in_grace() {
+    let (w, e, admin, app) = admin_world().await;
+    let (user, old, secret) = w.alibaba_enrolled(e, Some(&admin)).await;
+    let since = e.log().await.len();
+    let token = w.start_rotation(&secret).await;
+
+    hook_rotation(&app, &secret, &token).await.unwrap();
+
+    let keys = e.keys(&user).await;
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| k.status == KeyStatus::Active));
+    let new = w.current_credential(&secret).await.unwrap();
+    assert_ne!(new.access_key_id, old.access_key_id);
+    let previous = w.value(&secret, AWSPREVIOUS).await.unwrap();
+    assert_eq!(previous["AccessKeyId"], old.access_key_id.as_str());
+    assert!(w
+        .tags(&secret)
+        .await
+        .contains_key(&format!("rekey:superseded:{}", old.access_key_id)));
+    // Every RAM call was signed with the admin key.
+    let ram = e.requests_since(since, &user).await;
+    assert!(ram.iter().any(|r| r.action == "CreateAccessKey"));
+    assert!(
+        ram.iter().all(|r| r.signer == e.root.access_key_id),
+        "{ram:?}"
+    );
+    w.assert_alibaba_invariants(e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn self_rotation_signs_with_the_users_own_keys() {
+    let w = World::new().await;
+    let e = emulator();
+    let app = w.app(zero_periods(e));
+    let (user, old, secret) = w.alibaba_enrolled(e, None).await;
+    let since = e.log().await.len();
+    let token = w.start_rotation(&secret).await;
+
+    // Deactivate-after 0s: finish deactivates the old key at once, signed
+    // by the new one.
+    hook_rotation(&app, &secret, &token).await.unwrap();
+
+    let new = w.current_credential(&secret).await.unwrap();
+    assert_ne!(new.access_key_id, old.access_key_id);
+    let ram = e.requests_since(since, &user).await;
+    let signer_of = |action: &str| -> Vec<String> {
+        ram.iter()
+            .filter(|r| r.action == action && r.code == "OK")
+            .map(|r| r.signer.clone())
+            .collect()
+    };
+    assert_eq!(
+        signer_of("CreateAccessKey"),
+        vec![old.access_key_id.clone()]
+    );
+    assert_eq!(
+        signer_of("UpdateAccessKey"),
+        vec![new.access_key_id.clone()]
+    );
+    assert!(ram.iter().all(|r| r.signer != e.root.access_key_id));
+    let keys = e.keys(&user).await;
+    let old_status = keys
+        .iter()
+        .find(|k| k.id == old.access_key_id)
+        .unwrap()
+        .status;
+    assert_eq!(old_status, KeyStatus::Inactive);
+
+    // Cleanup deletes the inactive key, again signed by the current key.
+    let report = cleanup(&app, &secret).await;
+    assert_eq!(report["Deleted"], json!([old.access_key_id]));
+    assert_eq!(e.key_ids(&user).await, vec![new.access_key_id.clone()]);
+    w.assert_alibaba_invariants(e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn self_rotation_without_the_policy_is_refused_and_changes_nothing() {
+    let w = World::new().await;
+    let e = emulator();
+    let app = w.app(e.config());
+    let user = e.user(false).await;
+    let key = e.create_key(&user).await;
+    w.saw_credential(&key);
+    let secret = w.alibaba_secret(&user, Some(&key), None).await;
+    let token = w.start_rotation(&secret).await;
+    let before = snapshot(&w, e, &secret, &user).await;
+
+    let msg = assert_error(
+        hook(&app, "createSecret", &secret, &token).await,
+        "SignerRejected",
+        &[&key.access_key_id, "NoPermission", "own key", "README"],
+    );
+    w.assert_no_secret_in(&msg, "the error");
+    assert_eq!(snapshot(&w, e, &secret, &user).await, before);
+}
+
+#[tokio::test]
+async fn at_the_limit_the_inactive_key_is_deleted() {
+    let (w, e, admin, app) = admin_world().await;
+    let user = e.user(false).await;
+    let stale = e.create_key(&user).await;
+    e.set_status(&stale.access_key_id, KeyStatus::Inactive)
+        .await;
+    let current = e.create_key(&user).await;
+    w.saw_credential(&stale);
+    w.saw_credential(&current);
+    let secret = w.alibaba_secret(&user, Some(&current), Some(&admin)).await;
+    let token = w.start_rotation(&secret).await;
+
+    hook_rotation(&app, &secret, &token).await.unwrap();
+
+    let ids = e.key_ids(&user).await;
+    assert_eq!(ids.len(), 2);
+    assert!(!ids.contains(&stale.access_key_id));
+    assert!(ids.contains(&current.access_key_id));
+    w.assert_alibaba_invariants(e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn two_active_keys_block_with_a_clear_error_and_no_change() {
+    let (w, e, admin, app) = admin_world().await;
+    let user = e.user(false).await;
+    let current = e.create_key(&user).await;
+    let other = e.create_key(&user).await;
+    w.saw_credential(&current);
+    w.saw_credential(&other);
+    let secret = w.alibaba_secret(&user, Some(&current), Some(&admin)).await;
+    let token = w.start_rotation(&secret).await;
+    let before = snapshot(&w, e, &secret, &user).await;
+    let since = e.log().await.len();
+
+    let msg = assert_error(
+        hook(&app, "createSecret", &secret, &token).await,
+        "KeyLimitReached",
+        &[
+            &user,
+            &current.access_key_id,
+            &other.access_key_id,
+            "AWSCURRENT",
+        ],
+    );
+    w.assert_no_secret_in(&msg, "the error");
+    assert_eq!(snapshot(&w, e, &secret, &user).await, before);
+    let changes: Vec<_> = e
+        .requests_since(since, &user)
+        .await
+        .into_iter()
+        .filter(|r| r.changes_keys())
+        .collect();
+    assert!(changes.is_empty(), "{changes:?}");
+    w.assert_alibaba_invariants(e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn every_step_invoked_twice_gives_one_key() {
+    let (w, e, admin, app) = admin_world().await;
+    let (user, old, secret) = w.alibaba_enrolled(e, Some(&admin)).await;
+    let token = w.start_rotation(&secret).await;
+
+    for step in STEPS {
+        hook(&app, step, &secret, &token).await.unwrap();
+        hook(&app, step, &secret, &token).await.unwrap();
+    }
+    assert_eq!(e.keys(&user).await.len(), 2, "one token creates one key");
+    let after = snapshot(&w, e, &secret, &user).await;
+    hook_rotation(&app, &secret, &token).await.unwrap();
+    assert_eq!(snapshot(&w, e, &secret, &user).await, after);
+    assert_ne!(
+        w.current_credential(&secret).await.unwrap().access_key_id,
+        old.access_key_id
+    );
+    w.assert_alibaba_invariants(e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn an_orphan_never_used_is_reclaimed() {
+    let (w, e, admin, app) = admin_world().await;
+    let (user, current, secret) = w.alibaba_enrolled(e, Some(&admin)).await;
+    let token = w.start_rotation(&secret).await;
+    next_second().await;
+    // A crash between CreateAccessKey and PutSecretValue.
+    let orphan = e.create_key(&user).await;
+    w.saw_credential(&orphan);
+
+    hook_rotation(&app, &secret, &token).await.unwrap();
+
+    let ids = e.key_ids(&user).await;
+    assert_eq!(ids.len(), 2);
+    assert!(
+        !ids.contains(&orphan.access_key_id),
+        "the orphan was reclaimed"
+    );
+    assert!(ids.contains(&current.access_key_id));
+    w.assert_alibaba_invariants(e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn a_used_unreferenced_key_is_never_reclaimed() {
+    let (w, e, admin, app) = admin_world().await;
+    let (user, current, secret) = w.alibaba_enrolled(e, Some(&admin)).await;
+    next_second().await;
+    let other = e.create_key(&user).await;
+    w.saw_credential(&other);
+    e.use_key(&other.access_key_id).await;
+    let token = w.start_rotation(&secret).await;
+    let before = snapshot(&w, e, &secret, &user).await;
+
+    assert_error(
+        hook(&app, "createSecret", &secret, &token).await,
+        "KeyLimitReached",
+        &[&other.access_key_id, "was used at", &current.access_key_id],
+    );
+    assert_eq!(snapshot(&w, e, &secret, &user).await, before);
+    w.assert_alibaba_invariants(e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn a_pending_key_that_fails_its_test_leaves_current_working() {
+    let (w, e, admin, app) = admin_world().await;
+    let (user, old, secret) = w.alibaba_enrolled(e, Some(&admin)).await;
+    let token = w.start_rotation(&secret).await;
+    hook(&app, "createSecret", &secret, &token).await.unwrap();
+    hook(&app, "setSecret", &secret, &token).await.unwrap();
+    let pending = w.value(&secret, AWSPENDING).await.unwrap();
+    let pending_id = pending["AccessKeyId"].as_str().unwrap().to_owned();
+    e.set_status(&pending_id, KeyStatus::Inactive).await;
+
+    let msg = assert_error(
+        hook(&app, "testSecret", &secret, &token).await,
+        "KeyNotReady",
+        &[
+            &pending_id,
+            "Forbidden.AccessKeyDisabled",
+            "AWSCURRENT is unchanged",
+        ],
+    );
+    w.assert_no_secret_in(&msg, "the error");
+    assert_error(
+        hook(&app, "finishSecret", &secret, &token).await,
+        "KeyNotReady",
+        &[&pending_id],
+    );
+    let stages = w.stages(&secret).await;
+    assert_eq!(stages[&token], vec![AWSPENDING]);
+    assert_eq!(
+        w.current_credential(&secret).await.unwrap().access_key_id,
+        old.access_key_id
+    );
+    w.assert_alibaba_invariants(e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn cleanup_deactivates_then_deletes_on_its_periods() {
+    let (w, e, admin, app) = admin_world().await;
+    let (user, old, secret) = w.alibaba_enrolled(e, Some(&admin)).await;
+    let token = w.start_rotation(&secret).await;
+    hook_rotation(&app, &secret, &token).await.unwrap();
+    let old = old.access_key_id;
+    let status =
+        |keys: &[rekey::model::AccessKey]| keys.iter().find(|k| k.id == old).map(|k| k.status);
+
+    let report = cleanup(&app, &secret).await;
+    assert_eq!(report["Waiting"][0]["AccessKeyId"], old.as_str());
+    assert_eq!(report["Waiting"][0]["Next"], "deactivation");
+    assert_eq!(status(&e.keys(&user).await), Some(KeyStatus::Active));
+
+    // Still in use within the idle window: it stays active.
+    let mut idle = zero_periods(e);
+    idle.idle_before_deactivate = Duration::from_secs(3600);
+    e.use_key(&old).await;
+    let report = cleanup(&w.app(idle), &secret).await;
+    assert_eq!(report["InUse"][0]["AccessKeyId"], old.as_str());
+    assert_eq!(status(&e.keys(&user).await), Some(KeyStatus::Active));
+
+    let zero = w.app(zero_periods(e));
+    let report = cleanup(&zero, &secret).await;
+    assert_eq!(report["Deactivated"], json!([old]));
+    assert_eq!(status(&e.keys(&user).await), Some(KeyStatus::Inactive));
+    let report = cleanup(&zero, &secret).await;
+    assert_eq!(report["Deleted"], json!([old]));
+    assert_eq!(status(&e.keys(&user).await), None);
+    assert_eq!(e.keys(&user).await.len(), 1);
+    w.assert_alibaba_invariants(e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn a_user_outside_the_pattern_is_refused_before_any_change() {
+    let (w, e, admin, app) = admin_world().await;
+    let user = format!("admin-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    e.named_user(&user, false).await;
+    let key = e.create_key(&user).await;
+    w.saw_credential(&key);
+    let secret = w.alibaba_secret(&user, Some(&key), Some(&admin)).await;
+    let since = e.log().await.len();
+
+    assert_error(
+        pipeline(&app, "cleanup", json!({ "SecretId": secret })).await,
+        "UserNotManaged",
+        &[&user],
+    );
+    let token = w.start_rotation(&secret).await;
+    let before = snapshot(&w, e, &secret, &user).await;
+    assert_error(
+        hook(&app, "createSecret", &secret, &token).await,
+        "UserNotManaged",
+        &[&user, "REKEY_ALIBABA_USER_PATTERN"],
+    );
+    assert_eq!(snapshot(&w, e, &secret, &user).await, before);
+    assert!(
+        e.requests_since(since, &user).await.is_empty(),
+        "no RAM call at all"
+    );
+}
+
+#[tokio::test]
+async fn the_pipeline_rotates_an_alibaba_secret() {
+    let (w, e, admin, app) = admin_world().await;
+    let (user, old, secret) = w.alibaba_enrolled(e, Some(&admin)).await;
+
+    let created = pipeline(&app, "create", json!({ "SecretId": secret }))
+        .await
+        .unwrap();
+    let tested = pipeline(&app, "test", created.clone()).await.unwrap();
+    let out = pipeline(&app, "finish", tested).await.unwrap();
+
+    let token = out["ClientRequestToken"].as_str().unwrap();
+    assert_eq!(w.stages(&secret).await[token], vec![AWSCURRENT]);
+    assert_ne!(
+        w.current_credential(&secret).await.unwrap().access_key_id,
+        old.access_key_id
+    );
+    assert!(version_with(&w.stages(&secret).await, AWSPREVIOUS).is_some());
+    w.assert_alibaba_invariants(e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn a_new_key_unready_for_a_while_is_waited_for() {
+    let w = World::new().await;
+    let e = Emulator::start();
+    let admin = w.alibaba_admin_secret(&e).await;
+    let mut config = e.config();
+    config.test_timeout = Duration::from_secs(20);
+    let app = w.app(config);
+    e.faults(0, 3.0).await;
+
+    // The pipeline's rekey-test reports KeyNotReady at once...
+    let (user, _, secret) = w.alibaba_enrolled(&e, Some(&admin)).await;
+    let created = pipeline(&app, "create", json!({ "SecretId": secret }))
+        .await
+        .unwrap();
+    assert_error(
+        pipeline(&app, "test", created.clone()).await,
+        "KeyNotReady",
+        &["InvalidAccessKeyId.NotFound"],
+    );
+    // ... and passes once the key is ready.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pipeline(&app, "test", created.clone()).await.unwrap();
+    pipeline(&app, "finish", created).await.unwrap();
+    w.assert_alibaba_invariants(&e, &secret, &user).await;
+
+    // The hook's testSecret waits inside the function.
+    let (user, old, secret) = w.alibaba_enrolled(&e, Some(&admin)).await;
+    let token = w.start_rotation(&secret).await;
+    hook_rotation(&app, &secret, &token).await.unwrap();
+    assert_ne!(
+        w.current_credential(&secret).await.unwrap().access_key_id,
+        old.access_key_id
+    );
+    w.assert_alibaba_invariants(&e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn a_rotation_completes_while_ram_throttles() {
+    let w = World::new().await;
+    let e = Emulator::start();
+    let admin = w.alibaba_admin_secret(&e).await;
+    let app = w.app(e.config());
+    let (user, old, secret) = w.alibaba_enrolled(&e, Some(&admin)).await;
+    let token = w.start_rotation(&secret).await;
+    // ListAccessKeys is throttled three times, then answers.
+    e.faults(3, 0.0).await;
+
+    hook_rotation(&app, &secret, &token).await.unwrap();
+
+    let throttled = e
+        .log()
+        .await
+        .iter()
+        .filter(|r| r.code == "Throttling.User")
+        .count();
+    assert_eq!(throttled, 3);
+    assert_ne!(
+        w.current_credential(&secret).await.unwrap().access_key_id,
+        old.access_key_id
+    );
+    assert_eq!(e.keys(&user).await.len(), 2);
+    w.assert_alibaba_invariants(&e, &secret, &user).await;
+}
+
+#[tokio::test]
+async fn bad_alibaba_secrets_and_settings_are_refused_without_change() {
+    let (w, e, admin, app) = admin_world().await;
+    let bogus_admin = w
+        .secret(
+            &json!({"AccessKeyId": "LTAI0000000000000000bad", "AccessKeySecret": "not-a-real-secret"}),
+            &[],
+        )
+        .await;
+    let not_a_pair = w
+        .secret(&json!({"AccessKeyId": "LTAI00000000000000001"}), &[])
+        .await;
+    let user = e.user(true).await;
+    let key = e.create_key(&user).await;
+    w.saw_credential(&key);
+    let id = key.access_key_id.as_str();
+    let half = key.secret.expose();
+    let cases: Vec<(Value, &str, Vec<&str>)> = vec![
+        (
+            json!({"Provider": "alibaba", "UserName": user}),
+            "InvalidSecret",
+            vec!["AdminSecretId", "no key to sign"],
+        ),
+        (
+            json!({"Provider": "alibaba", "UserName": user, "AdminSecretId": "rekey/admin/missing"}),
+            "InvalidSecret",
+            vec!["rekey/admin/missing", "not found"],
+        ),
+        (
+            json!({"Provider": "alibaba", "UserName": user, "AdminSecretId": not_a_pair}),
+            "InvalidSecret",
+            vec!["AdminSecretId", "AccessKeySecret"],
+        ),
+        (
+            json!({"Provider": "alibaba", "UserName": user, "AdminSecretId": bogus_admin}),
+            "SignerRejected",
+            vec![
+                "LTAI0000000000000000bad",
+                "InvalidAccessKeyId.NotFound",
+                "admin key",
+            ],
+        ),
+        (
+            json!({"Provider": "alibaba", "UserName": user, "AdminSecretId": 5}),
+            "InvalidSecret",
+            vec!["AdminSecretId must be a string"],
+        ),
+        (
+            json!({"Provider": "alibaba", "UserName": user, "AccessKeyId": id}),
+            "InvalidSecret",
+            vec!["AccessKeySecret must be given together"],
+        ),
+        (
+            json!({"Provider": "alibaba", "UserName": user, "AccessKeyId": id, "SecretAccessKey": half}),
+            "InvalidSecret",
+            vec!["AccessKeySecret"],
+        ),
+        (
+            json!({"Provider": "alibaba", "UserName": "ops bot", "AdminSecretId": admin}),
+            "InvalidSecret",
+            vec!["UserName may contain only"],
+        ),
+        (
+            json!({"Provider": "aliyun", "UserName": user, "AdminSecretId": admin}),
+            "UnknownProvider",
+            vec!["aliyun", "alibaba"],
+        ),
+        (
+            json!({"Provider": "aws", "UserName": user, "AdminSecretId": admin}),
+            "InvalidSecret",
+            vec!["AdminSecretId is not used by provider aws"],
+        ),
+    ];
+    let since = e.log().await.len();
+    for (value, error_type, mentions) in cases {
+        let secret = w.secret(&value, &[("rekey:managed", "true")]).await;
+        let cleaned = pipeline(&app, "cleanup", json!({ "SecretId": secret })).await;
+        let token = w.start_rotation(&secret).await;
+        let before = snapshot(&w, e, &secret, &user).await;
+        for result in [cleaned, hook(&app, "createSecret", &secret, &token).await] {
+            let msg = assert_error(result, error_type, &mentions);
+            w.assert_no_secret_in(&msg, "the error");
+            assert!(!msg.contains("not-a-real-secret"), "{msg}");
+        }
+        assert_eq!(snapshot(&w, e, &secret, &user).await, before, "{value}");
+    }
+
+    // A deployment without REKEY_ALIBABA_USER_PATTERN refuses Alibaba
+    // secrets, naming the setting.
+    let mut unset = e.config();
+    unset.alibaba.user_pattern = None;
+    let secret = w.alibaba_secret(&user, Some(&key), Some(&admin)).await;
+    let token = w.start_rotation(&secret).await;
+    assert_error(
+        hook(&w.app(unset), "createSecret", &secret, &token).await,
+        "InvalidConfig",
+        &["REKEY_ALIBABA_USER_PATTERN", "alibaba"],
+    );
+    let changes: Vec<_> = e
+        .requests_since(since, &user)
+        .await
+        .into_iter()
+        .filter(|r| r.changes_keys())
+        .collect();
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(e.key_ids(&user).await, vec![key.access_key_id.clone()]);
+    w.assert_no_secret_in(&rekey_testkit::captured_logs(), "the logs");
+}
