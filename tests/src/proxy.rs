@@ -191,16 +191,27 @@ async fn handle(
 ) -> Reply {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
-    let service = service_of(&parts.headers);
     let (action, form) = action_of(&parts.headers, &body);
     let form_value = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    // Alibaba's RPC dialect: the signer is `AccessKeyId`, the key a call is
+    // about is `UserAccessKeyId`, and the service is told by its version.
+    let rpc = form_value("SignatureNonce").is_some();
+    let service = match form_value("Version").as_deref() {
+        Some("2015-05-01") if rpc => "ram".to_owned(),
+        Some("2015-04-01") if rpc => "sts".to_owned(),
+        _ => service_of(&parts.headers),
+    };
     let mut call = Call {
         service: service.clone(),
         action: action.clone(),
         status: None,
         fault: None,
         user_name: form_value("UserName"),
-        access_key_id: form_value("AccessKeyId"),
+        access_key_id: if rpc {
+            form_value("UserAccessKeyId")
+        } else {
+            form_value("AccessKeyId")
+        },
         created_key: None,
     };
     let fault = {
@@ -248,7 +259,15 @@ async fn handle(
         let c = &mut s.calls[index];
         c.status = Some(rparts.status.as_u16());
         if c.action == "CreateAccessKey" && rparts.status.is_success() {
-            c.created_key = xml_value(&rbody, "AccessKeyId");
+            c.created_key = xml_value(&rbody, "AccessKeyId").or_else(|| {
+                let answer: serde_json::Value = serde_json::from_slice(&rbody).ok()?;
+                Some(
+                    answer
+                        .pointer("/AccessKey/AccessKeyId")?
+                        .as_str()?
+                        .to_owned(),
+                )
+            });
             if let (Some(id), Some(_)) = (c.created_key.clone(), s.unready) {
                 s.new_keys.insert(
                     id,
@@ -377,7 +396,17 @@ fn xml_value(body: &[u8], tag: &str) -> Option<String> {
 
 /// The error each service answers for throttling (400) or a failure (500).
 fn error_reply(service: &str, status: u16) -> Response<Full<Bytes>> {
-    let (content_type, body) = if service == "secretsmanager" {
+    let (content_type, body) = if matches!(service, "ram" | "sts") {
+        let code = if status == 500 {
+            "InternalError"
+        } else {
+            "Throttling.User"
+        };
+        (
+            "application/json",
+            format!(r#"{{"Code":"{code}","Message":"injected by the test proxy"}}"#),
+        )
+    } else if service == "secretsmanager" {
         let code = if status == 500 {
             "InternalServiceError"
         } else {

@@ -1,7 +1,9 @@
 //! The crash matrix: every API call of a full hook rotation, broken in turn
 //! by each fault (answer dropped after the call took effect, failure before
 //! it, 5xx), with the rotation retried the way Secrets Manager retries it
-//! (all steps again, same token). Every cell must keep the invariants.
+//! (all steps again, same token). Every cell must keep the invariants. For
+//! AWS every call goes through the proxy; for Alibaba every RAM and STS
+//! call (Secrets Manager is reached directly).
 
 mod common;
 
@@ -10,7 +12,9 @@ use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
+use rekey::model::Credential;
 use rekey::model::{AWSCURRENT, AWSPENDING};
+use rekey_testkit::alibaba::emulator;
 use rekey_testkit::proxy::{Call, Fault, Proxy, Target};
 use rekey_testkit::{moto, test_config, World, MANAGED_PATH};
 
@@ -73,6 +77,68 @@ impl Kind {
     }
 }
 
+/// Whose keys are rotated, and how rekey signs its calls.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Provider {
+    Aws,
+    /// Alibaba RAM, signed with an admin key (`AdminSecretId`) or, without
+    /// one, with the user's own key.
+    Alibaba {
+        admin: bool,
+    },
+}
+
+impl Provider {
+    /// A user with one key and a managed secret holding it.
+    async fn enrolled(self, w: &World) -> (String, Credential, String) {
+        match self {
+            Provider::Aws => w.enrolled(MANAGED_PATH).await,
+            Provider::Alibaba { admin } => {
+                let e = emulator();
+                let admin = match admin {
+                    true => Some(w.alibaba_admin_secret(e).await),
+                    false => None,
+                };
+                w.alibaba_enrolled(e, admin.as_deref()).await
+            }
+        }
+    }
+
+    async fn proxy(self) -> Proxy {
+        match self {
+            Provider::Aws => Proxy::start(&moto().endpoint).await,
+            Provider::Alibaba { .. } => Proxy::start(&emulator().endpoint).await,
+        }
+    }
+
+    async fn app(self, w: &World, proxy: &Proxy) -> rekey_testkit::App {
+        match self {
+            Provider::Aws => w.app_via(proxy, test_config()).await,
+            Provider::Alibaba { .. } => {
+                let mut config = emulator().config();
+                let at_proxy = rekey::config::Endpoint::new("test", &proxy.endpoint).unwrap();
+                config.alibaba.ram_endpoint = at_proxy.clone();
+                config.alibaba.sts_endpoint = at_proxy;
+                w.app(config)
+            }
+        }
+    }
+
+    async fn key_ids(self, w: &World, user: &str) -> Vec<String> {
+        match self {
+            Provider::Aws => w.key_ids(user).await,
+            Provider::Alibaba { .. } => emulator().key_ids(user).await,
+        }
+    }
+
+    async fn authenticates(self, w: &World, key: &Credential) -> bool {
+        match self {
+            Provider::Aws => w.whoami(key).await.is_some(),
+            Provider::Alibaba { .. } => emulator().check(key).await.is_ok(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Driver {
     /// Secrets Manager: on a failed step, all four steps again, same token.
@@ -118,11 +184,12 @@ async fn drive(driver: Driver, app: &rekey_testkit::App, secret: &str, token: &s
 /// Runs one rotation through a proxy with `fault` at call `k`.
 async fn run(
     w: &World,
+    provider: Provider,
     driver: Driver,
     k: Option<usize>,
     fault: Option<Kind>,
 ) -> (Cell, Vec<Call>) {
-    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
+    let (user, old, secret) = provider.enrolled(w).await;
     let token = match driver {
         Driver::Hook => w.start_rotation(&secret).await,
         Driver::Pipeline => uuid_token(),
@@ -130,11 +197,11 @@ async fn run(
     // Keys made by the rotation must be younger than the current version.
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
-    let proxy = Proxy::start(&moto().endpoint).await;
+    let proxy = provider.proxy().await;
     if let (Some(k), Some(f)) = (k, fault) {
         f.inject(&proxy, k);
     }
-    let app = w.app_via(&proxy, test_config()).await;
+    let app = provider.app(w, &proxy).await;
     let finished = drive(driver, &app, &secret, &token).await;
     let calls = proxy.calls();
     let action = k
@@ -149,6 +216,7 @@ async fn run(
     let outcome = if injected {
         check(
             w,
+            provider,
             &secret,
             &user,
             &old.access_key_id,
@@ -174,6 +242,7 @@ async fn run(
 /// The invariants after one cell; `Ok` names how the rotation ended.
 async fn check(
     w: &World,
+    provider: Provider,
     secret: &str,
     user: &str,
     old: &str,
@@ -186,7 +255,7 @@ async fn check(
         .current_credential(secret)
         .await
         .ok_or("AWSCURRENT has no key")?;
-    let keys: BTreeSet<String> = w.key_ids(user).await.into_iter().collect();
+    let keys: BTreeSet<String> = provider.key_ids(w, user).await.into_iter().collect();
     if calls
         .iter()
         .any(|c| c.action == "CreateAccessKey" && c.status == Some(409))
@@ -205,7 +274,7 @@ async fn check(
             return Err(format!("{} on the AWSCURRENT key", c.action));
         }
     }
-    if w.whoami(&current).await.is_none() {
+    if !provider.authenticates(w, &current).await {
         return Err("the AWSCURRENT key does not authenticate".into());
     }
     let created: BTreeSet<String> = calls.iter().filter_map(|c| c.created_key.clone()).collect();
@@ -269,22 +338,23 @@ fn rand_u128() -> u128 {
         )
 }
 
-/// Runs the matrix for one driver and prints it; fails on any violation.
-async fn matrix(driver: Driver, name: &str) {
+/// Runs the matrix for one provider and driver and prints it; fails on any
+/// violation. A rotation makes at least `min_calls` calls.
+async fn matrix(provider: Provider, driver: Driver, name: &str, min_calls: usize) {
     let w = World::new().await;
-    let (baseline, calls) = run(&w, driver, None, None).await;
+    let (baseline, calls) = run(&w, provider, driver, None, None).await;
     assert_eq!(
         baseline.outcome,
         Ok("finished"),
         "the rotation works without faults"
     );
     let n = calls.len();
-    assert!(n >= 12, "a rotation makes {n} calls");
+    assert!(n >= min_calls, "a rotation makes {n} calls");
 
     let jobs: Vec<(usize, Kind)> = (0..n).flat_map(|k| Kind::ALL.map(|f| (k, f))).collect();
     let w = &w;
     let mut cells: Vec<Cell> = futures::stream::iter(jobs)
-        .map(|(k, f)| async move { run(w, driver, Some(k), Some(f)).await.0 })
+        .map(|(k, f)| async move { run(w, provider, driver, Some(k), Some(f)).await.0 })
         .buffer_unordered(6)
         .collect()
         .await;
@@ -328,8 +398,10 @@ async fn matrix(driver: Driver, name: &str) {
 #[tokio::test]
 async fn every_call_of_a_hook_rotation_survives_every_fault() {
     matrix(
+        Provider::Aws,
         Driver::Hook,
         "rekey-hook (Secrets Manager retries the rotation)",
+        12,
     )
     .await;
 }
@@ -337,8 +409,43 @@ async fn every_call_of_a_hook_rotation_survives_every_fault() {
 #[tokio::test]
 async fn every_call_of_a_pipeline_rotation_survives_every_fault() {
     matrix(
+        Provider::Aws,
         Driver::Pipeline,
         "rekey-create/test/finish (Step Functions retries the state)",
+        12,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_ram_call_of_an_alibaba_hook_rotation_survives_every_fault() {
+    matrix(
+        Provider::Alibaba { admin: true },
+        Driver::Hook,
+        "Alibaba RAM/STS, admin key, rekey-hook",
+        5,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_ram_call_of_an_alibaba_pipeline_rotation_survives_every_fault() {
+    matrix(
+        Provider::Alibaba { admin: true },
+        Driver::Pipeline,
+        "Alibaba RAM/STS, admin key, rekey-create/test/finish",
+        5,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_ram_call_of_an_alibaba_self_rotation_survives_every_fault() {
+    matrix(
+        Provider::Alibaba { admin: false },
+        Driver::Hook,
+        "Alibaba RAM/STS, the user's own key, rekey-hook",
+        5,
     )
     .await;
 }
@@ -381,7 +488,17 @@ async fn a_rotation_completes_under_thirty_percent_throttling() {
     );
     assert!(finished, "the rotation completes");
     assert_eq!(
-        check(&w, &secret, &user, &old, &token, true, &calls).await,
+        check(
+            &w,
+            Provider::Aws,
+            &secret,
+            &user,
+            &old,
+            &token,
+            true,
+            &calls
+        )
+        .await,
         Ok("finished")
     );
     w.assert_invariants(&secret, &user).await;
@@ -410,7 +527,17 @@ async fn the_hook_waits_for_a_key_that_is_unready_for_fifteen_seconds() {
         "the key was rejected first, and once after its first success"
     );
     assert_eq!(
-        check(&w, &secret, &user, &old, &token, true, &calls).await,
+        check(
+            &w,
+            Provider::Aws,
+            &secret,
+            &user,
+            &old,
+            &token,
+            true,
+            &calls
+        )
+        .await,
         Ok("finished")
     );
     w.assert_invariants(&secret, &user).await;
@@ -452,6 +579,7 @@ async fn rekey_test_reports_key_not_ready_until_the_key_is_ready() {
     assert_eq!(
         check(
             &w,
+            Provider::Aws,
             &secret,
             &user,
             &old.access_key_id,
@@ -487,7 +615,17 @@ async fn a_key_that_never_authenticates_fails_cleanly_and_is_not_duplicated() {
         "the second attempt reuses the pending key"
     );
     assert_eq!(
-        check(&w, &secret, &user, &old, &token, false, &calls).await,
+        check(
+            &w,
+            Provider::Aws,
+            &secret,
+            &user,
+            &old,
+            &token,
+            false,
+            &calls
+        )
+        .await,
         Ok("failed cleanly")
     );
     w.assert_invariants(&secret, &user).await;
@@ -504,7 +642,17 @@ async fn a_rotation_completes_with_latency_on_every_call() {
     let calls = proxy.calls();
     assert!(started.elapsed() >= Duration::from_millis(150 * calls.len() as u64));
     assert_eq!(
-        check(&w, &secret, &user, &old, &token, true, &calls).await,
+        check(
+            &w,
+            Provider::Aws,
+            &secret,
+            &user,
+            &old,
+            &token,
+            true,
+            &calls
+        )
+        .await,
         Ok("finished")
     );
     w.assert_invariants(&secret, &user).await;

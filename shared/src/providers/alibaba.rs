@@ -93,7 +93,7 @@ impl AlibabaRam {
                     "{} ({})",
                     self.signer.credential.access_key_id, self.signer.origin
                 ),
-                reason: format!("{}: {}", e.code, e.message),
+                reason: format!("{}: {}", e.code, e.message.trim_end_matches('.')),
             });
         }
         None
@@ -137,7 +137,7 @@ impl KeyProvider for AlibabaRam {
     async fn list_keys(&self, user: &str) -> Result<Vec<AccessKey>> {
         let op = "ListAccessKeys";
         let out = self
-            .ram(op, &[("UserName", user)], Retry::Yes)
+            .ram(op, &[("UserName", user)], Retry::No)
             .await
             .map_err(|e| self.error(op, user, e))?;
         #[derive(Deserialize)]
@@ -272,8 +272,10 @@ pub async fn whoami(api: &Api, credential: &Credential) -> Result<String> {
         action: op,
         params: &[],
     };
+    // Repeated on throttling and 5xx like any read; an unknown or disabled
+    // key is answered at once and is the caller's KeyNotReady.
     let out = call
-        .send(&api.http, credential, Retry::No)
+        .send(&api.http, credential, Retry::Yes)
         .await
         .map_err(|e| e.into_error(STS, op))?;
     let arn = out.get("Arn").and_then(Value::as_str).unwrap_or_default();
