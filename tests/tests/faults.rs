@@ -217,10 +217,12 @@ async fn run(
         check(
             w,
             provider,
-            &secret,
-            &user,
-            &old.access_key_id,
-            &token,
+            Rotation {
+                secret: &secret,
+                user: &user,
+                old: &old.access_key_id,
+                token: &token,
+            },
             finished,
             &calls,
         )
@@ -240,16 +242,28 @@ async fn run(
 }
 
 /// The invariants after one cell; `Ok` names how the rotation ended.
+/// The rotation a cell checks: the key AWSCURRENT held before it, and its
+/// token.
+struct Rotation<'a> {
+    secret: &'a str,
+    user: &'a str,
+    old: &'a str,
+    token: &'a str,
+}
+
 async fn check(
     w: &World,
     provider: Provider,
-    secret: &str,
-    user: &str,
-    old: &str,
-    token: &str,
+    rotation: Rotation<'_>,
     finished: bool,
     calls: &[Call],
 ) -> Result<&'static str, String> {
+    let Rotation {
+        secret,
+        user,
+        old,
+        token,
+    } = rotation;
     let stages = w.stages(secret).await;
     let current = w
         .current_credential(secret)
@@ -491,10 +505,12 @@ async fn a_rotation_completes_under_thirty_percent_throttling() {
         check(
             &w,
             Provider::Aws,
-            &secret,
-            &user,
-            &old,
-            &token,
+            Rotation {
+                secret: &secret,
+                user: &user,
+                old: &old,
+                token: &token
+            },
             true,
             &calls
         )
@@ -530,10 +546,12 @@ async fn the_hook_waits_for_a_key_that_is_unready_for_fifteen_seconds() {
         check(
             &w,
             Provider::Aws,
-            &secret,
-            &user,
-            &old,
-            &token,
+            Rotation {
+                secret: &secret,
+                user: &user,
+                old: &old,
+                token: &token
+            },
             true,
             &calls
         )
@@ -580,10 +598,12 @@ async fn rekey_test_reports_key_not_ready_until_the_key_is_ready() {
         check(
             &w,
             Provider::Aws,
-            &secret,
-            &user,
-            &old.access_key_id,
-            token,
+            Rotation {
+                secret: &secret,
+                user: &user,
+                old: &old.access_key_id,
+                token
+            },
             true,
             &proxy.calls()
         )
@@ -618,10 +638,12 @@ async fn a_key_that_never_authenticates_fails_cleanly_and_is_not_duplicated() {
         check(
             &w,
             Provider::Aws,
-            &secret,
-            &user,
-            &old,
-            &token,
+            Rotation {
+                secret: &secret,
+                user: &user,
+                old: &old,
+                token: &token
+            },
             false,
             &calls
         )
@@ -645,10 +667,12 @@ async fn a_rotation_completes_with_latency_on_every_call() {
         check(
             &w,
             Provider::Aws,
-            &secret,
-            &user,
-            &old,
-            &token,
+            Rotation {
+                secret: &secret,
+                user: &user,
+                old: &old,
+                token: &token
+            },
             true,
             &calls
         )

@@ -137,7 +137,7 @@ impl KeyProvider for AlibabaRam {
     async fn list_keys(&self, user: &str) -> Result<Vec<AccessKey>> {
         let op = "ListAccessKeys";
         let out = self
-            .ram(op, &[("UserName", user)], Retry::No)
+            .ram(op, &[("UserName", user)], Retry::Yes)
             .await
             .map_err(|e| self.error(op, user, e))?;
         #[derive(Deserialize)]
