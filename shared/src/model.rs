@@ -461,6 +461,97 @@ mod tests {
     }
 
     #[test]
+    fn parses_an_alibaba_secret_with_its_own_field_names() {
+        let s = ManagedSecret::parse(
+            r#"{"Provider":"alibaba","UserName":"ops-bot","AccessKeyId":"LTAI5tTESTKEY000001","AccessKeySecret":"s3cr3t","AdminSecretId":"rekey/admin/ram"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.provider, ProviderKind::Alibaba);
+        assert_eq!(s.key_id(), Some("LTAI5tTESTKEY000001"));
+        assert_eq!(s.admin_secret_id.as_deref(), Some("rekey/admin/ram"));
+        let next = s.with_credential(Credential {
+            access_key_id: "LTAI5tTESTKEY000002".into(),
+            secret: Sensitive::new("n3w"),
+        });
+        let v: Value = serde_json::from_str(next.to_secret_string().expose()).unwrap();
+        assert_eq!(v["AccessKeySecret"], "n3w");
+        assert_eq!(v["AdminSecretId"], "rekey/admin/ram");
+        assert!(v.get("SecretAccessKey").is_none());
+    }
+
+    #[test]
+    fn alibaba_secrets_are_checked_by_alibaba_rules() {
+        let cases = [
+            (
+                r#"{"Provider":"alibaba","UserName":"ops-bot","AccessKeyId":"LTAI5tTESTKEY000001","SecretAccessKey":"topsecretvalue"}"#,
+                "AccessKeyId and AccessKeySecret must be given together",
+            ),
+            (
+                r#"{"Provider":"alibaba","UserName":"ops+bot@corp"}"#,
+                "UserName may contain only letters, digits and _.-",
+            ),
+            (
+                r#"{"Provider":"alibaba","UserName":"ops-bot","AdminSecretId":7}"#,
+                "AdminSecretId must be a string",
+            ),
+            (
+                r#"{"Provider":"alibaba","UserName":"ops-bot","AdminSecretId":""}"#,
+                "AdminSecretId must be a secret name or ARN",
+            ),
+            (
+                r#"{"UserName":"alice","AdminSecretId":"rekey/admin/x"}"#,
+                "AdminSecretId is not used by provider aws",
+            ),
+        ];
+        for (text, want) in cases {
+            match ManagedSecret::parse(text) {
+                Err(SecretFormatError::Invalid(msg)) => {
+                    assert!(msg.contains(want), "{text}: {msg}");
+                    assert!(!msg.contains("topsecretvalue"));
+                }
+                other => panic!("{text}: expected Invalid, got {other:?}"),
+            }
+        }
+        let long = format!(
+            r#"{{"Provider":"alibaba","UserName":"{}"}}"#,
+            "a".repeat(65)
+        );
+        assert!(
+            ManagedSecret::parse(&long).is_err(),
+            "RAM names are at most 64"
+        );
+        let aws = format!(r#"{{"UserName":"{}"}}"#, "a".repeat(128));
+        assert!(ManagedSecret::parse(&aws).is_ok(), "IAM names go to 128");
+    }
+
+    #[test]
+    fn an_admin_key_pair_needs_both_halves_and_never_echoes_them() {
+        let pair = ManagedSecret::parse_key_pair(
+            r#"{"AccessKeyId":"LTAI5tADMINKEY00001","AccessKeySecret":"adm1n","Note":"x"}"#,
+            ProviderKind::Alibaba,
+        )
+        .unwrap();
+        assert_eq!(pair.access_key_id, "LTAI5tADMINKEY00001");
+        assert_eq!(pair.secret.expose(), "adm1n");
+        for (text, want) in [
+            ("not json topsecretvalue", "not valid JSON"),
+            (r#"["topsecretvalue"]"#, "must be a JSON object"),
+            (
+                r#"{"Note":"topsecretvalue"}"#,
+                "must hold fields AccessKeyId and AccessKeySecret",
+            ),
+            (
+                r#"{"AccessKeyId":"LTAI5tADMINKEY00001","SecretAccessKey":"topsecretvalue"}"#,
+                "must be given together",
+            ),
+        ] {
+            let msg = ManagedSecret::parse_key_pair(text, ProviderKind::Alibaba).unwrap_err();
+            assert!(msg.contains(want), "{text}: {msg}");
+            assert!(!msg.contains("topsecretvalue"), "{msg}");
+        }
+    }
+
+    #[test]
     fn debug_never_shows_the_secret() {
         let s = ManagedSecret::parse(
             r#"{"UserName":"alice","AccessKeyId":"TESTKEY0000000000001","SecretAccessKey":"hunter2hunter2"}"#,
