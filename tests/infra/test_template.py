@@ -71,6 +71,19 @@ class Template(unittest.TestCase):
                 if any(a.startswith("iam:") for a in actions(st)):
                     self.assertIn("user${ManagedUserPath}*", json.dumps(st["Resource"]), name)
 
+    def test_every_setting_of_the_functions_comes_from_a_parameter(self):
+        env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+        settings = set(re.findall(r'pub const \w+: &str = "(REKEY_\w+)"', (ROOT / "shared/src/config.rs").read_text()))
+        self.assertEqual(set(env) - {"REKEY_TEST_SPACING"}, settings - {"REKEY_TEST_SPACING"})
+        for name in ("AlibabaRamEndpoint", "AlibabaStsEndpoint"):
+            self.assertTrue(TEMPLATE["Parameters"][name]["Default"].startswith("https://"), name)
+
+    def test_functions_that_sign_with_admin_keys_may_read_them(self):
+        # Steps that may open a provider with a signer read AdminSecretId.
+        for name in ("HookFunction", "CreateFunction", "FinishFunction", "CleanupFunction"):
+            resources = json.dumps([st["Resource"] for st in statements(FUNCTIONS[name])])
+            self.assertIn("${AdminSecretPrefix}*", resources, name)
+
     def test_no_wildcard_actions_and_secrets_only_when_tagged_managed(self):
         roles = dict(FUNCTIONS, RotationStateMachine=RESOURCES["RotationStateMachine"])
         self.assertGreater(sum(1 for _ in statements(RESOURCES["RotationStateMachine"])), 0)
