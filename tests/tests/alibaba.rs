@@ -13,14 +13,8 @@ use rekey_testkit::alibaba::{emulator, Emulator};
 use rekey_testkit::{version_with, App, World};
 use serde_json::{json, Value};
 
-/// Everything a refused step must leave as it was.
-#[derive(Debug, PartialEq)]
-struct Snapshot {
-    keys: Vec<(String, KeyStatus)>,
-    stages: std::collections::BTreeMap<String, Vec<String>>,
-    current: Option<Value>,
-}
-
+/// Everything a refused step must leave as it was (`common::snapshot`, with
+/// the user's keys in the emulator).
 async fn snapshot(w: &World, e: &Emulator, secret: &str, user: &str) -> Snapshot {
     Snapshot {
         keys: e
