@@ -92,10 +92,9 @@ pub struct Signer {
 /// Every provider rekey can rotate keys for.
 pub trait Providers {
     type Provider: KeyProvider;
-    /// The provider of `kind`, ready to manage `user`'s keys. `signer` signs
-    /// its calls when `kind.signing()` is `KeyPair` (it is `None` for
-    /// `Ambient`). Fails with `InvalidConfig` when a setting that provider
-    /// needs is missing.
+    /// The provider of `kind`. `signer` signs its calls when
+    /// `kind.signing()` is `KeyPair` (it is `None` for `Ambient`). Fails with
+    /// `InvalidConfig` when a setting that provider needs is missing.
     fn open(&self, kind: ProviderKind, signer: Option<Signer>) -> Result<Self::Provider>;
     /// Authenticates with `credential` and returns the user name it acts
     /// as. Any failure to authenticate is an error.

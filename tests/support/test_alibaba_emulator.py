@@ -1,0 +1,176 @@
+"""Checks of the Alibaba RAM + STS emulator itself: the official Python SDK's
+client (alibabacloud-tea-openapi, signature 1.0 over RPC) talks to it, and it
+refuses what Alibaba refuses. Run by scripts/test with the venv's python."""
+
+import json
+import pathlib
+import subprocess
+import sys
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+from alibabacloud_tea_openapi import models as open_api_models
+from alibabacloud_tea_openapi.client import Client
+from alibabacloud_tea_openapi.utils import Utils
+from alibabacloud_tea_util import models as util_models
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def start():
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "alibaba_emulator.py"), "--until-stdin-closes"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    return proc, json.loads(proc.stdout.readline())
+
+
+PROC, INFO = start()
+ENDPOINT = INFO["endpoint"]
+ROOT_ID, ROOT_SECRET = INFO["access_key_id"], INFO["access_key_secret"]
+
+
+def control(path, body=None):
+    data = json.dumps(body or {}).encode() if body is not None else None
+    req = urllib.request.Request(f"{ENDPOINT}/_emulator/{path}", data=data, method="POST" if data else "GET")
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())
+
+
+def signed(action, key_id, secret, version="2015-05-01", timestamp=None, nonce=None, **extra):
+    params = {
+        "Action": action,
+        "Format": "JSON",
+        "Version": version,
+        "AccessKeyId": key_id,
+        "SignatureMethod": "HMAC-SHA1",
+        "SignatureVersion": "1.0",
+        "SignatureNonce": nonce or str(uuid.uuid4()),
+        "Timestamp": timestamp or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **extra,
+    }
+    params["Signature"] = Utils.get_rpcsignature(params, "POST", secret)
+    return params
+
+
+def post(params):
+    """(status, JSON answer) of a form POST."""
+    body = urllib.parse.urlencode(params, quote_via=urllib.parse.quote).encode()
+    req = urllib.request.Request(
+        ENDPOINT + "/", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def official_client(key_id, secret):
+    host = ENDPOINT.removeprefix("http://")
+    config = open_api_models.Config(
+        access_key_id=key_id,
+        access_key_secret=secret,
+        endpoint=host,
+        protocol="HTTP",
+        signature_algorithm="v2",
+    )
+    return Client(config)
+
+
+def call(client, action, version="2015-05-01", **query):
+    params = open_api_models.Params(
+        action=action,
+        version=version,
+        protocol="HTTP",
+        pathname="/",
+        method="POST",
+        auth_type="AK",
+        style="RPC",
+        req_body_type="formData",
+        body_type="json",
+    )
+    request = open_api_models.OpenApiRequest(query=query)
+    return client.call_api(params, request, util_models.RuntimeOptions())["body"]
+
+
+class Emulator(unittest.TestCase):
+    def user(self, self_manage=False):
+        name = f"ops-{uuid.uuid4().hex[:12]}"
+        control("users", {"UserName": name, "SelfManage": self_manage})
+        return name
+
+    def test_the_official_client_rotates_a_key(self):
+        client = official_client(ROOT_ID, ROOT_SECRET)
+        user = self.user()
+        created = call(client, "CreateAccessKey", UserName=user)["AccessKey"]
+        self.assertTrue(created["AccessKeyId"].startswith("LTAI"))
+        listed = call(client, "ListAccessKeys", UserName=user)["AccessKeys"]["AccessKey"]
+        self.assertEqual([k["AccessKeyId"] for k in listed], [created["AccessKeyId"]])
+        new_client = official_client(created["AccessKeyId"], created["AccessKeySecret"])
+        identity = call(new_client, "GetCallerIdentity", version="2015-04-01")
+        self.assertEqual(identity["Arn"], f"acs:ram::{INFO['account_id']}:user/{user}")
+        used = call(client, "GetAccessKeyLastUsed", UserName=user, UserAccessKeyId=created["AccessKeyId"])
+        self.assertTrue(used["AccessKeyLastUsed"]["LastUsedDate"].endswith("Z"))
+        call(client, "UpdateAccessKey", UserName=user, UserAccessKeyId=created["AccessKeyId"], Status="Inactive")
+        call(client, "DeleteAccessKey", UserName=user, UserAccessKeyId=created["AccessKeyId"])
+        self.assertEqual(call(client, "ListAccessKeys", UserName=user)["AccessKeys"]["AccessKey"], [])
+
+    def test_a_stale_timestamp_is_refused(self):
+        status, answer = post(signed("ListAccessKeys", ROOT_ID, ROOT_SECRET, UserName=self.user(),
+                                     timestamp="2015-08-18T03:15:45Z"))
+        self.assertEqual((status, answer["Code"]), (400, "IllegalTimestamp"))
+
+    def test_a_reused_nonce_is_refused(self):
+        user = self.user()
+        self.assertEqual(post(signed("ListAccessKeys", ROOT_ID, ROOT_SECRET, UserName=user, nonce="n-1"))[0], 200)
+        status, answer = post(signed("ListAccessKeys", ROOT_ID, ROOT_SECRET, UserName=user, nonce="n-1"))
+        self.assertEqual((status, answer["Code"]), (400, "SignatureNonceUsed"))
+
+    def test_a_wrong_signature_and_an_unknown_key_are_refused(self):
+        status, answer = post(signed("ListAccessKeys", ROOT_ID, "not-the-secret", UserName=self.user()))
+        self.assertEqual((status, answer["Code"]), (400, "SignatureDoesNotMatch"))
+        status, answer = post(signed("ListAccessKeys", "LTAInosuchkey0000000", "x", UserName=self.user()))
+        self.assertEqual((status, answer["Code"]), (404, "InvalidAccessKeyId.NotFound"))
+
+    def test_the_limit_disabled_keys_and_permissions(self):
+        user = self.user()
+        first = control("keys", {"UserName": user})
+        control("keys", {"UserName": user})
+        status, answer = post(signed("CreateAccessKey", ROOT_ID, ROOT_SECRET, UserName=user))
+        self.assertEqual((status, answer["Code"]), (409, "LimitExceeded.User.AccessKey"))
+        status, answer = post(signed("ListAccessKeys", first["AccessKeyId"], first["AccessKeySecret"], UserName=user))
+        self.assertEqual((status, answer["Code"]), (403, "NoPermission"), "no self-rotation policy")
+        control("keys/status", {"AccessKeyId": first["AccessKeyId"], "Status": "Inactive"})
+        status, answer = post(signed("GetCallerIdentity", first["AccessKeyId"], first["AccessKeySecret"],
+                                     version="2015-04-01"))
+        self.assertEqual((status, answer["Code"]), (403, "Forbidden.AccessKeyDisabled"))
+
+    def test_throttling_and_unready_keys(self):
+        user = self.user()
+        control("faults", {"Throttle": 1, "UnreadySeconds": 60})
+        try:
+            status, answer = post(signed("CreateAccessKey", ROOT_ID, ROOT_SECRET, UserName=user))
+            self.assertEqual((status, answer["Code"]), (400, "Throttling.User"))
+            status, answer = post(signed("CreateAccessKey", ROOT_ID, ROOT_SECRET, UserName=user))
+            self.assertEqual(status, 200)
+            key = answer["AccessKey"]
+            status, answer = post(signed("GetCallerIdentity", key["AccessKeyId"], key["AccessKeySecret"],
+                                         version="2015-04-01"))
+            self.assertEqual((status, answer["Code"]), (404, "InvalidAccessKeyId.NotFound"))
+        finally:
+            control("faults", {"Throttle": 0, "UnreadySeconds": 0})
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    PROC.stdin.close()
+    PROC.wait(timeout=10)
+    failed = len(result.failures) + len(result.errors)
+    print(f"alibaba emulator: {result.testsRun - failed} passed, {failed} failed")
+    sys.exit(0 if result.wasSuccessful() and result.testsRun > 0 else 1)
