@@ -22,6 +22,18 @@ pub struct Config {
     /// Pause between probes of a new key.
     pub test_spacing: Duration,
     pub alibaba: AlibabaSettings,
+    pub scloud: SCloudSettings,
+}
+
+/// SCloud settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SCloudSettings {
+    /// SCloud users rekey may touch. Required only when an SCloud secret is
+    /// handled.
+    pub user_pattern: Option<UserPattern>,
+    pub endpoint: Endpoint,
+    /// Keys per user (SCloud publishes no limit).
+    pub key_limit: usize,
 }
 
 /// Alibaba Cloud RAM settings.
@@ -119,11 +131,14 @@ pub const TEST_SPACING: &str = "REKEY_TEST_SPACING";
 pub const ALIBABA_USER_PATTERN: &str = "REKEY_ALIBABA_USER_PATTERN";
 pub const ALIBABA_RAM_ENDPOINT: &str = "REKEY_ALIBABA_RAM_ENDPOINT";
 pub const ALIBABA_STS_ENDPOINT: &str = "REKEY_ALIBABA_STS_ENDPOINT";
+pub const SCLOUD_USER_PATTERN: &str = "REKEY_SCLOUD_USER_PATTERN";
+pub const SCLOUD_ENDPOINT: &str = "REKEY_SCLOUD_ENDPOINT";
+pub const SCLOUD_KEY_LIMIT: &str = "REKEY_SCLOUD_KEY_LIMIT";
 
 /// Every setting with its default (`None`: no default; a provider's
 /// setting without default is required when a secret of that provider is
 /// handled).
-pub const SETTINGS: [(&str, Option<&str>); 10] = [
+pub const SETTINGS: [(&str, Option<&str>); 13] = [
     (MANAGED_USER_PATH, None),
     (DEACTIVATE_AFTER, Some("24h")),
     (DELETE_AFTER, Some("7d")),
@@ -134,6 +149,9 @@ pub const SETTINGS: [(&str, Option<&str>); 10] = [
     (ALIBABA_USER_PATTERN, None),
     (ALIBABA_RAM_ENDPOINT, Some("https://ram.aliyuncs.com")),
     (ALIBABA_STS_ENDPOINT, Some("https://sts.aliyuncs.com")),
+    (SCLOUD_USER_PATTERN, None),
+    (SCLOUD_ENDPOINT, Some("https://api.scloudsg.com")),
+    (SCLOUD_KEY_LIMIT, Some("2")),
 ];
 
 /// The error for a provider setting that is needed now but was not set.
@@ -183,14 +201,23 @@ impl Config {
                 ),
             });
         }
-        let test_consecutive = get(TEST_CONSECUTIVE)?
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=20).contains(n))
-            .ok_or(Error::Config {
-                name: TEST_CONSECUTIVE,
-                reason: "must be a whole number from 1 to 20".into(),
-            })?;
+        let number = |name: &'static str, max: u32| -> Result<u32> {
+            get(name)?
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or(Error::Config {
+                    name,
+                    reason: format!("must be a whole number from 1 to {max}"),
+                })
+        };
+        let pattern = |name: &'static str| {
+            optional(name)
+                .map(|p| UserPattern::new(name, p.trim()))
+                .transpose()
+        };
+        let endpoint = |name: &'static str| Endpoint::new(name, &get(name)?);
+        let test_consecutive = number(TEST_CONSECUTIVE, 20)?;
         Ok(Config {
             managed_user_path,
             deactivate_after: duration(DEACTIVATE_AFTER)?,
@@ -200,11 +227,14 @@ impl Config {
             test_timeout: duration(TEST_TIMEOUT)?,
             test_spacing: duration(TEST_SPACING)?,
             alibaba: AlibabaSettings {
-                user_pattern: optional(ALIBABA_USER_PATTERN)
-                    .map(|p| UserPattern::new(ALIBABA_USER_PATTERN, p.trim()))
-                    .transpose()?,
-                ram_endpoint: Endpoint::new(ALIBABA_RAM_ENDPOINT, &get(ALIBABA_RAM_ENDPOINT)?)?,
-                sts_endpoint: Endpoint::new(ALIBABA_STS_ENDPOINT, &get(ALIBABA_STS_ENDPOINT)?)?,
+                user_pattern: pattern(ALIBABA_USER_PATTERN)?,
+                ram_endpoint: endpoint(ALIBABA_RAM_ENDPOINT)?,
+                sts_endpoint: endpoint(ALIBABA_STS_ENDPOINT)?,
+            },
+            scloud: SCloudSettings {
+                user_pattern: pattern(SCLOUD_USER_PATTERN)?,
+                endpoint: endpoint(SCLOUD_ENDPOINT)?,
+                key_limit: number(SCLOUD_KEY_LIMIT, 100)? as usize,
             },
         })
     }
@@ -257,6 +287,9 @@ mod tests {
         assert_eq!(c.alibaba.user_pattern, None);
         assert_eq!(c.alibaba.ram_endpoint.url(), "https://ram.aliyuncs.com");
         assert_eq!(c.alibaba.sts_endpoint.url(), "https://sts.aliyuncs.com");
+        assert_eq!(c.scloud.user_pattern, None);
+        assert_eq!(c.scloud.endpoint.url(), "https://api.scloudsg.com");
+        assert_eq!(c.scloud.key_limit, 2);
     }
 
     #[test]
@@ -326,6 +359,13 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[(MANAGED_USER_PATH, "rekey")], MANAGED_USER_PATH),
             (&[(ALIBABA_USER_PATTERN, "ops-(")], ALIBABA_USER_PATTERN),
+            (&[(SCLOUD_USER_PATTERN, "[")], SCLOUD_USER_PATTERN),
+            (
+                &[(SCLOUD_ENDPOINT, "http://api.scloudsg.com")],
+                SCLOUD_ENDPOINT,
+            ),
+            (&[(SCLOUD_KEY_LIMIT, "0")], SCLOUD_KEY_LIMIT),
+            (&[(SCLOUD_KEY_LIMIT, "two")], SCLOUD_KEY_LIMIT),
             (
                 &[(MANAGED_USER_PATH, "/"), (DELETE_AFTER, "7")],
                 DELETE_AFTER,

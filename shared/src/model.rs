@@ -59,6 +59,8 @@ pub struct AccessKey {
 /// When a key was last used, as the provider reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LastUsed {
+    /// The provider has no way to tell (SCloud publishes no last-used API).
+    Unknown,
     Never,
     At {
         when: SystemTime,
@@ -71,6 +73,7 @@ pub enum LastUsed {
 pub enum ProviderKind {
     Aws,
     Alibaba,
+    SCloud,
 }
 
 /// How rekey signs a provider's key-management calls.
@@ -84,12 +87,17 @@ pub enum Signing {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 2] = [ProviderKind::Aws, ProviderKind::Alibaba];
+    pub const ALL: [ProviderKind; 3] = [
+        ProviderKind::Aws,
+        ProviderKind::Alibaba,
+        ProviderKind::SCloud,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             ProviderKind::Aws => "aws",
             ProviderKind::Alibaba => "alibaba",
+            ProviderKind::SCloud => "scloud",
         }
     }
 
@@ -97,7 +105,7 @@ impl ProviderKind {
         Self::ALL.into_iter().find(|k| k.name() == s)
     }
 
-    /// `aws, alibaba`: for messages.
+    /// `aws, alibaba, scloud`: for messages.
     pub fn names() -> String {
         let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
         names.join(", ")
@@ -107,14 +115,39 @@ impl ProviderKind {
     pub fn secret_field(self) -> &'static str {
         match self {
             ProviderKind::Aws => "SecretAccessKey",
-            ProviderKind::Alibaba => "AccessKeySecret",
+            ProviderKind::Alibaba | ProviderKind::SCloud => "AccessKeySecret",
         }
     }
 
     pub fn signing(self) -> Signing {
         match self {
             ProviderKind::Aws => Signing::Ambient,
-            ProviderKind::Alibaba => Signing::KeyPair,
+            ProviderKind::Alibaba | ProviderKind::SCloud => Signing::KeyPair,
+        }
+    }
+
+    /// Whether its secrets may carry `ProjectId` (sent with every call).
+    pub fn has_projects(self) -> bool {
+        self == ProviderKind::SCloud
+    }
+
+    /// The provider's rule for access key ids.
+    pub fn validate_key_id(self, id: &str) -> Result<(), String> {
+        let (min, extra) = match self {
+            ProviderKind::Aws | ProviderKind::Alibaba => (16, ""),
+            // UCloud-style public keys may look like `someone@example.com1296...`.
+            ProviderKind::SCloud => (8, "@._+=/-"),
+        };
+        if (min..=128).contains(&id.len())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+        {
+            Ok(())
+        } else if extra.is_empty() {
+            Err(format!("must be {min} to 128 letters and digits"))
+        } else {
+            Err(format!("must be {min} to 128 letters, digits and {extra}"))
         }
     }
 
@@ -125,6 +158,9 @@ impl ProviderKind {
             ProviderKind::Aws => check_name(name, 128, "_+=,.@-"),
             // RAM: 1..=64 characters of `[\w.-]` (an `@` marks a logon name).
             ProviderKind::Alibaba => check_name(name, 64, "_.-"),
+            // SCloud publishes no rule; UCloud-style names are short words
+            // or e-mail addresses.
+            ProviderKind::SCloud => check_name(name, 64, "_.@-"),
         }
     }
 }
@@ -163,6 +199,8 @@ pub struct ManagedSecret {
     /// Another secret whose AWSCURRENT holds the key pair that signs the
     /// provider's calls (providers that sign with a key pair only).
     pub admin_secret_id: Option<String>,
+    /// The project the provider's calls are made in (SCloud sub-accounts).
+    pub project_id: Option<String>,
     fields: Map<String, Value>,
 }
 
@@ -181,6 +219,7 @@ const F_PROVIDER: &str = "Provider";
 const F_USER: &str = "UserName";
 const F_KEY_ID: &str = "AccessKeyId";
 const F_ADMIN: &str = "AdminSecretId";
+const F_PROJECT: &str = "ProjectId";
 /// The longest SecretId Secrets Manager accepts (an ARN or a name).
 pub const MAX_SECRET_ID: usize = 2048;
 
@@ -195,6 +234,7 @@ impl ManagedSecret {
             user_name: user_name.to_owned(),
             credential: None,
             admin_secret_id: None,
+            project_id: None,
             fields,
         }
     }
@@ -250,11 +290,23 @@ impl ManagedSecret {
                 )));
             }
         }
+        let project_id = match provider.has_projects() {
+            true => string_field(&fields, F_PROJECT)?.filter(|p| !p.is_empty()),
+            false => None,
+        };
+        if let Some(p) = &project_id {
+            if p.len() > 64 || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(Invalid(
+                    "field ProjectId must be up to 64 letters, digits and -".into(),
+                ));
+            }
+        }
         Ok(ManagedSecret {
             provider,
             user_name,
             credential,
             admin_secret_id,
+            project_id,
             fields,
         })
     }
@@ -324,10 +376,10 @@ fn credential_fields(
     let secret = string_field(fields, secret_field)?;
     match (key_id, secret) {
         (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
-            if !valid_key_id(&id) {
-                return Err(SecretFormatError::Invalid(
-                    "field AccessKeyId must be 16 to 128 letters and digits".into(),
-                ));
+            if let Err(why) = provider.validate_key_id(&id) {
+                return Err(SecretFormatError::Invalid(format!(
+                    "field AccessKeyId {why}"
+                )));
             }
             Ok(Some(Credential {
                 access_key_id: id,
@@ -353,10 +405,6 @@ fn string_field(
             json_type(other)
         ))),
     }
-}
-
-fn valid_key_id(id: &str) -> bool {
-    (16..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 fn json_type(v: &Value) -> &'static str {

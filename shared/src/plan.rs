@@ -79,9 +79,10 @@ impl fmt::Display for Blocked {
 
 /// A key left by an attempt that crashed before its secret was stored:
 /// active, held by no version, created after the AWSCURRENT version, and
-/// never used.
+/// never used (or, where the provider cannot tell, not known to be used).
 pub fn is_orphan(facts: &KeyFacts, current_version_created: SystemTime) -> bool {
-    is_orphan_candidate(facts, current_version_created) && facts.last_used == Some(LastUsed::Never)
+    is_orphan_candidate(facts, current_version_created)
+        && matches!(facts.last_used, Some(LastUsed::Never | LastUsed::Unknown))
 }
 
 /// Keys that are orphans if they were never used: only these need their
@@ -177,10 +178,11 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// Whether a key used at `last` is still serving someone.
+/// Whether a key used at `last` is still serving someone. When the
+/// provider cannot tell, the check is skipped (false).
 pub fn recently_used(last: &LastUsed, now: SystemTime, idle_before: Duration) -> bool {
     match last {
-        LastUsed::Never => false,
+        LastUsed::Never | LastUsed::Unknown => false,
         LastUsed::At { when, .. } => match now.duration_since(*when) {
             Ok(age) => age < idle_before,
             // A use in the future (clock skew): recent, unless idleness is off.
@@ -422,6 +424,22 @@ mod tests {
     }
 
     #[test]
+    fn without_a_last_used_api_an_orphan_is_judged_on_the_other_conditions() {
+        let mut young = facts("YOUNG", Active, 2_000, Unreferenced);
+        young.last_used = Some(LastUsed::Unknown);
+        let mut old = facts("OLD", Active, 500, Unreferenced);
+        old.last_used = Some(LastUsed::Unknown);
+        let keys = [facts("CUR", Active, 900, Current), young.clone()];
+        let room = make_room(&keys, &ctx()).unwrap();
+        assert_eq!(room.orphans, vec!["YOUNG".to_owned()]);
+        let keys = [facts("CUR", Active, 900, Current), old];
+        assert!(
+            make_room(&keys, &ctx()).is_err(),
+            "a key older than AWSCURRENT is never an orphan"
+        );
+    }
+
+    #[test]
     fn blocked_by_grace_period_says_when_it_ends() {
         let keys = [
             facts("CUR", Active, 900, Current),
@@ -452,6 +470,10 @@ mod tests {
         assert!(recently_used(&used, at(1_000 + 1_800), h));
         assert!(!recently_used(&used, at(1_000 + 3_600), h));
         assert!(!recently_used(&LastUsed::Never, at(5), h));
+        assert!(
+            !recently_used(&LastUsed::Unknown, at(5), h),
+            "where use cannot be known, the check is skipped"
+        );
         assert!(!recently_used(&used, at(1_000), Duration::ZERO));
         assert!(
             recently_used(&used, at(10), h),
@@ -537,6 +559,7 @@ mod tests {
         let used = prop_oneof![
             Just(None),
             Just(Some(LastUsed::Never)),
+            Just(Some(LastUsed::Unknown)),
             (0u64..5_000).prop_map(|t| Some(LastUsed::At {
                 when: at(t),
                 service: None
@@ -583,7 +606,7 @@ mod tests {
                         let f = find(id);
                         prop_assert_eq!(f.role, Unreferenced);
                         prop_assert_eq!(f.key.status, Active);
-                        prop_assert_eq!(f.last_used.clone(), Some(LastUsed::Never));
+                        prop_assert!(matches!(f.last_used, Some(LastUsed::Never | LastUsed::Unknown)), "never known to be used");
                         prop_assert!(whole_seconds(f.key.created) > whole_seconds(ctx.current_version_created));
                     }
                     let after = keys.len() - room.orphans.len() - usize::from(room.inactive.is_some());

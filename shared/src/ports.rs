@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::error::Result;
-use crate::model::{AccessKey, Credential, LastUsed, ProviderKind, Sensitive};
+use crate::model::{AccessKey, Credential, LastUsed, ManagedSecret, ProviderKind, Sensitive};
 
 /// A secret's metadata, as DescribeSecret returns it.
 #[derive(Clone, Debug, Default)]
@@ -81,12 +81,14 @@ pub trait Vault {
     async fn list_managed(&self) -> Result<Vec<String>>;
 }
 
-/// The key pair that signs a provider's calls, and where it came from (for
-/// messages: an admin secret's id, or the user's own current key).
+/// The key pair that signs a provider's calls, where it came from (for
+/// messages: an admin secret's id, or the user's own current key), and the
+/// project the calls are made in, for providers that have projects.
 #[derive(Clone, Debug)]
 pub struct Signer {
     pub credential: Credential,
     pub origin: String,
+    pub project_id: Option<String>,
 }
 
 /// Every provider rekey can rotate keys for.
@@ -96,9 +98,11 @@ pub trait Providers {
     /// `kind.signing()` is `KeyPair` (it is `None` for `Ambient`). Fails with
     /// `InvalidConfig` when a setting that provider needs is missing.
     fn open(&self, kind: ProviderKind, signer: Option<Signer>) -> Result<Self::Provider>;
-    /// Authenticates with `credential` and returns the user name it acts
-    /// as. Any failure to authenticate is an error.
-    async fn whoami(&self, kind: ProviderKind, credential: &Credential) -> Result<String>;
+    /// Authenticates with `credential`, a key of `secret`'s provider, and
+    /// returns the user name it acts as (`secret` also gives the user it
+    /// should be and its project, for providers that can only confirm a
+    /// user). Any failure to authenticate is an error.
+    async fn whoami(&self, secret: &ManagedSecret, credential: &Credential) -> Result<String>;
 }
 
 /// One provider's key management, for one signer.

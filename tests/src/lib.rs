@@ -3,7 +3,7 @@
 //! captured logs, and a Lambda Runtime API harness ([`runtime`]) that runs
 //! the built function binaries.
 
-pub mod alibaba;
+pub mod emulator;
 pub mod proxy;
 pub mod runtime;
 
@@ -138,12 +138,10 @@ impl Write for LogWriter {
     }
 }
 
-/// Settings for tests: no waiting, AWS only (the Alibaba settings are
-/// their defaults, with no user pattern; see `alibaba::config`).
+/// Settings for tests: no waiting, AWS only (the other providers' settings
+/// are their defaults, with no user pattern; see `emulator::Emulator::config`).
 pub fn test_config() -> Config {
-    let alibaba = Config::from_lookup(|_| None)
-        .expect("the defaults are valid")
-        .alibaba;
+    let defaults = Config::from_lookup(|_| None).expect("the defaults are valid");
     Config {
         managed_user_path: Some(MANAGED_PATH.into()),
         deactivate_after: Duration::from_secs(24 * 3600),
@@ -152,7 +150,7 @@ pub fn test_config() -> Config {
         test_consecutive: 3,
         test_timeout: Duration::from_secs(3),
         test_spacing: Duration::ZERO,
-        alibaba,
+        ..defaults
     }
 }
 
@@ -213,12 +211,23 @@ impl World {
                 "REKEY_ALIBABA_STS_ENDPOINT",
                 config.alibaba.sts_endpoint.url().to_owned(),
             ),
+            (
+                "REKEY_SCLOUD_ENDPOINT",
+                config.scloud.endpoint.url().to_owned(),
+            ),
+            (
+                "REKEY_SCLOUD_KEY_LIMIT",
+                config.scloud.key_limit.to_string(),
+            ),
         ];
         if let Some(path) = &config.managed_user_path {
             env.push(("REKEY_MANAGED_USER_PATH", path.clone()));
         }
         if let Some(pattern) = &config.alibaba.user_pattern {
             env.push(("REKEY_ALIBABA_USER_PATTERN", pattern.as_str().to_owned()));
+        }
+        if let Some(pattern) = &config.scloud.user_pattern {
+            env.push(("REKEY_SCLOUD_USER_PATTERN", pattern.as_str().to_owned()));
         }
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }

@@ -195,10 +195,14 @@ async fn handle(
     let form_value = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     // Alibaba's RPC dialect: the signer is `AccessKeyId`, the key a call is
     // about is `UserAccessKeyId`, and the service is told by its version.
+    // SCloud's: the signer is `PublicKey`, the key a call is about
+    // `AccessKeyID`.
     let rpc = form_value("SignatureNonce").is_some();
+    let scloud = form_value("PublicKey").is_some();
     let service = match form_value("Version").as_deref() {
         Some("2015-05-01") if rpc => "ram".to_owned(),
         Some("2015-04-01") if rpc => "sts".to_owned(),
+        _ if scloud => "scloud".to_owned(),
         _ => service_of(&parts.headers),
     };
     let mut call = Call {
@@ -209,6 +213,8 @@ async fn handle(
         user_name: form_value("UserName"),
         access_key_id: if rpc {
             form_value("UserAccessKeyId")
+        } else if scloud {
+            form_value("AccessKeyID")
         } else {
             form_value("AccessKeyId")
         },
@@ -261,12 +267,9 @@ async fn handle(
         if c.action == "CreateAccessKey" && rparts.status.is_success() {
             c.created_key = xml_value(&rbody, "AccessKeyId").or_else(|| {
                 let answer: serde_json::Value = serde_json::from_slice(&rbody).ok()?;
-                Some(
-                    answer
-                        .pointer("/AccessKey/AccessKeyId")?
-                        .as_str()?
-                        .to_owned(),
-                )
+                let key = answer.get("AccessKey")?;
+                let id = key.get("AccessKeyId").or_else(|| key.get("AccessKeyID"))?;
+                Some(id.as_str()?.to_owned())
             });
             if let (Some(id), Some(_)) = (c.created_key.clone(), s.unready) {
                 s.new_keys.insert(
@@ -396,7 +399,15 @@ fn xml_value(body: &[u8], tag: &str) -> Option<String> {
 
 /// The error each service answers for throttling (400) or a failure (500).
 fn error_reply(service: &str, status: u16) -> Response<Full<Bytes>> {
-    let (content_type, body) = if matches!(service, "ram" | "sts") {
+    let (content_type, body) = if service == "scloud" && status != 500 {
+        // Throttling is a RetCode inside HTTP 200; a 500 is the gateway's.
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(
+                br#"{"RetCode":150,"Message":"injected by the test proxy"}"#,
+            )))
+            .unwrap();
+    } else if matches!(service, "ram" | "sts" | "scloud") {
         let code = if status == 500 {
             "InternalError"
         } else {

@@ -2,8 +2,8 @@
 //! by each fault (answer dropped after the call took effect, failure before
 //! it, 5xx), with the rotation retried the way Secrets Manager retries it
 //! (all steps again, same token). Every cell must keep the invariants. For
-//! AWS every call goes through the proxy; for Alibaba every RAM and STS
-//! call (Secrets Manager is reached directly).
+//! AWS every call goes through the proxy; for Alibaba and SCloud every call
+//! to the provider (Secrets Manager is reached directly).
 
 mod common;
 
@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
-use rekey::model::Credential;
-use rekey::model::{AWSCURRENT, AWSPENDING};
-use rekey_testkit::alibaba::emulator;
+use rekey::model::{Credential, ProviderKind, AWSCURRENT, AWSPENDING};
+use rekey_testkit::emulator::emulator;
 use rekey_testkit::proxy::{Call, Fault, Proxy, Target};
 use rekey_testkit::{moto, test_config, World, MANAGED_PATH};
 
@@ -81,9 +80,10 @@ impl Kind {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Provider {
     Aws,
-    /// Alibaba RAM, signed with an admin key (`AdminSecretId`) or, without
-    /// one, with the user's own key.
-    Alibaba {
+    /// A provider on its emulator, signed with an admin key
+    /// (`AdminSecretId`) or, without one, with the user's own key.
+    Emulated {
+        kind: ProviderKind,
         admin: bool,
     },
 }
@@ -93,13 +93,13 @@ impl Provider {
     async fn enrolled(self, w: &World) -> (String, Credential, String) {
         match self {
             Provider::Aws => w.enrolled(MANAGED_PATH).await,
-            Provider::Alibaba { admin } => {
-                let e = emulator();
+            Provider::Emulated { kind, admin } => {
+                let e = emulator(kind);
                 let admin = match admin {
-                    true => Some(w.alibaba_admin_secret(e).await),
+                    true => Some(w.admin_secret(e).await),
                     false => None,
                 };
-                w.alibaba_enrolled(e, admin.as_deref()).await
+                w.provider_enrolled(e, admin.as_deref()).await
             }
         }
     }
@@ -107,34 +107,28 @@ impl Provider {
     async fn proxy(self) -> Proxy {
         match self {
             Provider::Aws => Proxy::start(&moto().endpoint).await,
-            Provider::Alibaba { .. } => Proxy::start(&emulator().endpoint).await,
+            Provider::Emulated { kind, .. } => Proxy::start(&emulator(kind).endpoint).await,
         }
     }
 
     async fn app(self, w: &World, proxy: &Proxy) -> rekey_testkit::App {
         match self {
             Provider::Aws => w.app_via(proxy, test_config()).await,
-            Provider::Alibaba { .. } => {
-                let mut config = emulator().config();
-                let at_proxy = rekey::config::Endpoint::new("test", &proxy.endpoint).unwrap();
-                config.alibaba.ram_endpoint = at_proxy.clone();
-                config.alibaba.sts_endpoint = at_proxy;
-                w.app(config)
-            }
+            Provider::Emulated { kind, .. } => w.app(emulator(kind).config_at(&proxy.endpoint)),
         }
     }
 
     async fn key_ids(self, w: &World, user: &str) -> Vec<String> {
         match self {
             Provider::Aws => w.key_ids(user).await,
-            Provider::Alibaba { .. } => emulator().key_ids(user).await,
+            Provider::Emulated { kind, .. } => emulator(kind).key_ids(user).await,
         }
     }
 
     async fn authenticates(self, w: &World, key: &Credential) -> bool {
         match self {
             Provider::Aws => w.whoami(key).await.is_some(),
-            Provider::Alibaba { .. } => emulator().check(key).await.is_ok(),
+            Provider::Emulated { kind, .. } => emulator(kind).check(key).await.is_ok(),
         }
     }
 }
@@ -434,7 +428,10 @@ async fn every_call_of_a_pipeline_rotation_survives_every_fault() {
 #[tokio::test]
 async fn every_ram_call_of_an_alibaba_hook_rotation_survives_every_fault() {
     matrix(
-        Provider::Alibaba { admin: true },
+        Provider::Emulated {
+            kind: ProviderKind::Alibaba,
+            admin: true,
+        },
         Driver::Hook,
         "Alibaba RAM/STS, admin key, rekey-hook",
         5,
@@ -445,7 +442,10 @@ async fn every_ram_call_of_an_alibaba_hook_rotation_survives_every_fault() {
 #[tokio::test]
 async fn every_ram_call_of_an_alibaba_pipeline_rotation_survives_every_fault() {
     matrix(
-        Provider::Alibaba { admin: true },
+        Provider::Emulated {
+            kind: ProviderKind::Alibaba,
+            admin: true,
+        },
         Driver::Pipeline,
         "Alibaba RAM/STS, admin key, rekey-create/test/finish",
         5,
@@ -454,9 +454,40 @@ async fn every_ram_call_of_an_alibaba_pipeline_rotation_survives_every_fault() {
 }
 
 #[tokio::test]
+async fn every_scloud_call_of_a_hook_rotation_survives_every_fault() {
+    matrix(
+        Provider::Emulated {
+            kind: ProviderKind::SCloud,
+            admin: true,
+        },
+        Driver::Hook,
+        "SCloud, admin key, rekey-hook",
+        5,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_scloud_call_of_a_pipeline_self_rotation_survives_every_fault() {
+    matrix(
+        Provider::Emulated {
+            kind: ProviderKind::SCloud,
+            admin: false,
+        },
+        Driver::Pipeline,
+        "SCloud, the user's own key, rekey-create/test/finish",
+        5,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn every_ram_call_of_an_alibaba_self_rotation_survives_every_fault() {
     matrix(
-        Provider::Alibaba { admin: false },
+        Provider::Emulated {
+            kind: ProviderKind::Alibaba,
+            admin: false,
+        },
         Driver::Hook,
         "Alibaba RAM/STS, the user's own key, rekey-hook",
         5,

@@ -1,7 +1,7 @@
 //! The built `rekey-hook` binary under a Lambda Runtime API, against moto
 //! (and the Alibaba RAM + STS emulator).
 
-use rekey::model::{AWSCURRENT, AWSPENDING};
+use rekey::model::{ProviderKind, AWSCURRENT, AWSPENDING};
 use rekey_testkit::{test_config, World, MANAGED_PATH};
 use serde_json::json;
 
@@ -50,34 +50,37 @@ async fn rotates_a_key_through_the_runtime_api() {
 }
 
 #[tokio::test]
-async fn rotates_an_alibaba_key_through_the_runtime_api() {
+async fn rotates_alibaba_and_scloud_keys_through_the_runtime_api() {
     let w = World::new().await;
-    let e = rekey_testkit::alibaba::emulator();
-    let admin = w.alibaba_admin_secret(e).await;
-    let (user, old, secret) = w.alibaba_enrolled(e, Some(&admin)).await;
-    let token = w.start_rotation(&secret).await;
-    let events = ["createSecret", "setSecret", "testSecret", "finishSecret"]
-        .iter()
-        .map(|step| json!({"SecretId": secret, "ClientRequestToken": token, "Step": step}))
-        .collect();
+    for kind in [ProviderKind::Alibaba, ProviderKind::SCloud] {
+        let e = rekey_testkit::emulator::emulator(kind);
+        let admin = w.admin_secret(e).await;
+        let (user, old, secret) = w.provider_enrolled(e, Some(&admin)).await;
+        let token = w.start_rotation(&secret).await;
+        let events = ["createSecret", "setSecret", "testSecret", "finishSecret"]
+            .iter()
+            .map(|step| json!({"SecretId": secret, "ClientRequestToken": token, "Step": step}))
+            .collect();
 
-    let run = w.run_function(BIN, &e.config(), events).await;
+        let run = w.run_function(BIN, &e.config(), events).await;
 
-    for outcome in &run.outcomes {
-        assert!(
-            matches!(outcome, rekey_testkit::runtime::Outcome::Ok(_)),
-            "{outcome:?}\n{}",
-            run.logs
-        );
+        for outcome in &run.outcomes {
+            assert!(
+                matches!(outcome, rekey_testkit::runtime::Outcome::Ok(_)),
+                "{}: {outcome:?}\n{}",
+                kind.name(),
+                run.logs
+            );
+        }
+        assert_eq!(run.outcomes.len(), 4);
+        assert_eq!(w.stages(&secret).await[&token], vec![AWSCURRENT]);
+        let new = w.current_credential(&secret).await.unwrap();
+        assert_ne!(new.access_key_id, old.access_key_id);
+        assert_eq!(e.check(&new).await.as_deref(), Ok(user.as_str()));
+        w.assert_provider_invariants(e, &secret, &user).await;
+        // The new key's secret is known now: it is in no log line either.
+        w.assert_no_secret_in(&run.logs, "the function's logs");
     }
-    assert_eq!(run.outcomes.len(), 4);
-    assert_eq!(w.stages(&secret).await[&token], vec![AWSCURRENT]);
-    let new = w.current_credential(&secret).await.unwrap();
-    assert_ne!(new.access_key_id, old.access_key_id);
-    assert_eq!(e.check(&new).await.as_deref(), Ok(user.as_str()));
-    w.assert_alibaba_invariants(e, &secret, &user).await;
-    // The new key's secret is known now: it is in no log line either.
-    w.assert_no_secret_in(&run.logs, "the function's logs");
 }
 
 #[tokio::test]

@@ -8,22 +8,18 @@ use aws_lc_rs::hmac;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::Value;
-use tracing::debug;
 
 use crate::config::{AlibabaSettings, Endpoint, UserPattern, ALIBABA_USER_PATTERN};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
 use crate::ports::{KeyProvider, Signer};
+use crate::providers::{with_retries, Retry};
 
 const RAM: &str = "Alibaba RAM";
 const STS: &str = "Alibaba STS";
 const RAM_VERSION: &str = "2015-05-01";
 const STS_VERSION: &str = "2015-04-01";
-/// Attempts of a call that may be repeated (throttling, 5xx, no answer).
-const ATTEMPTS: u32 = 5;
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const TIME_LIMIT: Duration = Duration::from_secs(20);
 
 /// RAM key management for one signer.
@@ -286,12 +282,6 @@ pub async fn whoami(api: &Api, credential: &Credential) -> Result<String> {
     })
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Retry {
-    Yes,
-    No,
-}
-
 /// One RPC call.
 struct Call<'a> {
     endpoint: &'a Endpoint,
@@ -354,21 +344,10 @@ impl Call<'_> {
         credential: &Credential,
         retry: Retry,
     ) -> Result<Value, ApiError> {
-        let attempts = if retry == Retry::Yes { ATTEMPTS } else { 1 };
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 1;
-        loop {
-            let outcome = self.send_once(http, credential).await;
-            match outcome {
-                Err(e) if e.retryable() && attempt < attempts => {
-                    debug!(action = self.action, code = e.code, attempt, "retrying");
-                    tokio::time::sleep(jitter(backoff)).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        with_retries(retry, ApiError::retryable, || {
+            self.send_once(http, credential)
+        })
+        .await
     }
 
     async fn send_once(
@@ -431,13 +410,6 @@ impl Call<'_> {
         form.push_str(&percent_encode(&signature));
         form
     }
-}
-
-/// A pause of `backoff` give or take a quarter, so that many functions
-/// throttled together do not come back together.
-fn jitter(backoff: Duration) -> Duration {
-    let spread = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
-    backoff.mul_f64(0.75 + spread / 2.0)
 }
 
 /// RAM dates: `2015-01-23T12:33:18Z`.

@@ -3,16 +3,20 @@
 
 mod alibaba;
 mod aws;
+mod scloud;
 
+use std::future::Future;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 pub use alibaba::{sign as alibaba_sign, AlibabaRam};
 pub use aws::{AwsClients, AwsIam};
+pub use scloud::{sign as scloud_sign, SCloud};
 
-use crate::config::{self, AlibabaSettings, Config};
+use crate::config::{self, AlibabaSettings, Config, SCloudSettings};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
-use crate::model::{AccessKey, Credential, LastUsed, ProviderKind};
+use crate::model::{AccessKey, Credential, LastUsed, ManagedSecret, ProviderKind};
 use crate::ports::{KeyProvider, Providers, Signer};
 
 /// Every provider, as deployed: clients are built once per process, the
@@ -22,6 +26,7 @@ pub struct Registry {
     aws: AwsClients,
     managed_user_path: Option<String>,
     alibaba: AlibabaSettings,
+    scloud: SCloudSettings,
     http: OnceLock<HttpClient>,
 }
 
@@ -31,6 +36,7 @@ impl Registry {
             aws: AwsClients::new(sdk),
             managed_user_path: config.managed_user_path.clone(),
             alibaba: config.alibaba.clone(),
+            scloud: config.scloud.clone(),
             http: OnceLock::new(),
         }
     }
@@ -52,6 +58,68 @@ impl Registry {
     fn alibaba_api(&self) -> Result<alibaba::Api> {
         Ok(alibaba::Api::new(self.http()?, &self.alibaba))
     }
+
+    fn scloud_api(&self) -> Result<scloud::Api> {
+        Ok(scloud::Api::new(self.http()?, &self.scloud.endpoint))
+    }
+}
+
+/// The signer a key-pair provider needs; the steps always give one.
+fn need_signer(signer: Option<Signer>, kind: ProviderKind) -> Result<Signer> {
+    signer.ok_or_else(|| Error::Service {
+        service: "rekey",
+        operation: "open provider",
+        code: "NoSigner".into(),
+        message: format!("no key pair was given to sign {} calls", kind.name()),
+        retryable: false,
+    })
+}
+
+/// Whether a failed call of a hand-written client may be sent again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    Yes,
+    /// Never: a repeat after a lost answer could act twice (CreateAccessKey).
+    No,
+}
+
+/// Attempts of a call that may be repeated (throttling, 5xx, no answer).
+const ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Runs `attempt` until it succeeds, fails with an error `retryable` does
+/// not accept, or has run 5 times (once with `Retry::No`), pausing with
+/// jittered exponential backoff in between. Each attempt signs afresh.
+pub(crate) async fn with_retries<T, E, Fut>(
+    retry: Retry,
+    retryable: impl Fn(&E) -> bool,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+{
+    let attempts = if retry == Retry::Yes { ATTEMPTS } else { 1 };
+    let mut backoff = FIRST_BACKOFF;
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Err(e) if retryable(&e) && n < attempts => {
+                tracing::debug!(attempt = n, "retrying");
+                tokio::time::sleep(jitter(backoff)).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                n += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A pause of `backoff` give or take a quarter, so that many functions
+/// throttled together do not come back together.
+fn jitter(backoff: Duration) -> Duration {
+    let spread = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+    backoff.mul_f64(0.75 + spread / 2.0)
 }
 
 /// The provider a secret names.
@@ -60,6 +128,7 @@ pub enum Provider {
     Aws(AwsIam),
     /// Boxed: its client and user pattern make it large.
     Alibaba(Box<AlibabaRam>),
+    SCloud(Box<SCloud>),
 }
 
 impl Providers for Registry {
@@ -79,26 +148,35 @@ impl Providers for Registry {
                     self.alibaba.user_pattern.clone().ok_or_else(|| {
                         config::required(config::ALIBABA_USER_PATTERN, kind.name())
                     })?;
-                let signer = signer.ok_or_else(|| Error::Service {
-                    service: "rekey",
-                    operation: "open provider",
-                    code: "NoSigner".into(),
-                    message: "no key pair was given to sign Alibaba RAM calls".into(),
-                    retryable: false,
-                })?;
                 Ok(Provider::Alibaba(Box::new(AlibabaRam::new(
                     self.alibaba_api()?,
                     pattern,
-                    signer,
+                    need_signer(signer, kind)?,
+                ))))
+            }
+            ProviderKind::SCloud => {
+                let pattern =
+                    self.scloud.user_pattern.clone().ok_or_else(|| {
+                        config::required(config::SCLOUD_USER_PATTERN, kind.name())
+                    })?;
+                Ok(Provider::SCloud(Box::new(SCloud::new(
+                    self.scloud_api()?,
+                    pattern,
+                    self.scloud.key_limit,
+                    need_signer(signer, kind)?,
                 ))))
             }
         }
     }
 
-    async fn whoami(&self, kind: ProviderKind, credential: &Credential) -> Result<String> {
-        match kind {
+    async fn whoami(&self, secret: &ManagedSecret, credential: &Credential) -> Result<String> {
+        match secret.provider {
             ProviderKind::Aws => self.aws.whoami(credential).await,
             ProviderKind::Alibaba => alibaba::whoami(&self.alibaba_api()?, credential).await,
+            ProviderKind::SCloud => {
+                let project = secret.project_id.as_deref();
+                scloud::whoami(&self.scloud_api()?, credential, &secret.user_name, project).await
+            }
         }
     }
 }
@@ -108,6 +186,7 @@ impl KeyProvider for Provider {
         match self {
             Provider::Aws(p) => p.key_limit(),
             Provider::Alibaba(p) => p.key_limit(),
+            Provider::SCloud(p) => p.key_limit(),
         }
     }
 
@@ -115,6 +194,7 @@ impl KeyProvider for Provider {
         match self {
             Provider::Aws(p) => p.ensure_managed(user).await,
             Provider::Alibaba(p) => p.ensure_managed(user).await,
+            Provider::SCloud(p) => p.ensure_managed(user).await,
         }
     }
 
@@ -122,6 +202,7 @@ impl KeyProvider for Provider {
         match self {
             Provider::Aws(p) => p.list_keys(user).await,
             Provider::Alibaba(p) => p.list_keys(user).await,
+            Provider::SCloud(p) => p.list_keys(user).await,
         }
     }
 
@@ -129,6 +210,7 @@ impl KeyProvider for Provider {
         match self {
             Provider::Aws(p) => p.create_key(user).await,
             Provider::Alibaba(p) => p.create_key(user).await,
+            Provider::SCloud(p) => p.create_key(user).await,
         }
     }
 
@@ -136,6 +218,7 @@ impl KeyProvider for Provider {
         match self {
             Provider::Aws(p) => p.deactivate_key(user, key_id).await,
             Provider::Alibaba(p) => p.deactivate_key(user, key_id).await,
+            Provider::SCloud(p) => p.deactivate_key(user, key_id).await,
         }
     }
 
@@ -143,6 +226,7 @@ impl KeyProvider for Provider {
         match self {
             Provider::Aws(p) => p.delete_key(user, key_id).await,
             Provider::Alibaba(p) => p.delete_key(user, key_id).await,
+            Provider::SCloud(p) => p.delete_key(user, key_id).await,
         }
     }
 
@@ -150,6 +234,7 @@ impl KeyProvider for Provider {
         match self {
             Provider::Aws(p) => p.last_used(user, key_id).await,
             Provider::Alibaba(p) => p.last_used(user, key_id).await,
+            Provider::SCloud(p) => p.last_used(user, key_id).await,
         }
     }
 }

@@ -64,10 +64,12 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
             (Signing::KeyPair, Some(admin), _) => Some(Signer {
                 credential: self.admin_key(secret_id, admin, secret).await?,
                 origin: format!("the admin key in secret {admin}"),
+                project_id: secret.project_id.clone(),
             }),
             (Signing::KeyPair, None, Some(own)) => Some(Signer {
                 credential: own.clone(),
                 origin: format!("the user's own key in secret {secret_id}"),
+                project_id: secret.project_id.clone(),
             }),
             (Signing::KeyPair, None, None) => {
                 return Err(Error::invalid_secret(

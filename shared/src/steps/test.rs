@@ -108,7 +108,7 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         let mut last_error: Option<String> = None;
         loop {
             attempts += 1;
-            let outcome = self.providers.whoami(secret.provider, credential).await;
+            let outcome = self.providers.whoami(secret, credential).await;
             let failure = match outcome {
                 Ok(name) if name == secret.user_name => {
                     passed += 1;

@@ -1,7 +1,8 @@
-//! The Alibaba Cloud RAM + STS emulator (`tests/support/alibaba_emulator.py`,
-//! which checks every signature with the official Python SDK's signer),
-//! and the test's operator view of it: users, keys, faults and the log of
-//! the API requests it has seen.
+//! The provider emulators (`tests/support/alibaba_emulator.py` for Alibaba
+//! RAM + STS, `scloud_emulator.py` for SCloud; each checks every signature
+//! with the provider's official Python SDK), and the test's operator view of
+//! them: users, keys, faults and the log of the API requests seen. Both
+//! share one control API (`tests/support/keystore.py`).
 
 use std::process::Child;
 use std::sync::{Mutex, OnceLock};
@@ -11,27 +12,34 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rekey::config::{AlibabaSettings, Endpoint, UserPattern};
-use rekey::model::{AccessKey, Credential, KeyStatus, Sensitive};
+use rekey::config::{AlibabaSettings, Endpoint, SCloudSettings, UserPattern};
+use rekey::model::{AccessKey, Credential, KeyStatus, ProviderKind, Sensitive};
 use rekey::Config;
 use serde_json::{json, Value};
 
 use crate::{start_support_server, test_config, World};
 
-/// The RAM users the tests let rekey manage: `REKEY_ALIBABA_USER_PATTERN`.
+/// The users the tests let rekey manage: `REKEY_ALIBABA_USER_PATTERN` and
+/// `REKEY_SCLOUD_USER_PATTERN`.
 pub const USER_PATTERN: &str = "ops-[0-9a-f]+";
 
-/// A running emulator and its account's root key.
+/// A running emulator of `kind` and its account's root key.
 pub struct Emulator {
+    pub kind: ProviderKind,
     pub endpoint: String,
     pub root: Credential,
     _child: Mutex<Child>,
 }
 
-/// The emulator shared by this test process, started on first use.
-pub fn emulator() -> &'static Emulator {
-    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
-    EMULATOR.get_or_init(Emulator::start)
+/// The emulator of `kind` shared by this test process, started on first use.
+pub fn emulator(kind: ProviderKind) -> &'static Emulator {
+    static ALIBABA: OnceLock<Emulator> = OnceLock::new();
+    static SCLOUD: OnceLock<Emulator> = OnceLock::new();
+    match kind {
+        ProviderKind::Alibaba => ALIBABA.get_or_init(|| Emulator::start(kind)),
+        ProviderKind::SCloud => SCLOUD.get_or_init(|| Emulator::start(kind)),
+        ProviderKind::Aws => panic!("AWS is played by moto"),
+    }
 }
 
 /// One API request the emulator saw.
@@ -58,9 +66,15 @@ impl Request {
 
 impl Emulator {
     /// A new emulator of its own (for tests that set faults).
-    pub fn start() -> Emulator {
-        let (child, info) = start_support_server("alibaba_emulator.py", &[]);
+    pub fn start(kind: ProviderKind) -> Emulator {
+        let script = match kind {
+            ProviderKind::Alibaba => "alibaba_emulator.py",
+            ProviderKind::SCloud => "scloud_emulator.py",
+            ProviderKind::Aws => panic!("AWS is played by moto"),
+        };
+        let (child, info) = start_support_server(script, &[]);
         Emulator {
+            kind,
             endpoint: info["endpoint"].as_str().unwrap().to_owned(),
             root: Credential {
                 access_key_id: info["access_key_id"].as_str().unwrap().to_owned(),
@@ -70,16 +84,42 @@ impl Emulator {
         }
     }
 
-    /// The test settings with RAM and STS at this emulator and the users
-    /// of [`USER_PATTERN`] managed.
+    /// The test settings with this provider at `endpoint` (the emulator, or
+    /// a proxy in front of it) and the users of [`USER_PATTERN`] managed.
+    pub fn config_at(&self, endpoint: &str) -> Config {
+        let pattern = Some(UserPattern::new("test", USER_PATTERN).unwrap());
+        let endpoint = Endpoint::new("test", endpoint).unwrap();
+        let mut config = test_config();
+        match self.kind {
+            ProviderKind::Alibaba => {
+                config.alibaba = AlibabaSettings {
+                    user_pattern: pattern,
+                    ram_endpoint: endpoint.clone(),
+                    sts_endpoint: endpoint,
+                }
+            }
+            ProviderKind::SCloud => {
+                config.scloud = SCloudSettings {
+                    user_pattern: pattern,
+                    endpoint,
+                    key_limit: 2,
+                }
+            }
+            ProviderKind::Aws => unreachable!(),
+        }
+        config
+    }
+
+    /// The test settings with this provider at this emulator.
     pub fn config(&self) -> Config {
-        Config {
-            alibaba: AlibabaSettings {
-                user_pattern: Some(UserPattern::new("test", USER_PATTERN).unwrap()),
-                ram_endpoint: Endpoint::new("test", &self.endpoint).unwrap(),
-                sts_endpoint: Endpoint::new("test", &self.endpoint).unwrap(),
-            },
-            ..test_config()
+        self.config_at(&self.endpoint)
+    }
+
+    /// The setting that names the users of this provider rekey manages.
+    pub fn pattern_setting(&self) -> &'static str {
+        match self.kind {
+            ProviderKind::Alibaba => rekey::config::ALIBABA_USER_PATTERN,
+            _ => rekey::config::SCLOUD_USER_PATTERN,
         }
     }
 
@@ -106,7 +146,7 @@ impl Emulator {
         answer
     }
 
-    /// A new RAM user matching [`USER_PATTERN`]; with `self_manage` it may
+    /// A new user matching [`USER_PATTERN`]; with `self_manage` it may
     /// manage its own keys (the policy self-rotation needs).
     pub async fn user(&self, self_manage: bool) -> String {
         let name = format!("ops-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -154,7 +194,7 @@ impl Emulator {
             .await;
     }
 
-    /// The RAM user the credential authenticates as, or why it does not.
+    /// The user the credential authenticates as, or why it does not.
     pub async fn check(&self, credential: &Credential) -> Result<String, String> {
         let out = self
             .post(
@@ -226,15 +266,17 @@ impl Emulator {
 }
 
 impl World {
-    /// A managed Alibaba secret for `user`, holding `key` if given and
-    /// naming `admin` as its AdminSecretId if given. Returns its ARN.
-    pub async fn alibaba_secret(
+    /// A managed secret of the emulator's provider for `user`, holding `key`
+    /// if given and naming `admin` as its AdminSecretId if given. Returns
+    /// its ARN.
+    pub async fn provider_secret(
         &self,
+        emulator: &Emulator,
         user: &str,
         key: Option<&Credential>,
         admin: Option<&str>,
     ) -> String {
-        let mut value = json!({"Provider": "alibaba", "UserName": user});
+        let mut value = json!({"Provider": emulator.kind.name(), "UserName": user});
         if let Some(k) = key {
             value["AccessKeyId"] = k.access_key_id.clone().into();
             value["AccessKeySecret"] = k.secret.expose().into();
@@ -247,7 +289,7 @@ impl World {
 
     /// An admin secret holding the emulator account's root key pair (not
     /// managed by rekey). Returns its ARN.
-    pub async fn alibaba_admin_secret(&self, emulator: &Emulator) -> String {
+    pub async fn admin_secret(&self, emulator: &Emulator) -> String {
         self.secret(
             &json!({
                 "AccessKeyId": emulator.root.access_key_id,
@@ -263,10 +305,10 @@ impl World {
         self.saw(credential.secret.expose());
     }
 
-    /// A RAM user with one key and a managed secret holding it, signed
-    /// with the admin secret `admin`, or by the user's own key (and then
-    /// allowed to manage its own keys) when `admin` is `None`.
-    pub async fn alibaba_enrolled(
+    /// A user with one key and a managed secret holding it, signed with
+    /// the admin secret `admin`, or by the user's own key (and then allowed
+    /// to manage its own keys) when `admin` is `None`.
+    pub async fn provider_enrolled(
         &self,
         emulator: &Emulator,
         admin: Option<&str>,
@@ -274,14 +316,16 @@ impl World {
         let user = emulator.user(admin.is_none()).await;
         let key = emulator.create_key(&user).await;
         self.saw_credential(&key);
-        let secret = self.alibaba_secret(&user, Some(&key), admin).await;
+        let secret = self
+            .provider_secret(emulator, &user, Some(&key), admin)
+            .await;
         (user, key, secret)
     }
 
-    /// The invariants of an Alibaba scenario: at most two keys, the
-    /// AWSCURRENT key (if any) is active and authenticates as the user, and
-    /// no secret value seen appears in the logs.
-    pub async fn assert_alibaba_invariants(&self, emulator: &Emulator, secret: &str, user: &str) {
+    /// The invariants of a scenario: at most two keys, the AWSCURRENT key
+    /// (if any) is active and authenticates as the user, and no secret
+    /// value seen appears in the logs.
+    pub async fn assert_provider_invariants(&self, emulator: &Emulator, secret: &str, user: &str) {
         self.saw_credential(&emulator.root);
         let keys = emulator.keys(user).await;
         assert!(keys.len() <= 2, "user {user} has {} keys", keys.len());

@@ -1,8 +1,10 @@
-"""Checks of the Alibaba RAM + STS emulator itself: the official Python SDK's
-client (alibabacloud-tea-openapi, signature 1.0 over RPC) talks to it, and it
-refuses what Alibaba refuses. Run by scripts/test with the venv's python."""
+"""Checks of the provider emulators themselves: each provider's official
+Python SDK client talks to its emulator (alibabacloud-tea-openapi with
+signature 1.0 over RPC; ucloud-sdk-python3), and each emulator refuses what
+the provider refuses. Run by scripts/test with the venv's python."""
 
 import json
+import logging
 import pathlib
 import subprocess
 import sys
@@ -17,27 +19,33 @@ from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.client import Client
 from alibabacloud_tea_openapi.utils import Utils
 from alibabacloud_tea_util import models as util_models
+from ucloud.client import Client as SCloudClient
+from ucloud.core.auth import Credential as SCloudCredential
+from ucloud.core.exc import RetCodeException
 
 HERE = pathlib.Path(__file__).resolve().parent
+# The UCloud SDK logs every request and answer, keys included.
+logging.getLogger("ucloud").setLevel(logging.CRITICAL)
 
 
-def start():
+def start(script):
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "alibaba_emulator.py"), "--until-stdin-closes"],
+        [sys.executable, str(HERE / script), "--until-stdin-closes"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
     return proc, json.loads(proc.stdout.readline())
 
 
-PROC, INFO = start()
+PROC, INFO = start("alibaba_emulator.py")
 ENDPOINT = INFO["endpoint"]
 ROOT_ID, ROOT_SECRET = INFO["access_key_id"], INFO["access_key_secret"]
+SC_PROC, SC_INFO = start("scloud_emulator.py")
 
 
-def control(path, body=None):
+def control(path, body=None, endpoint=ENDPOINT):
     data = json.dumps(body or {}).encode() if body is not None else None
-    req = urllib.request.Request(f"{ENDPOINT}/_emulator/{path}", data=data, method="POST" if data else "GET")
+    req = urllib.request.Request(f"{endpoint}/_emulator/{path}", data=data, method="POST" if data else "GET")
     with urllib.request.urlopen(req) as r:
         return json.loads(r.read())
 
@@ -99,7 +107,7 @@ def call(client, action, version="2015-05-01", **query):
     return client.call_api(params, request, util_models.RuntimeOptions())["body"]
 
 
-class Emulator(unittest.TestCase):
+class Alibaba(unittest.TestCase):
     def user(self, self_manage=False):
         name = f"ops-{uuid.uuid4().hex[:12]}"
         control("users", {"UserName": name, "SelfManage": self_manage})
@@ -167,10 +175,76 @@ class Emulator(unittest.TestCase):
             control("faults", {"Throttle": 0, "UnreadySeconds": 0})
 
 
+def scloud_client(key_id, secret):
+    return SCloudClient({"public_key": key_id, "private_key": secret, "base_url": SC_INFO["endpoint"], "max_retries": 0})
+
+
+def scloud_signed(key_id, secret, **params):
+    params["PublicKey"] = key_id
+    params["Signature"] = SCloudCredential(key_id, secret).verify_ac(dict(params))
+    return post_to(SC_INFO["endpoint"], params)
+
+
+def post_to(endpoint, params):
+    body = urllib.parse.urlencode(params).encode()
+    req = urllib.request.Request(endpoint + "/", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())
+
+
+class SCloud(unittest.TestCase):
+    root = scloud_client(SC_INFO["access_key_id"], SC_INFO["access_key_secret"])
+
+    def user(self, self_manage=False):
+        name = f"ops-{uuid.uuid4().hex[:12]}"
+        control("users", {"UserName": name, "SelfManage": self_manage}, SC_INFO["endpoint"])
+        return name
+
+    def test_the_official_client_rotates_a_key(self):
+        user = self.user()
+        created = self.root.iam().create_access_key({"UserName": user})["AccessKey"]
+        listed = self.root.iam().list_access_keys({"UserName": user})["AccessKey"]
+        self.assertEqual(len(listed), 1)
+        # The user's own key may list its own keys (the key test).
+        own = scloud_client(created["AccessKeyID"], created["AccessKeySecret"])
+        self.assertEqual(len(own.iam().list_access_keys({"UserName": user})["AccessKey"]), 1)
+        self.root.iam().update_access_key({"AccessKeyID": created["AccessKeyID"], "Status": "Inactive"})
+        with self.assertRaises(RetCodeException) as refused:
+            own.iam().list_access_keys({"UserName": user})
+        self.assertEqual(refused.exception.code, 130)
+        self.root.iam().delete_access_key({"AccessKeyID": created["AccessKeyID"]})
+        self.assertEqual(self.root.iam().list_access_keys({"UserName": user})["AccessKey"], [])
+
+    def test_a_wrong_signature_is_refused_inside_http_200(self):
+        answer = scloud_signed(SC_INFO["access_key_id"], "not-the-secret", Action="ListAccessKeys", UserName=self.user())
+        self.assertEqual(answer["RetCode"], 130)
+        self.assertEqual(answer["Action"], "ListAccessKeysResponse")
+
+    def test_the_limit_permissions_and_faults(self):
+        user = self.user()
+        first = control("keys", {"UserName": user}, SC_INFO["endpoint"])
+        control("keys", {"UserName": user}, SC_INFO["endpoint"])
+        with self.assertRaises(RetCodeException) as limit:
+            self.root.iam().create_access_key({"UserName": user})
+        self.assertEqual(limit.exception.code, 8040)
+        own = scloud_client(first["AccessKeyId"], first["AccessKeySecret"])
+        with self.assertRaises(RetCodeException) as denied:
+            own.iam().delete_access_key({"AccessKeyID": first["AccessKeyId"]})
+        self.assertEqual(denied.exception.code, 130, "no self-rotation policy")
+        control("faults", {"Throttle": 1}, SC_INFO["endpoint"])
+        with self.assertRaises(RetCodeException) as busy:
+            self.root.iam().list_access_keys({"UserName": user})
+        self.assertEqual(busy.exception.code, 150)
+        with self.assertRaises(RetCodeException) as missing:
+            self.root.iam().list_access_keys({"UserName": "ops-nobody"})
+        self.assertEqual(missing.exception.code, 230)
+
+
 if __name__ == "__main__":
     result = unittest.main(exit=False, verbosity=2).result
-    PROC.stdin.close()
-    PROC.wait(timeout=10)
+    for proc in (PROC, SC_PROC):
+        proc.stdin.close()
+        proc.wait(timeout=10)
     failed = len(result.failures) + len(result.errors)
-    print(f"alibaba emulator: {result.testsRun - failed} passed, {failed} failed")
+    print(f"provider emulators: {result.testsRun - failed} passed, {failed} failed")
     sys.exit(0 if result.wasSuccessful() and result.testsRun > 0 else 1)
