@@ -573,6 +573,34 @@ mod tests {
     }
 
     #[test]
+    fn an_scloud_secret_carries_its_project_and_public_key() {
+        let s = ManagedSecret::parse(
+            r#"{"Provider":"scloud","UserName":"ops@corp","AccessKeyId":"someone@example.com1296235120854146120","AccessKeySecret":"s3cr3t","ProjectId":"org-abc12"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.provider, ProviderKind::SCloud);
+        assert_eq!(s.project_id.as_deref(), Some("org-abc12"));
+        assert_eq!(s.key_id(), Some("someone@example.com1296235120854146120"));
+        let aws = ManagedSecret::parse(r#"{"UserName":"alice","ProjectId":"org-abc12"}"#).unwrap();
+        assert_eq!(aws.project_id, None, "only SCloud has projects");
+        for (text, want) in [
+            (
+                r#"{"Provider":"scloud","UserName":"ops","ProjectId":"org abc"}"#,
+                "ProjectId must be",
+            ),
+            (
+                r#"{"Provider":"scloud","UserName":"ops","AccessKeyId":"a b c d e f","AccessKeySecret":"x"}"#,
+                "AccessKeyId must be 8 to 128",
+            ),
+        ] {
+            match ManagedSecret::parse(text) {
+                Err(SecretFormatError::Invalid(msg)) => assert!(msg.contains(want), "{msg}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn an_admin_key_pair_needs_both_halves_and_never_echoes_them() {
         let pair = ManagedSecret::parse_key_pair(
             r#"{"AccessKeyId":"LTAI5tADMINKEY00001","AccessKeySecret":"adm1n","Note":"x"}"#,

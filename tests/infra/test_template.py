@@ -75,7 +75,7 @@ class Template(unittest.TestCase):
         env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
         settings = set(re.findall(r'pub const \w+: &str = "(REKEY_\w+)"', (ROOT / "shared/src/config.rs").read_text()))
         self.assertEqual(set(env) - {"REKEY_TEST_SPACING"}, settings - {"REKEY_TEST_SPACING"})
-        for name in ("AlibabaRamEndpoint", "AlibabaStsEndpoint"):
+        for name in ("AlibabaRamEndpoint", "AlibabaStsEndpoint", "SCloudEndpoint"):
             self.assertTrue(TEMPLATE["Parameters"][name]["Default"].startswith("https://"), name)
 
     def test_functions_that_sign_with_admin_keys_may_read_them(self):
