@@ -28,6 +28,8 @@ pub struct Emulator {
     pub kind: ProviderKind,
     pub endpoint: String,
     pub root: Credential,
+    /// The keys a user may have.
+    pub key_limit: usize,
     _child: Mutex<Child>,
 }
 
@@ -67,14 +69,20 @@ impl Request {
 impl Emulator {
     /// A new emulator of its own (for tests that set faults).
     pub fn start(kind: ProviderKind) -> Emulator {
+        Self::start_with(kind, &[])
+    }
+
+    /// A new emulator of its own, started with `args`.
+    pub fn start_with(kind: ProviderKind, args: &[&str]) -> Emulator {
         let script = match kind {
             ProviderKind::Alibaba => "alibaba_emulator.py",
             ProviderKind::SCloud => "scloud_emulator.py",
             ProviderKind::Aws => panic!("AWS is played by moto"),
         };
-        let (child, info) = start_support_server(script, &[]);
+        let (child, info) = start_support_server(script, args);
         Emulator {
             kind,
+            key_limit: info["key_limit"].as_u64().unwrap() as usize,
             endpoint: info["endpoint"].as_str().unwrap().to_owned(),
             root: Credential {
                 access_key_id: info["access_key_id"].as_str().unwrap().to_owned(),
@@ -322,13 +330,17 @@ impl World {
         (user, key, secret)
     }
 
-    /// The invariants of a scenario: at most two keys, the AWSCURRENT key
+    /// The invariants of a scenario: at most the limit of keys, the AWSCURRENT key
     /// (if any) is active and authenticates as the user, and no secret
     /// value seen appears in the logs.
     pub async fn assert_provider_invariants(&self, emulator: &Emulator, secret: &str, user: &str) {
         self.saw_credential(&emulator.root);
         let keys = emulator.keys(user).await;
-        assert!(keys.len() <= 2, "user {user} has {} keys", keys.len());
+        assert!(
+            keys.len() <= emulator.key_limit,
+            "user {user} has {} keys",
+            keys.len()
+        );
         if let Some(cred) = self.current_credential(secret).await {
             assert_eq!(
                 emulator.check(&cred).await.as_deref(),

@@ -194,7 +194,7 @@ def serve(store, api, malformed):
     """Runs the emulator on 127.0.0.1: `api(method, params) -> Answer` for
     API requests, `malformed() -> Answer` for requests that cannot be read.
     Prints one JSON line: {"endpoint", "account_id", "access_key_id",
-    "access_key_secret"} (the root key). With --until-stdin-closes it stops
+    "access_key_secret", "key_limit"} (the root key, the per-user limit). With --until-stdin-closes it stops
     when its parent goes away."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -241,6 +241,7 @@ def serve(store, api, malformed):
                 "account_id": ACCOUNT,
                 "access_key_id": store.root_key,
                 "access_key_secret": store.keys[store.root_key]["secret"],
+                "key_limit": store.key_limit,
             }
         ),
         flush=True,

@@ -657,6 +657,39 @@ async fn bad_secrets_and_settings_are_refused_without_change(kind: ProviderKind)
     w.assert_no_secret_in(&rekey_testkit::captured_logs(), "the logs");
 }
 
+#[tokio::test]
+async fn scloud_plans_with_its_key_limit_setting() {
+    let w = World::new().await;
+    let e = Emulator::start_with(ProviderKind::SCloud, &["--key-limit", "3"]);
+    let admin = w.admin_secret(&e).await;
+    let user = e.user(false).await;
+    let other = e.create_key(&user).await;
+    let current = e.create_key(&user).await;
+    w.saw_credential(&other);
+    w.saw_credential(&current);
+    let secret = w
+        .provider_secret(&e, &user, Some(&current), Some(&admin))
+        .await;
+
+    // With the limit at 2, the user is full and nothing may go.
+    let token = w.start_rotation(&secret).await;
+    assert_error(
+        hook(&w.app(e.config()), "createSecret", &secret, &token).await,
+        "KeyLimitReached",
+        &["already has 2 access keys", &other.access_key_id],
+    );
+    // With REKEY_SCLOUD_KEY_LIMIT=3 there is room: nothing is deleted.
+    let mut config = e.config();
+    config.scloud.key_limit = 3;
+    hook_rotation(&w.app(config), &secret, &token)
+        .await
+        .unwrap();
+    let ids = e.key_ids(&user).await;
+    assert_eq!(ids.len(), 3);
+    assert!(ids.contains(&other.access_key_id) && ids.contains(&current.access_key_id));
+    w.assert_provider_invariants(&e, &secret, &user).await;
+}
+
 /// Each scenario above, once per provider: `alibaba::<scenario>` and
 /// `scloud::<scenario>`.
 macro_rules! for_each_provider {
