@@ -46,9 +46,11 @@ pub struct AlibabaSettings {
     pub sts_endpoint: Endpoint,
 }
 
-/// A regular expression that must match a whole user name.
+/// A regular expression that must match a whole user name, and the
+/// setting it came from.
 #[derive(Clone, Debug)]
 pub struct UserPattern {
+    setting: &'static str,
     source: String,
     regex: regex_lite::Regex,
 }
@@ -61,6 +63,7 @@ impl UserPattern {
                 reason: format!("{source:?} is not a regular expression: {e}"),
             })?;
         Ok(UserPattern {
+            setting: name,
             source: source.to_owned(),
             regex,
         })
@@ -68,6 +71,20 @@ impl UserPattern {
 
     pub fn matches(&self, user: &str) -> bool {
         self.regex.is_match(user)
+    }
+
+    /// `UserNotManaged` unless the pattern matches `user`.
+    pub fn ensure(&self, user: &str) -> Result<()> {
+        if self.matches(user) {
+            return Ok(());
+        }
+        Err(Error::UserNotManaged {
+            user: user.to_owned(),
+            reason: format!(
+                "the user name does not match {} {:?}; change the setting or the secret's UserName",
+                self.setting, self.source
+            ),
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -308,6 +325,12 @@ mod tests {
         assert!(!p.matches("ci-admin"), "anchored at the end");
         assert!(!p.matches("my-ops-bot"), "anchored at the start");
         assert_eq!(p.as_str(), "ops-.*|ci");
+        let refused = p.ensure("root").unwrap_err();
+        assert_eq!(refused.kind(), "UserNotManaged");
+        assert!(
+            refused.to_string().contains(ALIBABA_USER_PATTERN),
+            "{refused}"
+        );
     }
 
     #[test]

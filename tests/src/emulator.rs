@@ -95,7 +95,7 @@ impl Emulator {
     /// The test settings with this provider at `endpoint` (the emulator, or
     /// a proxy in front of it) and the users of [`USER_PATTERN`] managed.
     pub fn config_at(&self, endpoint: &str) -> Config {
-        let pattern = Some(UserPattern::new("test", USER_PATTERN).unwrap());
+        let pattern = Some(UserPattern::new(self.pattern_setting(), USER_PATTERN).unwrap());
         let endpoint = Endpoint::new("test", endpoint).unwrap();
         let mut config = test_config();
         match self.kind {

@@ -9,7 +9,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{AlibabaSettings, Endpoint, UserPattern, ALIBABA_USER_PATTERN};
+use crate::config::{AlibabaSettings, Endpoint, UserPattern};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
@@ -117,17 +117,7 @@ impl KeyProvider for AlibabaRam {
     }
 
     async fn ensure_managed(&self, user: &str) -> Result<()> {
-        if self.user_pattern.matches(user) {
-            Ok(())
-        } else {
-            Err(Error::UserNotManaged {
-                user: user.to_owned(),
-                reason: format!(
-                    "the RAM user name does not match {ALIBABA_USER_PATTERN} {:?}; change the setting or the secret's UserName",
-                    self.user_pattern.as_str()
-                ),
-            })
-        }
+        self.user_pattern.ensure(user)
     }
 
     async fn list_keys(&self, user: &str) -> Result<Vec<AccessKey>> {

@@ -9,7 +9,7 @@ use aws_lc_rs::digest;
 use serde_json::{Map, Value};
 use tracing::debug;
 
-use crate::config::{Endpoint, UserPattern, SCLOUD_USER_PATTERN};
+use crate::config::{Endpoint, UserPattern};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
@@ -105,17 +105,7 @@ impl KeyProvider for SCloud {
     }
 
     async fn ensure_managed(&self, user: &str) -> Result<()> {
-        if self.user_pattern.matches(user) {
-            Ok(())
-        } else {
-            Err(Error::UserNotManaged {
-                user: user.to_owned(),
-                reason: format!(
-                    "the SCloud user name does not match {SCLOUD_USER_PATTERN} {:?}; change the setting or the secret's UserName",
-                    self.user_pattern.as_str()
-                ),
-            })
-        }
+        self.user_pattern.ensure(user)
     }
 
     async fn list_keys(&self, user: &str) -> Result<Vec<AccessKey>> {
