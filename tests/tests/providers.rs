@@ -50,16 +50,7 @@ fn dialect(kind: ProviderKind) -> Dialect {
 /// Everything a refused step must leave as it was (`common::snapshot`, with
 /// the user's keys in the emulator).
 async fn snapshot(w: &World, e: &Emulator, secret: &str, user: &str) -> Snapshot {
-    Snapshot {
-        keys: e
-            .keys(user)
-            .await
-            .into_iter()
-            .map(|k| (k.id, k.status))
-            .collect(),
-        stages: w.stages(secret).await,
-        current: w.value(secret, AWSCURRENT).await,
-    }
+    snapshot_with(w, secret, e.keys(user).await).await
 }
 
 /// An admin-mode world: the shared emulator, an admin secret, the app.

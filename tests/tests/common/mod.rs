@@ -44,13 +44,17 @@ pub struct Snapshot {
 }
 
 pub async fn snapshot(w: &World, secret: &str, user: &str) -> Snapshot {
+    snapshot_with(w, secret, w.keys(user).await).await
+}
+
+/// A snapshot with the user's keys as the provider listed them.
+pub async fn snapshot_with(
+    w: &World,
+    secret: &str,
+    keys: Vec<rekey::model::AccessKey>,
+) -> Snapshot {
     Snapshot {
-        keys: w
-            .keys(user)
-            .await
-            .into_iter()
-            .map(|k| (k.id, k.status))
-            .collect(),
+        keys: keys.into_iter().map(|k| (k.id, k.status)).collect(),
         stages: w.stages(secret).await,
         current: w.value(secret, AWSCURRENT).await,
     }
