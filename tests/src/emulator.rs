@@ -191,11 +191,6 @@ impl Emulator {
         .await;
     }
 
-    pub async fn delete_key(&self, key_id: &str) {
-        self.post("keys/delete", json!({ "AccessKeyId": key_id }))
-            .await;
-    }
-
     /// Records a use of the key, now.
     pub async fn use_key(&self, key_id: &str) {
         self.post("keys/use", json!({ "AccessKeyId": key_id }))

@@ -10,7 +10,6 @@ Control endpoints, JSON:
   POST /_emulator/users        {"UserName", "SelfManage"?}
   POST /_emulator/keys         {"UserName"} -> {"AccessKeyId", "AccessKeySecret"}
   POST /_emulator/keys/status  {"AccessKeyId", "Status"}
-  POST /_emulator/keys/delete  {"AccessKeyId"}
   POST /_emulator/keys/use     {"AccessKeyId"}   (as if used just now)
   POST /_emulator/check        {"AccessKeyId", "AccessKeySecret"} -> {"User"} or {"Error"}
   POST /_emulator/faults       {"Throttle": n, "UnreadySeconds": s}
@@ -146,9 +145,6 @@ class Store:
             return 404, {"Error": "no such key"}
         if path == "/_emulator/keys/status":
             key["status"] = body["Status"]
-            return 200, {}
-        if path == "/_emulator/keys/delete":
-            del self.keys[body["AccessKeyId"]]
             return 200, {}
         if path == "/_emulator/keys/use":
             key["last_used"] = time.time()

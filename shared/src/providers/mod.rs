@@ -9,9 +9,9 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub use alibaba::{sign as alibaba_sign, AlibabaRam};
+pub use alibaba::AlibabaRam;
 pub use aws::{AwsClients, AwsIam};
-pub use scloud::{sign as scloud_sign, SCloud};
+pub use scloud::SCloud;
 
 use crate::config::{self, AlibabaSettings, Config, SCloudSettings};
 use crate::error::{Error, Result};
