@@ -1,22 +1,61 @@
 //! Shared AWS SDK plumbing: configuration, error and time conversion.
 
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::error::Error;
 
 /// Loads the SDK configuration from the environment (region, credentials,
-/// `AWS_ENDPOINT_URL`). Makes no network call: credentials are resolved on
-/// first use. Throttling and transient errors are retried with backoff.
+/// `AWS_ENDPOINT_URL`). Makes no network call and loads no certificates:
+/// credentials are resolved and TLS is set up on first use. Throttling and
+/// transient errors are retried with backoff.
 pub async fn load_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry_config())
+        .http_client(SharedHttpClient::new(OneConnector::default()))
         .load()
         .await
+}
+
+/// The SDK's HTTPS client (hyper, rustls with aws-lc-rs, the system's root
+/// certificates), shared by every service client and built on the first
+/// request. Left to itself the SDK builds a connector, root store included,
+/// for each client when it is made and again per client on first use, and
+/// for every short-lived STS client a key test makes: several milliseconds
+/// of CPU each. rekey uses one set of connector settings, so one connector
+/// (and one connection pool) serves all.
+#[derive(Debug, Default)]
+struct OneConnector {
+    connector: OnceLock<SharedHttpConnector>,
+}
+
+impl HttpClient for OneConnector {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.connector
+            .get_or_init(|| {
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::AwsLc,
+                    ))
+                    .build_https()
+                    .http_connector(settings, components)
+            })
+            .clone()
+    }
 }
 
 /// Standard retries with backoff, five attempts in all.

@@ -56,7 +56,14 @@ fn python() -> PathBuf {
 pub struct Moto {
     pub endpoint: String,
     pub admin: Credential,
-    _child: Mutex<Child>,
+    child: Mutex<Child>,
+}
+
+impl Moto {
+    /// moto_server's process id (to measure its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
 }
 
 /// The moto_server of this test process, started on first use. It stops
@@ -101,7 +108,7 @@ fn start_moto(extra: &[&str]) -> Moto {
             access_key_id: info["access_key_id"].as_str().unwrap().to_owned(),
             secret: Sensitive::new(info["secret_access_key"].as_str().unwrap()),
         },
-        _child: Mutex::new(child),
+        child: Mutex::new(child),
     }
 }
 

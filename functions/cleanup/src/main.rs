@@ -1,6 +1,6 @@
 //! `rekey-cleanup`: see `rekey::lambda::cleanup`.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     rekey::lambda::serve(rekey::lambda::cleanup).await
 }

@@ -33,6 +33,15 @@ async fn creates_a_pending_key_and_hands_on_the_token() {
     );
     assert_eq!(run.outcomes[1].error_type(), Some("InvalidEvent"));
 
+    // What the benchmark reads from the harness is there and consistent.
+    let init = run.init.expect("the time to the first `next` was taken");
+    let first = run
+        .first_answer
+        .expect("the time to the first answer was taken");
+    assert!(init < first, "{init:?} {first:?}");
+    assert!(run.usage.peak_rss_kib.is_some_and(|kib| kib > 1024));
+    assert!(!(run.usage.user + run.usage.sys).is_zero());
+
     // Metrics in embedded metric format, on stdout.
     let emf: Vec<serde_json::Value> = run
         .logs

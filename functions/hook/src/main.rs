@@ -1,6 +1,6 @@
 //! `rekey-hook`: see `rekey::lambda::hook`.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     rekey::lambda::serve(rekey::lambda::hook).await
 }

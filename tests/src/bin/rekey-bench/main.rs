@@ -1,0 +1,230 @@
+//! `rekey-bench`: measures the release function binaries against
+//! moto_server (signatures checked) through the local Lambda Runtime API,
+//! and writes `docs/performance.md` and `docs/performance.json`.
+//!
+//! Run it through `scripts/bench`, which builds what it measures. It is not
+//! part of the test run: it asserts nothing about speed, but it stops if a
+//! rotation fails, if a key invariant breaks, if a secret reaches a log, or
+//! if an API call has no stated reason.
+
+mod calls;
+mod cold;
+mod fleet;
+mod report;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rekey::config::{self, Config};
+use rekey_testkit::runtime::{Function, Outcome};
+use rekey_testkit::{World, MANAGED_PATH};
+use serde_json::Value;
+
+/// What the benchmark measures against, and where it writes.
+pub struct Args {
+    /// Cold-start samples per function.
+    pub runs: usize,
+    /// Secrets per fleet run (0: no fleet runs).
+    pub fleet: usize,
+    pub concurrency: Vec<usize>,
+    /// Host release binaries (`rekey-hook`, ...), run for the timings.
+    pub bins: PathBuf,
+    /// `cargo lambda build --release` output (`<name>/bootstrap[.zip]`).
+    pub lambda: PathBuf,
+    /// The report's path without extension.
+    pub out: PathBuf,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut args = Args {
+            runs: 30,
+            fleet: 1000,
+            concurrency: vec![1, 8, 32],
+            bins: PathBuf::from("target/release"),
+            lambda: PathBuf::from("target/lambda"),
+            out: PathBuf::from("docs/performance"),
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            let value = it
+                .next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+            let number = |v: &str| -> usize {
+                v.parse()
+                    .unwrap_or_else(|_| usage(&format!("{flag}: not a number: {v}")))
+            };
+            match flag.as_str() {
+                "--runs" => args.runs = number(&value),
+                "--fleet" => args.fleet = number(&value),
+                "--concurrency" => args.concurrency = value.split(',').map(number).collect(),
+                "--bins" => args.bins = value.into(),
+                "--lambda" => args.lambda = value.into(),
+                "--out" => args.out = value.into(),
+                _ => usage(&format!("unknown flag {flag}")),
+            }
+        }
+        args
+    }
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!(
+        "rekey-bench: {problem}\nusage: rekey-bench [--runs N] [--fleet N] [--concurrency 1,8,32] \
+         [--bins DIR] [--lambda DIR] [--out PATH]"
+    );
+    std::process::exit(2)
+}
+
+/// The functions, by the name their binary carries after `rekey-`.
+pub const FUNCTIONS: [&str; 5] = ["hook", "create", "test", "finish", "cleanup"];
+/// The hook's steps, in the order Secrets Manager calls them.
+pub const HOOK_STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
+/// Each invocation's deadline (the template's function timeout).
+const DEADLINE: Duration = Duration::from_secs(60);
+/// How long the bench waits for one answer before giving up.
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The settings every measured function runs with: the defaults, the
+/// managed path, and no pause between key tests (`REKEY_TEST_SPACING`
+/// defaults to 1 s: a deliberate wait for IAM, not work, and moto's keys
+/// are consistent at once).
+pub fn bench_config() -> Config {
+    Config::from_lookup(|name| match name {
+        config::MANAGED_USER_PATH => Some(MANAGED_PATH.into()),
+        config::TEST_SPACING => Some("0s".into()),
+        _ => None,
+    })
+    .expect("the bench settings are valid")
+}
+
+/// The functions to run, and the environment they run with.
+pub struct Setup {
+    pub world: Arc<World>,
+    pub bins: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Setup {
+    pub fn binary(&self, function: &str) -> PathBuf {
+        self.bins.join(format!("rekey-{function}"))
+    }
+
+    /// The environment with AWS calls sent to `endpoint` instead.
+    pub fn env_via(&self, endpoint: &str) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        for (k, v) in &mut env {
+            if k == "AWS_ENDPOINT_URL" {
+                *v = endpoint.to_owned();
+            }
+        }
+        env
+    }
+
+    pub async fn start(&self, function: &str, env: &[(String, String)]) -> Function {
+        Function::start(&self.binary(function), env, DEADLINE).await
+    }
+}
+
+/// Invokes `f` with `event`; an error or no answer is `Err` with what the
+/// function said (error type and message: never secret material).
+pub async fn call(f: &mut Function, event: Value) -> Result<Value, String> {
+    match f.invoke(event, LIMIT).await {
+        Some(Outcome::Ok(v)) => Ok(v),
+        Some(Outcome::Err(e)) => Err(format!("{}: {}", e["errorType"], e["errorMessage"])),
+        None => Err("no answer (the function exited or timed out)".into()),
+    }
+}
+
+/// As [`call`], for steps that must succeed: stops the bench otherwise.
+pub async fn must(f: &mut Function, what: &str, event: Value) -> Value {
+    call(f, event)
+        .await
+        .unwrap_or_else(|e| panic!("{what} failed: {e}"))
+}
+
+/// The pipeline's events, as the state machine builds them.
+pub mod events {
+    use serde_json::{json, Value};
+
+    pub fn create(secret: &str) -> Value {
+        json!({
+            "SecretId": secret,
+            "ClientRequestToken": uuid::Uuid::new_v4().to_string(),
+            "RotationPeriod": "0s",
+            "Resume": true,
+        })
+    }
+
+    /// rekey-test's and rekey-finish's event: rekey-create's answer.
+    pub fn next(created: &Value) -> Value {
+        json!({
+            "SecretId": created["SecretId"],
+            "ClientRequestToken": created["ClientRequestToken"],
+        })
+    }
+
+    pub fn hook(secret: &str, token: &str, step: &str) -> Value {
+        json!({"SecretId": secret, "ClientRequestToken": token, "Step": step})
+    }
+
+    pub fn cleanup(secret: &str) -> Value {
+        json!({ "SecretId": secret })
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    // Measured first, before this process has loaded anything itself.
+    let tls = report::tls_setup();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(run(args, tls));
+}
+
+async fn run(args: Args, tls: report::TlsSetup) {
+    for f in FUNCTIONS {
+        let bin = args.bins.join(format!("rekey-{f}"));
+        if !bin.exists() {
+            usage(&format!(
+                "{} is missing: build it with cargo build --release",
+                bin.display()
+            ));
+        }
+    }
+    let world = Arc::new(World::new().await);
+    let config = bench_config();
+    let setup = Setup {
+        env: world.function_env(&config),
+        world,
+        bins: args.bins.clone(),
+    };
+
+    eprintln!("rekey-bench: artifacts");
+    let artifacts = report::artifacts(&args.lambda, &args.bins);
+    eprintln!("rekey-bench: cold starts, {} runs", args.runs);
+    let cold = cold::measure(&setup, args.runs).await;
+    eprintln!("rekey-bench: API calls per rotation");
+    let calls = calls::count(&setup).await;
+    let fleet = if args.fleet == 0 {
+        None
+    } else {
+        eprintln!(
+            "rekey-bench: fleet of {} at concurrency {:?}",
+            args.fleet, args.concurrency
+        );
+        Some(fleet::run(&setup, args.fleet, &args.concurrency).await)
+    };
+
+    let report = report::Report {
+        machine: report::machine(),
+        config: report::settings(&setup.env),
+        tls,
+        artifacts,
+        cold,
+        calls,
+        fleet,
+    };
+    report.write(&args.out);
+    eprintln!("rekey-bench: wrote {0}.md and {0}.json", args.out.display());
+}
