@@ -422,8 +422,11 @@ impl Report {
              time and c warm processes of each function, as a Map with MaxConcurrency c \
              would have; processes start cold within the timed run. Rotations are checked \
              afterwards at the source (a spread of 20 per level: at most two keys, \
-             AWSCURRENT authenticates and is new).\n\n\
-             | concurrency | wall (s) | rotations/s | failed | rekey CPU per rotation (ms) | moto CPU (% of a core) | rekey CPU (% of a core) | bench CPU (% of a core) | max RSS (MB) | bottleneck |\n\
+             AWSCURRENT authenticates and is new). moto serves every request from one \
+             Python process (its threads share the GIL), and it checks each signature by \
+             listing every IAM user and comparing their keys, so each request costs more \
+             as the fleet grows: with thousands of users it is slower than with a few.\n\n\
+             | concurrency | wall (s) | rotations/s | failed | CPU per rotation: rekey / moto (ms) | moto CPU (% of a core) | rekey CPU (% of a core) | bench CPU (% of a core) | max RSS (MB) | bottleneck |\n\
              |---|---|---|---|---|---|---|---|---|---|",
             f.secrets,
             f.secrets,
@@ -446,12 +449,13 @@ impl Report {
             };
             let _ = writeln!(
                 md,
-                "| {} | {:.1} | {:.1} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                "| {} | {:.1} | {:.1} | {} | {:.1} / {:.1} | {:.0} | {:.0} | {:.0} | {} | {} |",
                 l.concurrency,
                 wall / 1000.0,
                 l.per_second,
                 l.failures,
                 l.rekey_cpu_ms as f64 / l.rotations.max(1) as f64,
+                l.moto_cpu_ms as f64 / l.rotations.max(1) as f64,
                 share(l.moto_cpu_ms),
                 share(l.rekey_cpu_ms),
                 share(l.harness_cpu_ms),
