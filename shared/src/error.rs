@@ -105,6 +105,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// For calls whose request or response carries secret material: keep
+    /// the error's code, drop the service's message in case it quotes either.
+    pub fn withhold_message(mut self) -> Self {
+        if let Error::Service { message, .. } = &mut self {
+            *message = "(message withheld: the call carries secret material)".into();
+        }
+        self
+    }
+
     /// The stable, bare name used as the Lambda error type.
     pub fn kind(&self) -> &'static str {
         match self {

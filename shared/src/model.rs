@@ -407,7 +407,8 @@ fn string_field(
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
+/// What a JSON value is, for messages.
+pub(crate) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -1,6 +1,5 @@
 //! Shared AWS SDK plumbing: configuration, error and time conversion.
 
-use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use aws_config::retry::RetryConfig;
@@ -22,39 +21,35 @@ use crate::error::Error;
 pub async fn load_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry_config())
-        .http_client(SharedHttpClient::new(OneConnector::default()))
+        .http_client(SharedHttpClient::new(OnFirstRequest(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .build_https(),
+        )))
         .load()
         .await
 }
 
 /// The SDK's HTTPS client (hyper, rustls with aws-lc-rs, the system's root
-/// certificates), shared by every service client and built on the first
-/// request. Left to itself the SDK builds a connector, root store included,
-/// for each client when it is made and again per client on first use, and
-/// for every short-lived STS client a key test makes: several milliseconds
-/// of CPU each. rekey uses one set of connector settings, so one connector
-/// (and one connection pool) serves all.
-#[derive(Debug, Default)]
-struct OneConnector {
-    connector: OnceLock<SharedHttpConnector>,
-}
+/// certificates), shared by every service client. It keeps one connector
+/// (root store and connection pool) per set of connector settings, built on
+/// the first request; rekey uses one set. What this wrapper leaves out is
+/// the client's `validate_base_client_config`, which builds a connector
+/// for every service client when it is made, and for every short-lived STS
+/// client of a key test: several milliseconds of CPU each, most of them in
+/// start-up.
+#[derive(Debug)]
+struct OnFirstRequest(SharedHttpClient);
 
-impl HttpClient for OneConnector {
+impl HttpClient for OnFirstRequest {
     fn http_connector(
         &self,
         settings: &HttpConnectorSettings,
         components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        self.connector
-            .get_or_init(|| {
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(tls::Provider::Rustls(
-                        tls::rustls_provider::CryptoMode::AwsLc,
-                    ))
-                    .build_https()
-                    .http_connector(settings, components)
-            })
-            .clone()
+        self.0.http_connector(settings, components)
     }
 }
 
@@ -126,13 +121,4 @@ where
 
 pub fn system_time(t: Option<&aws_smithy_types::DateTime>) -> Option<SystemTime> {
     t.and_then(|t| SystemTime::try_from(*t).ok())
-}
-
-/// For calls whose request or response carries secret material: keep the
-/// error's code, drop the service's message in case it quotes either.
-pub fn withhold_message(mut err: Error) -> Error {
-    if let Error::Service { message, .. } = &mut err {
-        *message = "(message withheld: the call carries secret material)".into();
-    }
-    err
 }

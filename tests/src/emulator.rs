@@ -30,7 +30,17 @@ pub struct Emulator {
     pub root: Credential,
     /// The keys a user may have.
     pub key_limit: usize,
-    _child: Mutex<Child>,
+    child: Mutex<Child>,
+}
+
+impl Drop for Emulator {
+    /// A test's own emulator stops with it (the shared ones live as long as
+    /// the test process).
+    fn drop(&mut self) {
+        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// The emulator of `kind` shared by this test process, started on first use.
@@ -88,7 +98,7 @@ impl Emulator {
                 access_key_id: info["access_key_id"].as_str().unwrap().to_owned(),
                 secret: Sensitive::new(info["access_key_secret"].as_str().unwrap()),
             },
-            _child: Mutex::new(child),
+            child: Mutex::new(child),
         }
     }
 

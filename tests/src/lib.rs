@@ -39,7 +39,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The Python with moto installed: `REKEY_PYTHON`, else the project's venv.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Ok(p) = std::env::var("REKEY_PYTHON") {
         return PathBuf::from(p);
     }

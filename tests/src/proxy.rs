@@ -105,6 +105,8 @@ pub struct Call {
     pub access_key_id: Option<String>,
     /// For a successful CreateAccessKey: the new key's id.
     pub created_key: Option<String>,
+    /// The error code the service answered, in its own dialect.
+    pub code: Option<String>,
 }
 
 #[derive(Default)]
@@ -219,6 +221,7 @@ async fn handle(
             form_value("AccessKeyId")
         },
         created_key: None,
+        code: None,
     };
     let fault = {
         let mut s = state.lock().unwrap();
@@ -264,6 +267,7 @@ async fn handle(
         let mut s = state.lock().unwrap();
         let c = &mut s.calls[index];
         c.status = Some(rparts.status.as_u16());
+        c.code = error_code(rparts.status, &rbody);
         if c.action == "CreateAccessKey" && rparts.status.is_success() {
             c.created_key = xml_value(&rbody, "AccessKeyId").or_else(|| {
                 let answer: serde_json::Value = serde_json::from_slice(&rbody).ok()?;
@@ -397,25 +401,35 @@ fn xml_value(body: &[u8], tag: &str) -> Option<String> {
     Some(text[start..end].to_owned())
 }
 
-/// The error each service answers for throttling (400) or a failure (500).
+/// The error code of an answer: IAM's and STS's XML `<Code>`, Alibaba's
+/// JSON `Code`, Secrets Manager's `__type`, SCloud's non-zero `RetCode`
+/// (which comes with HTTP 200).
+fn error_code(status: StatusCode, body: &[u8]) -> Option<String> {
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (!status.is_success())
+            .then(|| xml_value(body, "Code"))
+            .flatten();
+    };
+    if let Some(code) = answer.get("RetCode").and_then(serde_json::Value::as_i64) {
+        return (code != 0).then(|| code.to_string());
+    }
+    if status.is_success() {
+        return None;
+    }
+    ["Code", "__type"]
+        .iter()
+        .find_map(|k| answer.get(*k)?.as_str())
+        .map(str::to_owned)
+}
+
+/// The error each service answers for throttling (400) or a failure (500);
+/// Alibaba and SCloud get a failure either way.
 fn error_reply(service: &str, status: u16) -> Response<Full<Bytes>> {
-    let (content_type, body) = if service == "scloud" && status != 500 {
-        // Throttling is a RetCode inside HTTP 200; a 500 is the gateway's.
-        return Response::builder()
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(
-                br#"{"RetCode":150,"Message":"injected by the test proxy"}"#,
-            )))
-            .unwrap();
-    } else if matches!(service, "ram" | "sts" | "scloud") {
-        let code = if status == 500 {
-            "InternalError"
-        } else {
-            "Throttling.User"
-        };
+    let (content_type, body) = if matches!(service, "ram" | "sts" | "scloud") {
+        // Their throttling is the emulators' own (`/_emulator/faults`).
         (
             "application/json",
-            format!(r#"{{"Code":"{code}","Message":"injected by the test proxy"}}"#),
+            r#"{"Code":"InternalError","Message":"injected by the test proxy"}"#.to_owned(),
         )
     } else if service == "secretsmanager" {
         let code = if status == 500 {
@@ -445,4 +459,34 @@ fn error_reply(service: &str, status: u16) -> Response<Full<Bytes>> {
         .header("content-type", content_type)
         .body(Full::new(Bytes::from(body)))
         .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_read_in_every_dialect() {
+        let code = |status: u16, body: &str| {
+            error_code(StatusCode::from_u16(status).unwrap(), body.as_bytes())
+        };
+        let iam = "<ErrorResponse><Error><Type>Sender</Type><Code>LimitExceeded</Code></Error></ErrorResponse>";
+        assert_eq!(code(409, iam).as_deref(), Some("LimitExceeded"));
+        assert_eq!(code(200, "<CreateAccessKeyResponse/>"), None);
+        let ram = r#"{"Code":"LimitExceeded.User.AccessKey","Message":"m"}"#;
+        assert_eq!(
+            code(409, ram).as_deref(),
+            Some("LimitExceeded.User.AccessKey")
+        );
+        assert_eq!(
+            code(400, r#"{"__type":"ThrottlingException"}"#).as_deref(),
+            Some("ThrottlingException")
+        );
+        assert_eq!(
+            code(200, r#"{"RetCode":8040,"Message":"m"}"#).as_deref(),
+            Some("8040")
+        );
+        assert_eq!(code(200, r#"{"RetCode":0,"AccessKey":{}}"#), None);
+        assert_eq!(code(200, r#"{"AccessKey":{"AccessKeyId":"k"}}"#), None);
+    }
 }

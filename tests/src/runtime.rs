@@ -95,7 +95,6 @@ pub struct Function {
     output: Vec<std::thread::JoinHandle<String>>,
     server: tokio::task::JoinHandle<()>,
     invocations: usize,
-    stopped: bool,
 }
 
 impl Function {
@@ -171,7 +170,6 @@ impl Function {
             output,
             server,
             invocations: 0,
-            stopped: false,
         }
     }
 
@@ -204,11 +202,7 @@ impl Function {
     /// Stops the process and returns its output and what it used.
     pub async fn stop(mut self) -> (String, Usage) {
         let peak_rss_kib = peak_rss_kib(self.pid);
-        self.stopped = true;
-        if self.exited.borrow().is_none() {
-            // SAFETY: plain syscall; the pid is ours and not yet reaped.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        }
+        self.kill();
         let (user, sys) = self
             .exited
             .wait_for(Option::is_some)
@@ -216,7 +210,6 @@ impl Function {
             .ok()
             .and_then(|t| *t)
             .unwrap_or_default();
-        self.server.abort();
         let mut logs = String::new();
         for reader in std::mem::take(&mut self.output) {
             logs += &tokio::task::spawn_blocking(move || reader.join().unwrap_or_default())
@@ -231,6 +224,15 @@ impl Function {
         (logs, usage)
     }
 
+    /// Kills the process unless it has exited (and so been reaped: its pid
+    /// cannot have been reused); the reaper thread collects it.
+    fn kill(&self) {
+        if self.exited.borrow().is_none() {
+            // SAFETY: plain syscall on our own child.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+    }
+
     /// What the function reported to `/runtime/init/error`, if anything.
     pub fn init_error(&self) -> Option<Value> {
         self.shared.init_error.lock().unwrap().clone()
@@ -239,24 +241,32 @@ impl Function {
 
 impl Drop for Function {
     fn drop(&mut self) {
-        if !self.stopped && self.exited.borrow().is_none() {
-            // SAFETY: as in `stop`; the reaper thread collects it.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            self.server.abort();
-        }
+        self.server.abort();
+        self.kill();
     }
+}
+
+fn duration(t: libc::timeval) -> Duration {
+    Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000)
+}
+
+/// User + system CPU time of this process so far.
+pub fn own_cpu_time() -> Duration {
+    // SAFETY: `rusage` is plain data the kernel fills in.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    duration(u.ru_utime) + duration(u.ru_stime)
 }
 
 /// Waits for `pid` to exit and returns its user and system CPU time.
 fn reap(pid: i32) -> (Duration, Duration) {
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     loop {
         let mut status = 0;
         // SAFETY: `rusage` is plain data the kernel fills in.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         if r == pid {
-            return (tv(usage.ru_utime), tv(usage.ru_stime));
+            return (duration(usage.ru_utime), duration(usage.ru_stime));
         }
         if r == -1 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return Default::default();

@@ -8,21 +8,7 @@ use std::time::Duration;
 use common::*;
 use rekey::model::KeyStatus;
 use rekey_testkit::{test_config, World, MANAGED_PATH};
-use serde_json::{json, Value};
-
-fn zero_periods() -> rekey::Config {
-    let mut c = test_config();
-    c.deactivate_after = Duration::ZERO;
-    c.delete_after = Duration::ZERO;
-    c
-}
-
-async fn cleanup(app: &rekey_testkit::App, secret: &str) -> Value {
-    let out = pipeline(app, "cleanup", json!({ "SecretId": secret }))
-        .await
-        .unwrap();
-    out["Secrets"][0].clone()
-}
+use serde_json::json;
 
 /// A user whose secret was rotated once by the hook: (user, secret, old key id).
 async fn rotated_once(w: &World) -> (String, String, String) {
@@ -31,10 +17,6 @@ async fn rotated_once(w: &World) -> (String, String, String) {
     let token = w.start_rotation(&secret).await;
     hook_rotation(&app, &secret, &token).await.unwrap();
     (user, secret, old.access_key_id)
-}
-
-fn status(keys: &[rekey::model::AccessKey], id: &str) -> Option<KeyStatus> {
-    keys.iter().find(|k| k.id == id).map(|k| k.status)
 }
 
 #[tokio::test]
@@ -49,7 +31,7 @@ async fn deactivates_then_deletes_on_its_periods() {
     assert_eq!(report["Waiting"][0]["Next"], "deactivation");
     assert_eq!(status(&w.keys(&user).await, &old), Some(KeyStatus::Active));
 
-    let app = w.app(zero_periods());
+    let app = w.app(zero_periods(test_config()));
     let report = cleanup(&app, &secret).await;
     assert_eq!(report["Deactivated"], json!([old]));
     assert_eq!(
@@ -84,7 +66,7 @@ async fn deactivates_then_deletes_on_its_periods() {
 async fn a_superseded_key_still_in_use_stays_active() {
     let w = World::new().await;
     let (user, secret, old) = rotated_once(&w).await;
-    let mut config = zero_periods();
+    let mut config = zero_periods(test_config());
     config.idle_before_deactivate = Duration::from_secs(4 * 3600);
     // Someone still uses the old key.
     let old_value = w.value(&secret, rekey::model::AWSPREVIOUS).await.unwrap();
@@ -126,7 +108,7 @@ async fn a_missing_record_starts_the_clock_now() {
 #[tokio::test]
 async fn never_touches_an_inactive_current_key_or_other_active_keys() {
     let w = World::new().await;
-    let app = w.app(zero_periods());
+    let app = w.app(zero_periods(test_config()));
     let user = w.user(MANAGED_PATH).await;
     let current = w.create_key(&user).await;
     let other = w.create_key(&user).await;
@@ -150,7 +132,7 @@ async fn never_touches_an_inactive_current_key_or_other_active_keys() {
 #[tokio::test]
 async fn with_a_secret_id_errors_are_the_functions_errors() {
     let w = World::new().await;
-    let app = w.app(zero_periods());
+    let app = w.app(zero_periods(test_config()));
     let user = w.user(MANAGED_PATH).await;
     let paused = w.managed_secret(&user, None).await;
     w.tag(&paused, "rekey:paused", "true").await;

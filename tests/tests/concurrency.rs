@@ -37,7 +37,7 @@ async fn the_pipeline_started_twice_for_one_secret() {
     for _ in 0..3 {
         let app = w.app(test_config());
         let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        next_second().await;
 
         let (a, b) = tokio::join!(pipeline_run(&app, &secret), pipeline_run(&app, &secret));
 
@@ -88,8 +88,10 @@ async fn cleanup_during_a_rotation() {
     rotated.expect("the rotation completes");
     let current = w.current_credential(&secret).await.unwrap();
     let keys = w.keys(&user).await;
-    let status = |id: &str| keys.iter().find(|k| k.id == id).map(|k| k.status);
-    assert_eq!(status(&current.access_key_id), Some(KeyStatus::Active));
+    assert_eq!(
+        status(&keys, &current.access_key_id),
+        Some(KeyStatus::Active)
+    );
     w.assert_invariants(&secret, &user).await;
 }
 

@@ -189,7 +189,7 @@ async fn run(
         Driver::Pipeline => uuid_token(),
     };
     // Keys made by the rotation must be younger than the current version.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    next_second().await;
 
     let proxy = provider.proxy().await;
     if let (Some(k), Some(f)) = (k, fault) {
@@ -208,19 +208,13 @@ async fn run(
         _ => true,
     };
     let outcome = if injected {
-        check(
-            w,
-            provider,
-            Rotation {
-                secret: &secret,
-                user: &user,
-                old: &old.access_key_id,
-                token: &token,
-            },
-            finished,
-            &calls,
-        )
-        .await
+        let rotation = Rotation {
+            user,
+            secret,
+            old: old.access_key_id,
+            token,
+        };
+        check(w, provider, &rotation, finished, &calls).await
     } else {
         Err("the fault was not injected".into())
     };
@@ -235,39 +229,44 @@ async fn run(
     )
 }
 
-/// The invariants after one cell; `Ok` names how the rotation ended.
-/// The rotation a cell checks: the key AWSCURRENT held before it, and its
-/// token.
-struct Rotation<'a> {
-    secret: &'a str,
-    user: &'a str,
-    old: &'a str,
-    token: &'a str,
+/// The rotation a cell checks: the user, the secret, the key AWSCURRENT
+/// held before it, and its token.
+struct Rotation {
+    user: String,
+    secret: String,
+    old: String,
+    token: String,
 }
 
+/// The invariants after one cell; `Ok` names how the rotation ended.
 async fn check(
     w: &World,
     provider: Provider,
-    rotation: Rotation<'_>,
+    rotation: &Rotation,
     finished: bool,
     calls: &[Call],
 ) -> Result<&'static str, String> {
     let Rotation {
-        secret,
         user,
+        secret,
         old,
         token,
     } = rotation;
+    let old = old.as_str();
     let stages = w.stages(secret).await;
     let current = w
         .current_credential(secret)
         .await
         .ok_or("AWSCURRENT has no key")?;
     let keys: BTreeSet<String> = provider.key_ids(w, user).await.into_iter().collect();
-    if calls
-        .iter()
-        .any(|c| c.action == "CreateAccessKey" && c.status == Some(409))
-    {
+    // IAM's, Alibaba's and SCloud's (a RetCode in HTTP 200) words for it.
+    if calls.iter().any(|c| {
+        c.action == "CreateAccessKey"
+            && matches!(
+                c.code.as_deref(),
+                Some("LimitExceeded" | "LimitExceeded.User.AccessKey" | "8040")
+            )
+    }) {
         return Err("the key limit was hit".into());
     }
     for c in calls {
@@ -500,23 +499,29 @@ async fn every_ram_call_of_an_alibaba_self_rotation_survives_every_fault() {
 async fn rotation_via_proxy(
     w: &World,
     config: rekey::Config,
-) -> (Proxy, rekey_testkit::App, String, String, String, String) {
+) -> (Proxy, rekey_testkit::App, Rotation) {
     let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let token = w.start_rotation(&secret).await;
     let proxy = Proxy::start(&moto().endpoint).await;
     let app = w.app_via(&proxy, config).await;
-    (proxy, app, user, secret, token, old.access_key_id)
+    let rotation = Rotation {
+        user,
+        secret,
+        old: old.access_key_id,
+        token,
+    };
+    (proxy, app, rotation)
 }
 
 #[tokio::test]
 async fn a_rotation_completes_under_thirty_percent_throttling() {
     let w = World::new().await;
-    let (proxy, app, user, secret, token, old) = rotation_via_proxy(&w, test_config()).await;
+    let (proxy, app, r) = rotation_via_proxy(&w, test_config()).await;
     proxy.inject(Target::Percent(30), Fault::Throttle);
 
     let mut finished = false;
     for _ in 0..ATTEMPTS {
-        if hook_rotation(&app, &secret, &token).await.is_ok() {
+        if hook_rotation(&app, &r.secret, &r.token).await.is_ok() {
             finished = true;
             break;
         }
@@ -533,22 +538,10 @@ async fn a_rotation_completes_under_thirty_percent_throttling() {
     );
     assert!(finished, "the rotation completes");
     assert_eq!(
-        check(
-            &w,
-            Provider::Aws,
-            Rotation {
-                secret: &secret,
-                user: &user,
-                old: &old,
-                token: &token
-            },
-            true,
-            &calls
-        )
-        .await,
+        check(&w, Provider::Aws, &r, true, &calls).await,
         Ok("finished")
     );
-    w.assert_invariants(&secret, &user).await;
+    w.assert_invariants(&r.secret, &r.user).await;
 }
 
 #[tokio::test]
@@ -556,13 +549,13 @@ async fn the_hook_waits_for_a_key_that_is_unready_for_fifteen_seconds() {
     let w = World::new().await;
     let mut config = test_config();
     config.test_timeout = Duration::from_secs(45);
-    let (proxy, app, user, secret, token, old) = rotation_via_proxy(&w, config).await;
+    let (proxy, app, r) = rotation_via_proxy(&w, config).await;
     proxy.new_keys_unready(rekey_testkit::proxy::Unready {
         for_: Duration::from_secs(15),
     });
 
     let started = std::time::Instant::now();
-    hook_rotation(&app, &secret, &token).await.unwrap();
+    hook_rotation(&app, &r.secret, &r.token).await.unwrap();
     assert!(started.elapsed() >= Duration::from_secs(15), "it waited");
     let calls = proxy.calls();
     let rejected = calls
@@ -574,22 +567,10 @@ async fn the_hook_waits_for_a_key_that_is_unready_for_fifteen_seconds() {
         "the key was rejected first, and once after its first success"
     );
     assert_eq!(
-        check(
-            &w,
-            Provider::Aws,
-            Rotation {
-                secret: &secret,
-                user: &user,
-                old: &old,
-                token: &token
-            },
-            true,
-            &calls
-        )
-        .await,
+        check(&w, Provider::Aws, &r, true, &calls).await,
         Ok("finished")
     );
-    w.assert_invariants(&secret, &user).await;
+    w.assert_invariants(&r.secret, &r.user).await;
 }
 
 #[tokio::test]
@@ -624,24 +605,17 @@ async fn rekey_test_reports_key_not_ready_until_the_key_is_ready() {
         "KeyNotReady while the key was unready ({not_ready})"
     );
     pipeline(&app, "finish", tested).await.unwrap();
-    let token = created["ClientRequestToken"].as_str().unwrap();
+    let r = Rotation {
+        token: created["ClientRequestToken"].as_str().unwrap().to_owned(),
+        old: old.access_key_id,
+        user,
+        secret,
+    };
     assert_eq!(
-        check(
-            &w,
-            Provider::Aws,
-            Rotation {
-                secret: &secret,
-                user: &user,
-                old: &old.access_key_id,
-                token
-            },
-            true,
-            &proxy.calls()
-        )
-        .await,
+        check(&w, Provider::Aws, &r, true, &proxy.calls()).await,
         Ok("finished")
     );
-    w.assert_invariants(&secret, &user).await;
+    w.assert_invariants(&r.secret, &r.user).await;
 }
 
 #[tokio::test]
@@ -649,13 +623,13 @@ async fn a_key_that_never_authenticates_fails_cleanly_and_is_not_duplicated() {
     let w = World::new().await;
     let mut config = test_config();
     config.test_timeout = Duration::from_secs(2);
-    let (proxy, app, user, secret, token, old) = rotation_via_proxy(&w, config).await;
+    let (proxy, app, r) = rotation_via_proxy(&w, config).await;
     proxy.new_keys_unready(rekey_testkit::proxy::Unready {
         for_: Duration::from_secs(3600),
     });
 
     for _ in 0..2 {
-        let err = hook_rotation(&app, &secret, &token).await.unwrap_err();
+        let err = hook_rotation(&app, &r.secret, &r.token).await.unwrap_err();
         assert_eq!(err.error_type, "KeyNotReady", "{}", err.error_message);
     }
     let calls = proxy.calls();
@@ -666,58 +640,34 @@ async fn a_key_that_never_authenticates_fails_cleanly_and_is_not_duplicated() {
         "the second attempt reuses the pending key"
     );
     assert_eq!(
-        check(
-            &w,
-            Provider::Aws,
-            Rotation {
-                secret: &secret,
-                user: &user,
-                old: &old,
-                token: &token
-            },
-            false,
-            &calls
-        )
-        .await,
+        check(&w, Provider::Aws, &r, false, &calls).await,
         Ok("failed cleanly")
     );
-    w.assert_invariants(&secret, &user).await;
+    w.assert_invariants(&r.secret, &r.user).await;
 }
 
 #[tokio::test]
 async fn a_rotation_completes_with_latency_on_every_call() {
     let w = World::new().await;
-    let (proxy, app, user, secret, token, old) = rotation_via_proxy(&w, test_config()).await;
+    let (proxy, app, r) = rotation_via_proxy(&w, test_config()).await;
     proxy.inject(Target::Percent(100), Fault::Delay(150));
 
     let started = std::time::Instant::now();
-    hook_rotation(&app, &secret, &token).await.unwrap();
+    hook_rotation(&app, &r.secret, &r.token).await.unwrap();
     let calls = proxy.calls();
     assert!(started.elapsed() >= Duration::from_millis(150 * calls.len() as u64));
     assert_eq!(
-        check(
-            &w,
-            Provider::Aws,
-            Rotation {
-                secret: &secret,
-                user: &user,
-                old: &old,
-                token: &token
-            },
-            true,
-            &calls
-        )
-        .await,
+        check(&w, Provider::Aws, &r, true, &calls).await,
         Ok("finished")
     );
-    w.assert_invariants(&secret, &user).await;
+    w.assert_invariants(&r.secret, &r.user).await;
 }
 
 #[tokio::test]
 async fn the_proxy_counts_calls_per_action() {
     let w = World::new().await;
-    let (proxy, app, _, secret, token, _) = rotation_via_proxy(&w, test_config()).await;
-    hook_rotation(&app, &secret, &token).await.unwrap();
+    let (proxy, app, r) = rotation_via_proxy(&w, test_config()).await;
+    hook_rotation(&app, &r.secret, &r.token).await.unwrap();
     let counts = proxy.counts();
     assert_eq!(counts.get("CreateAccessKey"), Some(&1));
     assert_eq!(counts.get("PutSecretValue"), Some(&1));

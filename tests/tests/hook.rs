@@ -11,11 +11,6 @@ use rekey::model::{KeyStatus, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use rekey_testkit::{test_config, version_with, World, MANAGED_PATH};
 use serde_json::json;
 
-/// Secret versions are timed to the second: an orphan must be younger.
-async fn next_second() {
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-}
-
 #[tokio::test]
 async fn first_rotation_from_user_name_only() {
     let w = World::new().await;

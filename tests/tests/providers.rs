@@ -62,25 +62,6 @@ async fn admin_world(kind: ProviderKind) -> (World, &'static Emulator, String, A
     (w, e, admin, app)
 }
 
-/// Secret versions are timed to the second: an orphan must be younger.
-async fn next_second() {
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-}
-
-fn zero_periods(e: &Emulator) -> rekey::Config {
-    let mut c = e.config();
-    c.deactivate_after = Duration::ZERO;
-    c.delete_after = Duration::ZERO;
-    c
-}
-
-async fn cleanup(app: &App, secret: &str) -> Value {
-    let out = pipeline(app, "cleanup", json!({ "SecretId": secret }))
-        .await
-        .unwrap();
-    out["Secrets"][0].clone()
-}
-
 async fn first_rotation_from_user_name_only_with_an_admin_key(kind: ProviderKind) {
     let (w, e, admin, app) = admin_world(kind).await;
     let user = e.user(false).await;
@@ -137,7 +118,7 @@ async fn rotation_with_an_admin_key_keeps_the_old_key_in_grace(kind: ProviderKin
 async fn self_rotation_signs_with_the_users_own_keys(kind: ProviderKind) {
     let w = World::new().await;
     let e = emulator(kind);
-    let app = w.app(zero_periods(e));
+    let app = w.app(zero_periods(e.config()));
     let (user, old, secret) = w.provider_enrolled(e, None).await;
     let since = e.log().await.len();
     let token = w.start_rotation(&secret).await;
@@ -149,18 +130,18 @@ async fn self_rotation_signs_with_the_users_own_keys(kind: ProviderKind) {
     let new = w.current_credential(&secret).await.unwrap();
     assert_ne!(new.access_key_id, old.access_key_id);
     let ram = e.requests_since(since, &user).await;
-    let signer_of = |action: &str| -> Vec<String> {
+    let signer_of = |ram: &[rekey_testkit::emulator::Request], action: &str| -> Vec<String> {
         ram.iter()
             .filter(|r| r.action == action && r.code == "OK")
             .map(|r| r.signer.clone())
             .collect()
     };
     assert_eq!(
-        signer_of("CreateAccessKey"),
+        signer_of(&ram, "CreateAccessKey"),
         vec![old.access_key_id.clone()]
     );
     assert_eq!(
-        signer_of("UpdateAccessKey"),
+        signer_of(&ram, "UpdateAccessKey"),
         vec![new.access_key_id.clone()]
     );
     assert!(ram.iter().all(|r| r.signer != e.root.access_key_id));
@@ -173,8 +154,14 @@ async fn self_rotation_signs_with_the_users_own_keys(kind: ProviderKind) {
     assert_eq!(old_status, KeyStatus::Inactive);
 
     // Cleanup deletes the inactive key, again signed by the current key.
+    let since = e.log().await.len();
     let report = cleanup(&app, &secret).await;
     assert_eq!(report["Deleted"], json!([old.access_key_id]));
+    let ram = e.requests_since(since, &user).await;
+    assert_eq!(
+        signer_of(&ram, "DeleteAccessKey"),
+        vec![new.access_key_id.clone()]
+    );
     assert_eq!(e.key_ids(&user).await, vec![new.access_key_id.clone()]);
     w.assert_provider_invariants(e, &secret, &user).await;
 }
@@ -395,35 +382,35 @@ async fn cleanup_deactivates_then_deletes_on_its_periods(kind: ProviderKind) {
     let token = w.start_rotation(&secret).await;
     hook_rotation(&app, &secret, &token).await.unwrap();
     let old = old.access_key_id;
-    let status =
-        |keys: &[rekey::model::AccessKey]| keys.iter().find(|k| k.id == old).map(|k| k.status);
-
     let report = cleanup(&app, &secret).await;
     assert_eq!(report["Waiting"][0]["AccessKeyId"], old.as_str());
     assert_eq!(report["Waiting"][0]["Next"], "deactivation");
-    assert_eq!(status(&e.keys(&user).await), Some(KeyStatus::Active));
+    assert_eq!(status(&e.keys(&user).await, &old), Some(KeyStatus::Active));
 
     // Still in use within the idle window: it stays active where the
     // provider reports use; without that report the check is skipped.
-    let mut idle = zero_periods(e);
+    let mut idle = zero_periods(e.config());
     idle.idle_before_deactivate = Duration::from_secs(3600);
     e.use_key(&old).await;
     let report = cleanup(&w.app(idle), &secret).await;
     if dialect(kind).reports_use {
         assert_eq!(report["InUse"][0]["AccessKeyId"], old.as_str());
-        assert_eq!(status(&e.keys(&user).await), Some(KeyStatus::Active));
-        let report = cleanup(&w.app(zero_periods(e)), &secret).await;
+        assert_eq!(status(&e.keys(&user).await, &old), Some(KeyStatus::Active));
+        let report = cleanup(&w.app(zero_periods(e.config())), &secret).await;
         assert_eq!(report["Deactivated"], json!([old]));
     } else {
         assert!(report.get("InUse").is_none(), "{report}");
         assert_eq!(report["Deactivated"], json!([old]));
     }
 
-    let zero = w.app(zero_periods(e));
-    assert_eq!(status(&e.keys(&user).await), Some(KeyStatus::Inactive));
+    let zero = w.app(zero_periods(e.config()));
+    assert_eq!(
+        status(&e.keys(&user).await, &old),
+        Some(KeyStatus::Inactive)
+    );
     let report = cleanup(&zero, &secret).await;
     assert_eq!(report["Deleted"], json!([old]));
-    assert_eq!(status(&e.keys(&user).await), None);
+    assert_eq!(status(&e.keys(&user).await, &old), None);
     assert_eq!(e.keys(&user).await.len(), 1);
     w.assert_provider_invariants(e, &secret, &user).await;
 }

@@ -2,7 +2,7 @@
 //! signature version 1.0 (HMAC-SHA1); a new key is tested with STS
 //! GetCallerIdentity. Facts: the RAM API 2015-05-01 and STS 2015-04-01.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_lc_rs::hmac;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -14,13 +14,12 @@ use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
 use crate::ports::{KeyProvider, Signer};
-use crate::providers::{with_retries, Retry};
+use crate::providers::{unexpected, with_retries, Retry, TIME_LIMIT};
 
 const RAM: &str = "Alibaba RAM";
 const STS: &str = "Alibaba STS";
 const RAM_VERSION: &str = "2015-05-01";
 const STS_VERSION: &str = "2015-04-01";
-const TIME_LIMIT: Duration = Duration::from_secs(20);
 
 /// RAM key management for one signer.
 #[derive(Clone, Debug)]
@@ -179,7 +178,7 @@ impl KeyProvider for AlibabaRam {
                     "RAM user {user} reached its limit of 2 AccessKeys while rekey was creating one (another process created a key meanwhile); nothing was changed, rotate again"
                 )),
                 // The answer would carry the new secret: keep only the code.
-                None => e.withhold_message().into_error(RAM, op),
+                None => e.into_error(RAM, op).withhold_message(),
             })?;
         let id = out
             .pointer("/AccessKey/AccessKeyId")
@@ -299,11 +298,6 @@ impl ApiError {
             )
     }
 
-    fn withhold_message(mut self) -> Self {
-        self.message = "(message withheld: the call carries secret material)".into();
-        self
-    }
-
     fn into_error(self, service: &'static str, operation: &'static str) -> Error {
         Error::Service {
             service,
@@ -312,16 +306,6 @@ impl ApiError {
             code: self.code,
             message: self.message,
         }
-    }
-}
-
-fn unexpected(service: &'static str, operation: &'static str, what: String) -> Error {
-    Error::Service {
-        service,
-        operation,
-        code: "UnexpectedResponse".into(),
-        message: format!("the answer could not be read: {what}"),
-        retryable: false,
     }
 }
 
@@ -576,7 +560,17 @@ mod tests {
             Some(sign("POST", &unsigned, "topsecretvalue").as_str())
         );
         let other = call.signed_form(&credential, when, "nonce-2");
-        assert_ne!(form, other, "a new nonce gives a new signature");
+        let signature_of = |form: &str| {
+            form.split('&')
+                .find_map(|kv| kv.strip_prefix("Signature="))
+                .map(str::to_owned)
+        };
+        assert!(signature_of(&other).is_some());
+        assert_ne!(
+            signature_of(&form),
+            signature_of(&other),
+            "a new nonce gives a new signature"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use aws_sdk_sts::Client as Sts;
 use crate::error::{Error, Result};
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
 use crate::ports::KeyProvider;
-use crate::sdk::{code, service_error, system_time, withhold_message};
+use crate::sdk::{code, service_error, system_time};
 
 const SERVICE: &str = "IAM";
 
@@ -174,7 +174,7 @@ impl KeyProvider for AwsIam {
                 )),
                 Some("NoSuchEntity") => user_not_found(user),
                 // The answer carries the new secret.
-                _ => withhold_message(service_error(SERVICE, "CreateAccessKey", e)),
+                _ => service_error(SERVICE, "CreateAccessKey", e).withhold_message(),
             })?;
         let key = out.access_key().ok_or_else(|| Error::Service {
             service: SERVICE,

@@ -64,6 +64,20 @@ impl Registry {
     }
 }
 
+/// How long one call of a hand-written client may take.
+const TIME_LIMIT: Duration = Duration::from_secs(20);
+
+/// An answer that does not have the shape the provider documents.
+fn unexpected(service: &'static str, operation: &'static str, what: String) -> Error {
+    Error::Service {
+        service,
+        operation,
+        code: "UnexpectedResponse".into(),
+        message: format!("the answer could not be read: {what}"),
+        retryable: false,
+    }
+}
+
 /// The signer a key-pair provider needs; the steps always give one.
 fn need_signer(signer: Option<Signer>, kind: ProviderKind) -> Result<Signer> {
     signer.ok_or_else(|| Error::Service {

@@ -14,10 +14,9 @@ use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
 use crate::ports::{KeyProvider, Signer};
-use crate::providers::{with_retries, Retry};
+use crate::providers::{unexpected, with_retries, Retry, TIME_LIMIT};
 
 const SERVICE: &str = "SCloud IAM";
-const TIME_LIMIT: Duration = Duration::from_secs(20);
 
 /// Documented RetCodes.
 const TIMEOUT: i64 = 110;
@@ -124,12 +123,12 @@ impl KeyProvider for SCloud {
         let out = self
             .call(op, &[("UserName", user)], Retry::No)
             .await
-            .map_err(|e| self.error(op, e.withhold_message()))?;
+            .map_err(|e| self.error(op, e).withhold_message())?;
         let key = out
             .get("AccessKey")
             .and_then(Value::as_object)
-            .ok_or_else(|| unexpected(op, "AccessKey is missing".into()))?;
-        let id = key_id(key).map_err(|why| unexpected(op, why))?;
+            .ok_or_else(|| unexpected(SERVICE, op, "AccessKey is missing".into()))?;
+        let id = key_id(key).map_err(|why| unexpected(SERVICE, op, why))?;
         match key.get("AccessKeySecret").and_then(Value::as_str) {
             Some(secret) if !secret.is_empty() => Ok(Credential {
                 access_key_id: id,
@@ -137,6 +136,7 @@ impl KeyProvider for SCloud {
             }),
             // Never quote the field: it would be the secret.
             _ => Err(unexpected(
+                SERVICE,
                 op,
                 format!("AccessKey.AccessKeySecret of key {id} is missing or not a string"),
             )),
@@ -211,22 +211,27 @@ fn parse_keys(out: &Map<String, Value>) -> Result<Vec<AccessKey>> {
         Some(Value::Array(list)) => list,
         Some(other) => {
             return Err(unexpected(
+                SERVICE,
                 op,
-                format!("AccessKey is not a list but {}", kind(other)),
+                format!(
+                    "AccessKey is not a list but {}",
+                    crate::model::json_type(other)
+                ),
             ))
         }
     };
     list.iter()
         .map(|entry| {
-            let key = entry
-                .as_object()
-                .ok_or_else(|| unexpected(op, "an AccessKey entry is not an object".into()))?;
-            let id = key_id(key).map_err(|why| unexpected(op, why))?;
+            let key = entry.as_object().ok_or_else(|| {
+                unexpected(SERVICE, op, "an AccessKey entry is not an object".into())
+            })?;
+            let id = key_id(key).map_err(|why| unexpected(SERVICE, op, why))?;
             let status = match key.get("Status").and_then(Value::as_str) {
                 Some(s) if s.eq_ignore_ascii_case("active") => KeyStatus::Active,
                 Some(s) if s.eq_ignore_ascii_case("inactive") => KeyStatus::Inactive,
                 other => {
                     return Err(unexpected(
+                        SERVICE,
                         op,
                         format!("Status {other:?} of key {id} is neither Active nor Inactive"),
                     ))
@@ -234,6 +239,7 @@ fn parse_keys(out: &Map<String, Value>) -> Result<Vec<AccessKey>> {
             };
             let created = key.get("CreatedAt").and_then(parse_time).ok_or_else(|| {
                 unexpected(
+                    SERVICE,
                     op,
                     format!(
                         "CreatedAt {} of key {id} is not a time",
@@ -273,25 +279,6 @@ fn parse_time(v: &Value) -> Option<SystemTime> {
     (seconds > 0).then(|| UNIX_EPOCH + Duration::from_secs(seconds))
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Object(_) => "an object",
-        Value::String(_) => "a string",
-        Value::Number(_) => "a number",
-        _ => "something else",
-    }
-}
-
-fn unexpected(operation: &'static str, what: String) -> Error {
-    Error::Service {
-        service: SERVICE,
-        operation,
-        code: "UnexpectedResponse".into(),
-        message: format!("the answer could not be read: {what}"),
-        retryable: false,
-    }
-}
-
 /// Why a call failed: a non-zero RetCode, an HTTP status, or no answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Code {
@@ -329,11 +316,6 @@ impl ApiError {
             Code::Http(s) => s == 429 || s >= 500,
             Code::Unreachable => true,
         }
-    }
-
-    fn withhold_message(mut self) -> Self {
-        self.message = "(message withheld: the call carries secret material)".into();
-        self
     }
 
     fn into_error(self, operation: &'static str) -> Error {

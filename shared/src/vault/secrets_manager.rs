@@ -6,7 +6,7 @@ use aws_sdk_secretsmanager::Client;
 use crate::error::{Error, Result};
 use crate::model::{Sensitive, TAG_MANAGED};
 use crate::ports::{SecretInfo, SecretVersion, Select, Vault};
-use crate::sdk::{code, service_error, system_time, withhold_message};
+use crate::sdk::{code, service_error, system_time};
 
 const SERVICE: &str = "Secrets Manager";
 
@@ -92,7 +92,7 @@ impl Vault for SecretsManager {
             .send()
             .await
             // The request carries the new secret.
-            .map_err(|e| withhold_message(service_error(SERVICE, "PutSecretValue", e)))?;
+            .map_err(|e| service_error(SERVICE, "PutSecretValue", e).withhold_message())?;
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use rekey::model::{KeyStatus, AWSCURRENT};
@@ -33,6 +34,31 @@ pub async fn pipeline(app: &App, function: &str, event: Value) -> Result<Value, 
         "cleanup" => rekey::lambda::cleanup(app, event).await,
         other => panic!("no function {other}"),
     }
+}
+
+/// rekey-cleanup on one secret: its report for that secret.
+pub async fn cleanup(app: &App, secret: &str) -> Value {
+    let out = pipeline(app, "cleanup", json!({ "SecretId": secret }))
+        .await
+        .unwrap();
+    out["Secrets"][0].clone()
+}
+
+/// `config` with no grace periods: cleanup deactivates and deletes at once.
+pub fn zero_periods(mut config: rekey::Config) -> rekey::Config {
+    config.deactivate_after = Duration::ZERO;
+    config.delete_after = Duration::ZERO;
+    config
+}
+
+/// Secret versions are timed to the second: an orphan must be younger.
+pub async fn next_second() {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+}
+
+/// The status of key `id` among `keys`, if it is there.
+pub fn status(keys: &[rekey::model::AccessKey], id: &str) -> Option<KeyStatus> {
+    keys.iter().find(|k| k.id == id).map(|k| k.status)
 }
 
 /// Everything a failed step must leave as it was.

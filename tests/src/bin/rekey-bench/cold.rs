@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rekey::model::AWSCURRENT;
-use rekey_testkit::runtime::Function;
+use rekey_testkit::runtime::{self, Outcome};
 use rekey_testkit::MANAGED_PATH;
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::{events, must, Setup, HOOK_STEPS};
+use crate::{events, must, Setup, DEADLINE, HOOK_STEPS, LIMIT};
 
 /// One cold process.
 #[derive(Clone, Debug, Serialize)]
@@ -41,21 +42,33 @@ fn us(d: Duration) -> u64 {
     d.as_micros() as u64
 }
 
-/// Stops `f` and turns what it measured into a sample; the process's logs
-/// must hold no secret value the bench has seen.
-async fn sample(f: Function) -> (Sample, String) {
-    let init = f.init().expect("the function asked for an event");
-    let first = f.first_answer().expect("the function answered");
-    let (logs, usage) = f.stop().await;
-    let s = Sample {
-        init_us: us(init),
-        first_answer_us: us(first),
-        cpu_us: us(usage.user + usage.sys),
-        user_us: us(usage.user),
-        sys_us: us(usage.sys),
-        peak_rss_kib: usage.peak_rss_kib.expect("the function was running"),
+/// Runs `function` cold over `events` (each must succeed) and returns its
+/// answers, the sample, and its logs.
+async fn run_cold(
+    setup: &Setup,
+    function: &str,
+    events: Vec<Value>,
+) -> (Vec<Value>, Sample, String) {
+    let count = events.len();
+    let run = runtime::invoke(&setup.binary(function), &setup.env, events, DEADLINE, LIMIT).await;
+    assert_eq!(run.outcomes.len(), count, "rekey-{function}:\n{}", run.logs);
+    let answers = run
+        .outcomes
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Ok(v) => v,
+            Outcome::Err(e) => panic!("rekey-{function} failed: {e}"),
+        })
+        .collect();
+    let sample = Sample {
+        init_us: us(run.init.expect("the function asked for an event")),
+        first_answer_us: us(run.first_answer.expect("the function answered")),
+        cpu_us: us(run.usage.user + run.usage.sys),
+        user_us: us(run.usage.user),
+        sys_us: us(run.usage.sys),
+        peak_rss_kib: run.usage.peak_rss_kib.expect("the function was running"),
     };
-    (s, logs)
+    (answers, sample, run.logs)
 }
 
 pub async fn measure(setup: &Setup, runs: usize) -> Cold {
@@ -67,11 +80,8 @@ pub async fn measure(setup: &Setup, runs: usize) -> Cold {
         // The hook: one process, one whole rotation.
         let (user, _, secret) = w.enrolled(MANAGED_PATH).await;
         let token = w.start_rotation(&secret).await;
-        let mut hook = setup.start("hook", &setup.env).await;
-        for step in HOOK_STEPS {
-            must(&mut hook, step, events::hook(&secret, &token, step)).await;
-        }
-        let (s, l) = sample(hook).await;
+        let steps = HOOK_STEPS.map(|step| events::hook(&secret, &token, step));
+        let (_, s, l) = run_cold(setup, "hook", steps.to_vec()).await;
         cold.samples.entry("hook").or_default().push(s);
         logs.push(l);
         assert_eq!(w.stages(&secret).await[&token], vec![AWSCURRENT]);
@@ -81,21 +91,17 @@ pub async fn measure(setup: &Setup, runs: usize) -> Cold {
         let (user, _, secret) = w.enrolled(MANAGED_PATH).await;
         let mut event = events::create(&secret);
         for function in ["create", "test", "finish"] {
-            let mut f = setup.start(function, &setup.env).await;
-            let out = must(&mut f, function, event.clone()).await;
+            let (out, s, l) = run_cold(setup, function, vec![event.clone()]).await;
             if function == "create" {
-                event = events::next(&out);
+                event = events::next(&out[0]);
             }
-            let (s, l) = sample(f).await;
             cold.samples.entry(function).or_default().push(s);
             logs.push(l);
         }
         let token = event["ClientRequestToken"].as_str().unwrap();
         assert_eq!(w.stages(&secret).await[token], vec![AWSCURRENT]);
         w.assert_invariants(&secret, &user).await;
-        let mut cleanup = setup.start("cleanup", &setup.env).await;
-        must(&mut cleanup, "cleanup", events::cleanup(&secret)).await;
-        let (s, l) = sample(cleanup).await;
+        let (_, s, l) = run_cold(setup, "cleanup", vec![events::cleanup(&secret)]).await;
         cold.samples.entry("cleanup").or_default().push(s);
         logs.push(l);
 

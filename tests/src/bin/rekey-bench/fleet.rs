@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rekey::model::Credential;
-use rekey_testkit::runtime::Function;
+use rekey_testkit::runtime::{own_cpu_time, Function};
 use rekey_testkit::{moto, MANAGED_PATH};
 use serde::Serialize;
 
@@ -40,8 +40,6 @@ pub struct Fleet {
     /// Time to create the users, keys and secrets (all levels).
     pub setup_ms: u64,
     pub levels: Vec<Level>,
-    /// The machine's cores: the ceiling on CPU per second of wall time.
-    pub cores: usize,
 }
 
 type Enrolled = (String, Credential, String);
@@ -83,17 +81,9 @@ fn process_cpu(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
-/// CPU time of this process so far.
-fn own_cpu() -> Duration {
-    // SAFETY: `rusage` is plain data the kernel fills in.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-/// How the state machine's Retry treats rekey-test's KeyNotReady: wait and
-/// test again (moto's keys are ready at once, so this should not happen).
+/// rekey-test's KeyNotReady means wait and test again, as the state
+/// machine's Retry does (with longer, growing pauses); moto's keys are ready
+/// at once, so this should not happen.
 const TEST_ATTEMPTS: usize = 6;
 
 async fn rotate(
@@ -155,17 +145,13 @@ pub async fn run(setup: &Setup, secrets: usize, levels: &[usize]) -> Fleet {
         all.len(),
         setup_ms as f64 / 1000.0
     );
-    let shared = Arc::new(Setup {
-        world: setup.world.clone(),
-        bins: setup.bins.clone(),
-        env: setup.env.clone(),
-    });
+    let shared = Arc::new(setup.clone());
     let moto_pid = moto().pid();
     let mut out = Vec::new();
     for &c in levels {
         let batch: Vec<Enrolled> = all.split_off(all.len() - secrets);
         let queue = Arc::new(Mutex::new(batch.clone()));
-        let (moto0, own0) = (process_cpu(moto_pid), own_cpu());
+        let (moto0, own0) = (process_cpu(moto_pid), own_cpu_time());
         let started = Instant::now();
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..c {
@@ -180,7 +166,7 @@ pub async fn run(setup: &Setup, secrets: usize, levels: &[usize]) -> Fleet {
             total.max_rss_kib = total.max_rss_kib.max(w.max_rss_kib);
         }
         let wall = started.elapsed();
-        let (moto_cpu, own) = (process_cpu(moto_pid) - moto0, own_cpu() - own0);
+        let (moto_cpu, own) = (process_cpu(moto_pid) - moto0, own_cpu_time() - own0);
 
         // Every rotation took place: check a spread of them at the source.
         let step = (batch.len() / 20).max(1);
@@ -228,6 +214,5 @@ pub async fn run(setup: &Setup, secrets: usize, levels: &[usize]) -> Fleet {
         secrets,
         setup_ms,
         levels: out,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     }
 }

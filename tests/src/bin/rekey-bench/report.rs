@@ -53,7 +53,7 @@ pub fn machine() -> Machine {
         .trim()
         .parse()
         .unwrap_or(0.0);
-    let python = rekey_testkit::workspace_root().join(".venv/bin/python");
+    let python = rekey_testkit::python();
     Machine {
         date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         cpu: field(&cpuinfo, "model name"),
@@ -102,11 +102,10 @@ pub fn tls_setup() -> TlsSetup {
         rekey::http::HttpClient::new().expect("the system's root certificates load");
     };
     let first_client_us = time(&mut new_client);
-    let mut later: Vec<u64> = (0..10).map(|_| time(&mut new_client)).collect();
-    later.sort_unstable();
+    let (client_median_us, _) = median_p90((0..10).map(|_| time(&mut new_client)));
     TlsSetup {
         first_client_us,
-        client_median_us: later[later.len() / 2],
+        client_median_us,
         first_getrandom_us,
     }
 }
@@ -118,8 +117,9 @@ pub struct Artifact {
     pub arch: String,
     pub bootstrap_bytes: u64,
     pub zip_bytes: Option<u64>,
-    /// The host release binary that the timings ran.
+    /// The host release binary that the timings ran, and its architecture.
     pub host_binary_bytes: u64,
+    pub host_arch: String,
 }
 
 fn elf_arch(path: &Path) -> String {
@@ -131,7 +131,7 @@ fn elf_arch(path: &Path) -> String {
     }
 }
 
-pub fn artifacts(lambda: &Path, bins: &Path) -> Vec<Artifact> {
+pub fn artifacts(lambda: &Path, setup: &crate::Setup) -> Vec<Artifact> {
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
     FUNCTIONS
         .iter()
@@ -145,7 +145,8 @@ pub fn artifacts(lambda: &Path, bins: &Path) -> Vec<Artifact> {
                     panic!("{} is missing: run scripts/bench", bootstrap.display())
                 }),
                 zip_bytes: size(&dir.join("bootstrap.zip")),
-                host_binary_bytes: size(&bins.join(format!("rekey-{function}"))).unwrap_or(0),
+                host_binary_bytes: size(&setup.binary(function)).unwrap_or(0),
+                host_arch: elf_arch(&setup.binary(function)),
             }
         })
         .collect()
@@ -195,10 +196,14 @@ const IAM_BUDGETS: [f64; 3] = [5.0, 10.0, 20.0];
 /// rekey's share of it: the rest is left to people and other tools.
 const REKEY_SHARE: f64 = 0.5;
 const FLEET_USERS: f64 = 100_000.0;
-/// A rotation's latency on AWS: three key tests 1 s apart, IAM's
-/// propagation (a new key fails its first test about one time in ten:
-/// one KeyNotReady retry of 4 s) and some 15 API calls of ~50 ms.
+/// A rotation's latency on AWS, assumed: three key tests 1 s apart (2 s),
+/// some 18 API calls of ~50 ms (1 s), and waiting for IAM to propagate the
+/// new key, which AWS does not bound (tools wait 10 to 60 s; rekey tests
+/// until the key passes): about 5 s on average.
 const AWS_ROTATION_SECONDS: f64 = 8.0;
+/// IAM calls an old key costs after its rotation, assumed: the sweep
+/// deactivates it once and deletes it once.
+const RETIRE_IAM: usize = 2;
 
 impl Report {
     pub fn write(&self, out: &Path) {
@@ -232,18 +237,17 @@ impl Report {
         let mut md = String::new();
         let m = &self.machine;
         let runs = self.samples("hook").len();
-        let arch = self
+        let (arch, host_arch) = self
             .artifacts
             .first()
-            .map(|a| a.arch.as_str())
-            .unwrap_or("unknown");
+            .map_or(("unknown", "unknown"), |a| (&a.arch, &a.host_arch));
         let _ = writeln!(
             md,
             "# Performance\n\n\
              Written by `scripts/bench` on {date}. Do not edit by hand: run the \
              benchmark again.\n\n\
              **Machine:** {cpu}, {cores} cores, {mem} GiB, {kernel}; {rustc}; moto {moto}.\n\n\
-             **How:** the host's release binaries (x86_64, the same release profile \
+             **How:** the host's release binaries ({host_arch}, the same release profile \
              as the Lambda build) run under a local Lambda Runtime API (`tests/src/runtime.rs`) \
              against moto_server on 127.0.0.1 with signature checking on, with the settings \
              below. Every sample is a fresh process doing a real rotation step. Timings are \
@@ -337,8 +341,8 @@ impl Report {
              and {} ms after that; it is built once per process, on first use (rekey's \
              client only when a secret of another provider is handled). The first read \
              of the kernel's entropy source (`getrandom`, which seeds hash maps, TLS and \
-             request signing) took {} µs: it does not block on this machine, nor on \
-             Lambda, whose entropy pool is ready before the function starts.\n",
+             request signing) took {} µs: it did not block (it blocks only until the \
+             kernel's pool is first initialised, early in boot).\n",
             ms(t.first_client_us),
             ms(t.client_median_us),
             t.first_getrandom_us,
@@ -347,10 +351,15 @@ impl Report {
         // CPU per rotation.
         let median_cpu = |f: &str| median_p90(self.samples(f).iter().map(|s| s.cpu_us)).0;
         let hook_cpu = median_cpu("hook");
-        let pipeline_cpu: u64 = ["create", "test", "finish"]
-            .iter()
-            .map(|f| median_cpu(f))
-            .sum();
+        // The three processes of one run belong to one rotation: sum, then
+        // take the median.
+        let pipeline_cpu = median_p90((0..runs).map(|i| {
+            ["create", "test", "finish"]
+                .iter()
+                .map(|f| self.samples(f)[i].cpu_us)
+                .sum()
+        }))
+        .0;
         let _ = writeln!(
             md,
             "## CPU time per rotation (user + system, function processes only)\n\n\
@@ -418,7 +427,8 @@ impl Report {
             md,
             "## Fleet: {} secrets through rekey-create, rekey-test, rekey-finish\n\n\
              Each level rotates its own {} secrets (all {} were made first, in {:.0} s, \
-             so every level sees the same moto). Concurrency c means c rotations at a \
+             so that moto holds as many users at every level; earlier levels leave \
+             their new keys behind, and the levels run in order, once each). Concurrency c means c rotations at a \
              time and c warm processes of each function, as a Map with MaxConcurrency c \
              would have; processes start cold within the timed run. Rotations are checked \
              afterwards at the source (a spread of 20 per level: at most two keys, \
@@ -441,9 +451,9 @@ impl Report {
             } else if l.concurrency == 1 {
                 "latency: one rotation at a time, each call a round trip to moto".to_owned()
             } else if share(l.moto_cpu_ms + l.rekey_cpu_ms + l.harness_cpu_ms)
-                >= 85.0 * f.cores as f64
+                >= 85.0 * self.machine.cores as f64
             {
-                format!("the machine's {} cores, shared by all", f.cores)
+                format!("the machine's {} cores, shared by all", self.machine.cores)
             } else {
                 "moto's request handling (threads waiting on the GIL)".to_owned()
             };
@@ -473,17 +483,17 @@ impl Report {
     fn model_section(&self, md: &mut String) {
         let (rot_iam, rot_all) = self.path_calls("pipeline");
         let (sweep_iam, _) = self.path_calls("cleanup");
-        // A key's later life: the sweep deactivates it once and deletes it once.
-        let lifecycle_iam = rot_iam + 2;
+        let lifecycle_iam = rot_iam + RETIRE_IAM;
         let _ = writeln!(
             md,
             "## Model: 100,000 IAM users on AWS with a Step Functions Distributed Map\n\n\
              **Measured here:** a rotation on the pipeline path makes {rot_all} API calls, \
-             {rot_iam} of them to IAM; the old key later costs 2 more IAM calls (deactivate, \
-             delete), so {lifecycle_iam} IAM calls per key lifetime. A cleanup sweep makes \
-             {sweep_iam} IAM calls per secret. rekey's own CPU is a few milliseconds per \
-             rotation (above): at fleet scale the cost is API calls, not compute.\n\n\
+             {rot_iam} of them to IAM. A cleanup sweep with nothing due makes {sweep_iam} IAM \
+             calls per secret. rekey's own CPU is tens of milliseconds per rotation at most \
+             (above): at fleet scale the cost is API calls, not compute.\n\n\
              **Assumptions:**\n\
+             - The old key later costs {RETIRE_IAM} more IAM calls (deactivated once, \
+               deleted once by the sweep): {lifecycle_iam} IAM calls per key lifetime.\n\
              - IAM's request rate limit is not published and cannot be raised; throttling \
                answers `Throttling`. The model takes an account budget B of {budgets} IAM \
                requests per second and lets rekey use {share:.0} % of it, leaving the rest \
@@ -491,9 +501,10 @@ impl Report {
                have separate, larger quotas (Secrets Manager publishes 10,000/s for \
                GetSecretValue and DescribeSecret together, and 50/s for PutSecretValue \
                and UpdateSecretVersionStage), so IAM binds first.\n\
-             - A rotation takes about {AWS_ROTATION_SECONDS:.0} s on AWS (three key tests \
-               1 s apart, sometimes a KeyNotReady retry while IAM propagates the key, API \
-               round trips); rekey's CPU is negligible against it.\n\
+             - A rotation takes about {AWS_ROTATION_SECONDS:.0} s on AWS: three key tests \
+               1 s apart (2 s), some 18 API round trips (1 s), and waiting for IAM to \
+               propagate the new key, which AWS does not bound (about 5 s taken here); \
+               rekey's CPU is negligible against it.\n\
              - The Distributed Map reads the secret list from S3 (an export of ListSecrets \
                by tag) in batches, runs each rotation as an Express child workflow \
                (create → test → finish, with the same Retry as the template), and is \
@@ -517,7 +528,7 @@ impl Report {
                 hours(sweep),
             );
         }
-        let steady = FLEET_USERS / 90.0 / 86_400.0 * rot_iam as f64;
+        let steady = FLEET_USERS / 90.0 / 86_400.0 * lifecycle_iam as f64;
         let _ = writeln!(
             md,
             "\n**Reading it:**\n\
