@@ -53,6 +53,13 @@ pub enum Error {
         other_token: String,
     },
 
+    #[error("secret {secret_id}: the rotation of token {token} can never finish ({reason}), so AWSPENDING was taken off its version; nothing else changed. The next rotation starts with a new token: the pipeline's next run, or Secrets Manager's next rotation of the hook")]
+    RotationAbandoned {
+        secret_id: String,
+        token: String,
+        reason: String,
+    },
+
     #[error("secret {secret_id} has no version for token {token}: start the rotation (createSecret / rekey-create) with this token first")]
     TokenNotFound { secret_id: String, token: String },
 
@@ -127,6 +134,7 @@ impl Error {
             Error::RotationNotEnabled { .. } => "RotationNotEnabled",
             Error::RotationOwnedByHook { .. } => "RotationOwnedByHook",
             Error::RotationInProgress { .. } => "RotationInProgress",
+            Error::RotationAbandoned { .. } => "RotationAbandoned",
             Error::TokenNotFound { .. } => "TokenNotFound",
             Error::TokenNotPending { .. } => "TokenNotPending",
             Error::UserNotManaged { .. } => "UserNotManaged",

@@ -297,8 +297,18 @@ async fn pipeline<V: Vault, P: Providers>(
                 if let Err(Error::RotationInProgress { other_token, .. }) = &created {
                     if resume {
                         info!(other_token, "resuming the rotation in progress");
-                        token = other_token.clone();
-                        created = app.create(&id, &token, Driver::Pipeline).await;
+                        let other = other_token.clone();
+                        created = app.create(&id, &other, Driver::Pipeline).await;
+                        match &created {
+                            // It could never finish and was replaced: start
+                            // anew with this run's token.
+                            Err(Error::RotationAbandoned { .. }) => {
+                                created = app
+                                    .create_if_due(&id, &token, Driver::Pipeline, period)
+                                    .await;
+                            }
+                            _ => token = other,
+                        }
                     }
                 }
                 created.map(|c| {

@@ -15,7 +15,8 @@ pub enum KeyRole {
     Current,
     /// Held by the AWSPENDING version of the rotation in progress.
     Pending,
-    /// Held by the AWSPREVIOUS version: superseded, in its grace period.
+    /// Superseded (held by the AWSPREVIOUS version, or recorded so by
+    /// rekey): in its grace period until cleanup deactivates it.
     Previous,
     /// Held by no version rekey reads.
     Unreferenced,
@@ -38,8 +39,8 @@ pub struct RoomContext<'a> {
     pub limit: usize,
     /// When the AWSCURRENT version was created: an orphan is newer.
     pub current_version_created: SystemTime,
-    /// When the AWSPREVIOUS key's grace period ends, if known.
-    pub grace_ends: Option<SystemTime>,
+    /// When each superseded key's grace period ends, where known.
+    pub grace_ends: BTreeMap<String, SystemTime>,
 }
 
 /// What to delete before creating a key.
@@ -145,24 +146,66 @@ fn why_kept(f: &KeyFacts, ctx: &RoomContext<'_>) -> String {
     match f.role {
         KeyRole::Current => "is the AWSCURRENT key".into(),
         KeyRole::Pending => "is the AWSPENDING key of the rotation in progress".into(),
-        KeyRole::Previous => match ctx.grace_ends {
+        KeyRole::Previous => match ctx.grace_ends.get(&f.key.id) {
             Some(end) => format!(
-                "is the AWSPREVIOUS key, still active in its grace period (ends {})",
-                timestamp(end)
+                "is the AWSPREVIOUS key, still active in its grace period (ends {}; rekey-cleanup deactivates it then)",
+                timestamp(*end)
             ),
             None => "is the AWSPREVIOUS key, still active in its grace period (its clock starts at the next rekey-cleanup run)".into(),
         },
         KeyRole::Unreferenced
             if whole_seconds(f.key.created) <= whole_seconds(ctx.current_version_created) =>
         {
-            "is active, held by no version of the secret and older than its current version, so something else may use it".into()
+            "is active, held by no version of the secret and older than its current version, so something else may use it (deactivate it if nothing does)".into()
         }
         KeyRole::Unreferenced => match &f.last_used {
             Some(LastUsed::At { when, .. }) => format!(
-                "is active, held by no version of the secret, and was used at {}",
+                "is active, held by no version of the secret, and was used at {} (deactivate it if nothing uses it any more, e.g. the key of an abandoned rotation)",
                 timestamp(*when)
             ),
-            _ => "is active and held by no version of the secret".into(),
+            _ => "is active and held by no version of the secret (deactivate it if nothing uses it, e.g. the key of an abandoned rotation)".into(),
+        },
+    }
+}
+
+/// What a step knows of the AWSPENDING version of a rotation in progress.
+#[derive(Clone, Copy, Debug)]
+pub enum PendingFacts<'a> {
+    /// It holds no value yet, or a copy of the current key: createSecret
+    /// has still to store the new key (the hook's version, made by Secrets
+    /// Manager before it calls createSecret).
+    Empty,
+    /// It holds this new key.
+    Key { id: &'a str, created: SystemTime },
+    /// It is not a valid secret, or names another user or provider.
+    Foreign,
+}
+
+/// A key just created may be missing from the provider's list for a while
+/// (IAM is eventually consistent): a pending version younger than this is
+/// not judged dead for a key missing from the list.
+pub const PENDING_SETTLE: Duration = Duration::from_secs(15 * 60);
+
+/// Why the rotation in progress can never finish, if it cannot (design
+/// invariant 7): its version names someone else, or holds a key the user no
+/// longer has active. Such a version is replaced, never resumed: AWSPENDING
+/// is taken off it so the next rotation starts with a new token (versions
+/// are immutable).
+pub fn dead_pending(
+    pending: PendingFacts<'_>,
+    keys: &[AccessKey],
+    now: SystemTime,
+) -> Option<&'static str> {
+    match pending {
+        PendingFacts::Empty => None,
+        PendingFacts::Foreign => {
+            Some("it is not a valid secret of the same user and provider as AWSCURRENT")
+        }
+        PendingFacts::Key { id, created } => match keys.iter().find(|k| k.id == id) {
+            Some(k) if k.status == KeyStatus::Inactive => Some("its key was deactivated"),
+            Some(_) => None,
+            None if created + PENDING_SETTLE > now => None,
+            None => Some("its key no longer exists"),
         },
     }
 }
@@ -237,25 +280,44 @@ pub struct CleanupPlan {
 pub struct CleanupInput<'a> {
     pub keys: &'a [AccessKey],
     pub current: Option<&'a str>,
+    /// The key of the rotation in progress, if its version holds one.
+    pub pending: Option<&'a str>,
     pub previous: Option<&'a str>,
     pub records: &'a Records,
+    /// No record is trusted to be earlier than this: the creation of the
+    /// AWSCURRENT version, which rekey (or an edit) made after any key it
+    /// superseded was superseded.
+    pub floor: SystemTime,
     pub now: SystemTime,
     pub deactivate_after: Duration,
     pub delete_after: Duration,
 }
 
-/// Decides cleanup for one secret: the AWSPREVIOUS key is deactivated once
-/// `deactivate_after` has passed since it was superseded; any inactive key
-/// is deleted once `delete_after` has passed since it became inactive. A
-/// missing record starts its clock now. The AWSCURRENT key is never touched.
+/// When a period started: the record, never earlier than `floor` (a
+/// record is a tag anyone who may tag the secret can write; design
+/// invariant 6).
+pub fn trusted_since(record: SystemTime, floor: SystemTime) -> SystemTime {
+    record.max(floor)
+}
+
+/// Decides cleanup for one secret (design invariants 1 and 6). A key is
+/// superseded when rekey recorded it so (`rekey:superseded:<id>`) or the
+/// AWSPREVIOUS version holds it: it is deactivated once `deactivate_after`
+/// has passed since; any inactive key is deleted once `delete_after` has
+/// passed since it became inactive. A missing record starts its clock now.
+/// The AWSCURRENT and AWSPENDING keys are never touched, and their records
+/// (left by a rollback) are dropped.
 pub fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupPlan {
     let mut plan = CleanupPlan::default();
+    let protected = |id: &str| input.current == Some(id) || input.pending == Some(id);
     for key in input.keys {
-        if input.current == Some(key.id.as_str()) {
+        if protected(&key.id) {
             continue;
         }
+        let superseded = input.previous == Some(key.id.as_str())
+            || input.records.superseded.contains_key(&key.id);
         let (records, record, act, due, period) = match key.status {
-            KeyStatus::Active if input.previous == Some(key.id.as_str()) => (
+            KeyStatus::Active if superseded => (
                 &input.records.superseded,
                 Action::RecordSuperseded(key.id.clone()),
                 Action::Deactivate(key.id.clone()),
@@ -272,7 +334,7 @@ pub fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupPlan {
             ),
         };
         let since = match records.get(&key.id) {
-            Some(t) => *t,
+            Some(t) => trusted_since(*t, input.floor),
             None => {
                 plan.actions.push(record);
                 input.now
@@ -294,7 +356,7 @@ pub fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupPlan {
         .superseded
         .keys()
         .chain(input.records.inactive.keys())
-        .filter(|id| !input.keys.iter().any(|k| &k.id == *id))
+        .filter(|id| protected(id) || !input.keys.iter().any(|k| &k.id == *id))
         .collect();
     plan.actions
         .extend(stale.into_iter().map(|id| Action::Forget(id.clone())));
@@ -332,7 +394,7 @@ mod tests {
             user: "alice",
             limit: 2,
             current_version_created: at(1_000),
-            grace_ends: Some(at(90_000)),
+            grace_ends: [("PREV".to_owned(), at(90_000))].into(),
         }
     }
 
@@ -489,8 +551,10 @@ mod tests {
         CleanupInput {
             keys,
             current: Some("CUR"),
+            pending: None,
             previous: Some("PREV"),
             records,
+            floor: at(0),
             now: at(now),
             deactivate_after: Duration::from_secs(100),
             delete_after: Duration::from_secs(1_000),
@@ -525,6 +589,72 @@ mod tests {
             plan.actions,
             vec![Action::Delete("OLD".into()), Action::Forget("GONE".into())]
         );
+    }
+
+    #[test]
+    fn a_superseded_key_is_retired_by_its_record_whatever_the_labels_say() {
+        // A console edit moved AWSPREVIOUS onto a version holding the
+        // current key: the superseded key is still retired.
+        let keys = [key("CUR", Active, 10), key("OLD", Active, 5)];
+        let mut rec = Records::default();
+        rec.superseded.insert("OLD".into(), at(50));
+        let mut input = cleanup_input(&keys, &rec, 150);
+        input.previous = Some("CUR");
+        assert_eq!(
+            plan_cleanup(&input).actions,
+            vec![Action::Deactivate("OLD".into())]
+        );
+    }
+
+    #[test]
+    fn a_record_is_not_trusted_before_the_floor() {
+        // A record set by hand to long ago does not skip the grace period.
+        let keys = [key("CUR", Active, 10), key("PREV", Active, 5)];
+        let mut rec = Records::default();
+        rec.superseded.insert("PREV".into(), at(1));
+        let mut input = cleanup_input(&keys, &rec, 150);
+        input.floor = at(100);
+        let plan = plan_cleanup(&input);
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.waiting[0].at, at(200));
+    }
+
+    #[test]
+    fn current_and_pending_keys_are_never_touched_and_their_records_go() {
+        // After a rollback the current key may carry a stale record.
+        let keys = [
+            key("CUR", Inactive, 10),
+            key("PEND", Active, 20),
+            key("PREV", Active, 5),
+        ];
+        let mut rec = Records::default();
+        rec.superseded.insert("CUR".into(), at(1));
+        rec.superseded.insert("PEND".into(), at(1));
+        rec.superseded.insert("PREV".into(), at(1));
+        let mut input = cleanup_input(&keys, &rec, 1_000);
+        input.pending = Some("PEND");
+        assert_eq!(
+            plan_cleanup(&input).actions,
+            vec![
+                Action::Deactivate("PREV".into()),
+                Action::Forget("CUR".into()),
+                Action::Forget("PEND".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pending_version_is_dead_when_its_key_is_gone_or_inactive() {
+        let keys = [key("CUR", Active, 10), key("OFF", Inactive, 20)];
+        let settled = at(0) + PENDING_SETTLE + Duration::from_secs(1);
+        let pending = |id| PendingFacts::Key { id, created: at(0) };
+        assert_eq!(dead_pending(PendingFacts::Empty, &keys, settled), None);
+        assert!(dead_pending(PendingFacts::Foreign, &keys, at(0)).is_some());
+        assert!(dead_pending(pending("GONE"), &keys, settled).is_some());
+        assert!(dead_pending(pending("OFF"), &keys, settled).is_some());
+        assert_eq!(dead_pending(pending("CUR"), &keys, settled), None);
+        // A young version is given time: IAM may not list its key yet.
+        assert_eq!(dead_pending(pending("GONE"), &keys, at(60)), None);
     }
 
     #[test]
@@ -592,7 +722,7 @@ mod tests {
         fn make_room_never_removes_what_it_must_keep(keys in arb_keys(), created in 0u64..5_000, limit in 1usize..4) {
             // A provider never holds more keys than its limit.
             prop_assume!(keys.len() <= limit);
-            let ctx = RoomContext { user: "u", limit, current_version_created: at(created), grace_ends: None };
+            let ctx = RoomContext { user: "u", limit, current_version_created: at(created), grace_ends: BTreeMap::new() };
             let find = |id: &str| keys.iter().find(|f| f.key.id == id).unwrap();
             let may_go = |g: &KeyFacts| g.key.status == Inactive && !matches!(g.role, Current | Pending);
             match make_room(&keys, &ctx) {
@@ -636,6 +766,7 @@ mod tests {
             deactivate in 0u64..3_000,
             delete in 0u64..3_000,
             recorded in proptest::collection::vec((0usize..4, 0u64..10_000, any::<bool>()), 0..6),
+            floor in 0u64..10_000,
         ) {
             let plain: Vec<AccessKey> = keys.iter().map(|f| f.key.clone()).collect();
             let id_of = |role: KeyRole| keys.iter().find(|f| f.role == role).map(|f| f.key.id.clone());
@@ -646,11 +777,14 @@ mod tests {
                 let map = if kind { &mut records.superseded } else { &mut records.inactive };
                 map.insert(format!("K{i}"), at(t));
             }
+            let pending = id_of(Pending);
             let plan = plan_cleanup(&CleanupInput {
                 keys: &plain,
                 current: current.as_deref(),
+                pending: pending.as_deref(),
                 previous: previous.as_deref(),
                 records: &records,
+                floor: at(floor),
                 now: at(now),
                 deactivate_after: Duration::from_secs(deactivate),
                 delete_after: Duration::from_secs(delete),
@@ -658,22 +792,28 @@ mod tests {
             for action in &plan.actions {
                 match action {
                     Action::Deactivate(id) => {
-                        prop_assert_eq!(Some(id), previous.as_ref());
+                        prop_assert!(Some(id) == previous.as_ref() || records.superseded.contains_key(id), "only a superseded key");
                         prop_assert_ne!(Some(id), current.as_ref());
-                        let since = records.superseded.get(id).copied().unwrap_or(at(now));
+                        prop_assert_ne!(Some(id), pending.as_ref());
+                        // A record earlier than the floor is not believed.
+                        let since = records.superseded.get(id).map_or(at(now), |t| (*t).max(at(floor)));
                         prop_assert!(at(now) >= since + Duration::from_secs(deactivate));
                     }
                     Action::Delete(id) => {
                         prop_assert_ne!(Some(id), current.as_ref());
+                        prop_assert_ne!(Some(id), pending.as_ref());
                         let k = plain.iter().find(|k| &k.id == id).unwrap();
                         prop_assert_eq!(k.status, Inactive);
-                        let since = records.inactive.get(id).copied().unwrap_or(at(now));
+                        let since = records.inactive.get(id).map_or(at(now), |t| (*t).max(at(floor)));
                         prop_assert!(at(now) >= since + Duration::from_secs(delete));
                     }
                     Action::RecordSuperseded(id) | Action::RecordInactive(id) => {
                         prop_assert_ne!(Some(id), current.as_ref());
+                        prop_assert_ne!(Some(id), pending.as_ref());
                     }
-                    Action::Forget(id) => prop_assert!(!plain.iter().any(|k| &k.id == id)),
+                    Action::Forget(id) => prop_assert!(
+                        !plain.iter().any(|k| &k.id == id) || Some(id) == current.as_ref() || Some(id) == pending.as_ref()
+                    ),
                 }
             }
         }

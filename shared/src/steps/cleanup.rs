@@ -11,9 +11,7 @@ use tracing::{info, warn, Instrument};
 
 use super::Rekey;
 use crate::error::{Error, Result};
-use crate::model::{
-    LastUsed, ManagedSecret, AWSCURRENT, AWSPENDING, AWSPREVIOUS, TAG_MANAGED, TAG_PAUSED,
-};
+use crate::model::{LastUsed, AWSCURRENT, AWSPENDING, TAG_MANAGED, TAG_PAUSED};
 use crate::plan::{self, timestamp, Action, CleanupInput, Due, Records};
 use crate::ports::{KeyProvider, Providers, SecretInfo, Select, Vault};
 
@@ -64,6 +62,10 @@ pub struct SecretCleanup {
     pub in_use: Vec<InUse>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting: Vec<Pending>,
+    /// The version of a rotation that could never finish, whose AWSPENDING
+    /// label cleanup took off (its token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abandoned: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -103,24 +105,11 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
                         Ok(done) => done,
                         Err(e) => {
                             warn!(error_type = e.kind(), error = %e, "skipped secret");
-                            // A stalled rotation still reports its age, so
-                            // the overdue alarm sees it.
-                            let current_since = match e {
-                                Error::RotationInProgress { .. } => self
-                                    .vault
-                                    .read(&id, Select::Stage(AWSCURRENT))
-                                    .await
-                                    .ok()
-                                    .flatten()
-                                    .map(|v| timestamp(v.created)),
-                                _ => None,
-                            };
                             SecretCleanup {
                                 secret_id: id,
                                 status: "skipped",
                                 reason: Some(e.to_string()),
                                 error_type: Some(e.kind()),
-                                current_since,
                                 ..Default::default()
                             }
                         }
@@ -145,64 +134,52 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
             return Err(Error::SecretPaused { secret_id: id() });
         }
         let current_version = info.version_with(AWSCURRENT);
-        if let Some(pending) = info.version_with(AWSPENDING) {
-            if Some(pending) != current_version {
-                return Err(Error::RotationInProgress {
-                    secret_id: id(),
-                    other_token: pending.to_owned(),
-                });
-            }
-        }
         let (current_read, current) = self
             .read_secret(secret_id, Select::Stage(AWSCURRENT))
             .await?;
         let user = current.user_name.as_str();
         let provider = self.provider_for(secret_id, &current).await?;
         provider.ensure_managed(user).await?;
-        let previous = match info.version_with(AWSPREVIOUS) {
+        // A rotation in progress does not stop cleanup (a rotation blocked
+        // at the key limit waits for it): its key is left alone. Read before
+        // the key list, so a key it holds is in that list.
+        let pending = match info.version_with(AWSPENDING) {
             Some(v) if Some(v) != current_version => {
-                match self
-                    .vault
-                    .read(secret_id, Select::Stage(AWSPREVIOUS))
-                    .await?
-                {
-                    Some(v) => match ManagedSecret::parse(v.value.expose()) {
-                        Ok(p)
-                            if p.user_name == current.user_name
-                                && p.provider == current.provider =>
-                        {
-                            p.key_id().map(str::to_owned)
-                        }
-                        Ok(_) => None,
-                        Err(_) => {
-                            warn!("the AWSPREVIOUS version is not a valid secret; its key is not retired");
-                            None
-                        }
-                    },
-                    None => None,
-                }
+                Some(self.in_progress(secret_id, v, &current).await?)
             }
             _ => None,
         };
+        let previous = self.previous_key(secret_id, &info, &current).await?;
         let keys = provider.list_keys(user).await?;
         let records = load_records(&info);
         let now = SystemTime::now();
-        let plan = plan::plan_cleanup(&CleanupInput {
-            keys: &keys,
-            current: current.key_id(),
-            previous: previous.as_deref(),
-            records: &records,
-            now,
-            deactivate_after: self.config.deactivate_after,
-            delete_after: self.config.delete_after,
-        });
-
         let mut report = SecretCleanup {
             secret_id: id(),
             status: "cleaned",
             current_since: Some(timestamp(current_read.created)),
             ..Default::default()
         };
+        let mut pending_key = None;
+        if let Some(p) = &pending {
+            match plan::dead_pending(p.facts(), &keys, now) {
+                Some(reason) => {
+                    self.abandon(secret_id, p, reason).await?;
+                    report.abandoned = Some(p.version.clone());
+                }
+                None => pending_key = p.key.as_deref(),
+            }
+        }
+        let plan = plan::plan_cleanup(&CleanupInput {
+            keys: &keys,
+            current: current.key_id(),
+            pending: pending_key,
+            previous: previous.as_deref(),
+            records: &records,
+            floor: current_read.created,
+            now,
+            deactivate_after: self.config.deactivate_after,
+            delete_after: self.config.delete_after,
+        });
         let stamp = timestamp(now);
         let mut tags = Vec::new();
         let mut untags = Vec::new();

@@ -8,8 +8,8 @@ use tracing::{info, warn};
 use super::{Driver, Rekey, TokenState};
 use crate::error::{Error, Result};
 use crate::model::AccessKey;
-use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
-use crate::plan::{self, KeyFacts, KeyRole, RoomContext};
+use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
+use crate::plan::{self, KeyFacts, KeyRole, PendingFacts, RoomContext};
 use crate::ports::SecretInfo;
 use crate::ports::{KeyProvider, Providers, Select, Vault};
 use crate::steps::cleanup::load_records;
@@ -60,17 +60,30 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
             }
         }
 
-        if state == TokenState::Pending {
-            if let Some(key_id) = self.pending_key(secret_id, token, &current).await? {
-                info!(key_id, "the token's version already holds its new key");
-                return Ok(Created::AlreadyPending { key_id });
-            }
-        }
-
         let user = current.user_name.as_str();
         let provider = self.provider_for(secret_id, &current).await?;
         provider.ensure_managed(user).await?;
+        // Read before the key list, so a key it holds is in that list.
+        let pending = match state {
+            TokenState::Pending => Some(self.in_progress(secret_id, token, &current).await?),
+            _ => None,
+        };
         let keys = provider.list_keys(user).await?;
+        if let Some(p) = pending.filter(|p| !matches!(p.facts(), PendingFacts::Empty)) {
+            // A version that holds a key is immutable: resume it if it can
+            // still finish, else replace it (a new token).
+            if let Some(reason) = plan::dead_pending(p.facts(), &keys, SystemTime::now()) {
+                self.abandon(secret_id, &p, reason).await?;
+                return Err(Error::RotationAbandoned {
+                    secret_id: secret_id.to_owned(),
+                    token: token.to_owned(),
+                    reason: reason.to_owned(),
+                });
+            }
+            let key_id = p.key.unwrap_or_default();
+            info!(key_id, "the token's version already holds its new key");
+            return Ok(Created::AlreadyPending { key_id });
+        }
         let removed = self
             .make_room(
                 &provider,
@@ -129,19 +142,14 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         keys: Vec<AccessKey>,
     ) -> Result<Vec<String>> {
         let user = current.user_name.as_str();
-        let role = |id: &str, previous: Option<&str>| {
-            if Some(id) == current.key_id() {
-                KeyRole::Current
-            } else if Some(id) == previous {
-                KeyRole::Previous
-            } else {
-                KeyRole::Unreferenced
-            }
-        };
         let mut facts: Vec<KeyFacts> = keys
             .into_iter()
             .map(|key| KeyFacts {
-                role: role(&key.id, None),
+                role: if Some(key.id.as_str()) == current.key_id() {
+                    KeyRole::Current
+                } else {
+                    KeyRole::Unreferenced
+                },
                 key,
                 last_used: None,
             })
@@ -153,29 +161,29 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         if facts.len() < limit && !candidates {
             return Ok(Vec::new());
         }
-        // More is needed: the previous version's key, the grace-period
-        // records, and the last use of orphan candidates.
-        let previous_key = match info.version_with(AWSPREVIOUS) {
-            Some(v) if Some(v) != info.version_with(AWSCURRENT) => self
-                .vault
-                .read(secret_id, Select::Stage(AWSPREVIOUS))
-                .await?
-                .and_then(|v| ManagedSecret::parse(v.value.expose()).ok())
-                .and_then(|s| s.key_id().map(str::to_owned)),
-            _ => None,
-        };
+        // More is needed: the superseded keys (the previous version's and
+        // those rekey recorded), their grace periods, and the last use of
+        // orphan candidates.
+        let previous_key = self.previous_key(secret_id, info, current).await?;
+        let records = load_records(info);
+        let superseded =
+            |id: &str| previous_key.as_deref() == Some(id) || records.superseded.contains_key(id);
         for f in &mut facts {
-            f.role = role(&f.key.id, previous_key.as_deref());
+            if f.role == KeyRole::Unreferenced && superseded(&f.key.id) {
+                f.role = KeyRole::Previous;
+            }
             if plan::is_orphan_candidate(f, current_created) {
                 f.last_used = Some(provider.last_used(user, &f.key.id).await?);
             }
         }
-        let grace_ends = previous_key.as_ref().and_then(|id| {
-            load_records(info)
-                .superseded
-                .get(id)
-                .map(|t| *t + self.config.deactivate_after)
-        });
+        let grace_ends = records
+            .superseded
+            .iter()
+            .map(|(id, t)| {
+                let since = plan::trusted_since(*t, current_created);
+                (id.clone(), since + self.config.deactivate_after)
+            })
+            .collect();
         let ctx = RoomContext {
             user,
             limit,

@@ -123,6 +123,33 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         }
     }
 
+    /// Deactivates `key_id` if it is one of the user's keys: the id comes
+    /// from a secret's value, and some providers (SCloud) change a key by id
+    /// alone, so it is checked against the owning user's key list first.
+    async fn deactivate_own_key(
+        &self,
+        secret_id: &str,
+        current: &ManagedSecret,
+        key_id: &str,
+    ) -> Result<()> {
+        let user = current.user_name.as_str();
+        let provider = self.provider_for(secret_id, current).await?;
+        provider.ensure_managed(user).await?;
+        if !provider
+            .list_keys(user)
+            .await?
+            .iter()
+            .any(|k| k.id == key_id)
+        {
+            return Err(Error::invalid_secret(
+                secret_id,
+                "AWSPREVIOUS",
+                format!("its key {key_id} is not a key of user {user}"),
+            ));
+        }
+        provider.deactivate_key(user, key_id).await
+    }
+
     /// Starts the superseded key's grace period, or with a zero period
     /// deactivates it at once (signed as the now current secret says).
     /// Failures here leave the rotation finished: cleanup records or
@@ -136,10 +163,7 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         let now = timestamp(SystemTime::now());
         let deactivate = self.config.deactivate_after.is_zero();
         if deactivate {
-            let done = match self.provider_for(secret_id, current).await {
-                Ok(provider) => provider.deactivate_key(&current.user_name, old_key).await,
-                Err(e) => Err(e),
-            };
+            let done = self.deactivate_own_key(secret_id, current, old_key).await;
             if let Err(e) = done {
                 warn!(key_id = old_key, error = %e, "could not deactivate the superseded key; rekey-cleanup will");
                 return false;

@@ -12,11 +12,17 @@ pub use create::Created;
 pub use finish::Finished;
 pub use test::Probing;
 
+use std::time::SystemTime;
+
+use tracing::warn;
+
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{
-    ManagedSecret, SecretFormatError, Signing, AWSCURRENT, AWSPENDING, TAG_MANAGED, TAG_PAUSED,
+    ManagedSecret, SecretFormatError, Signing, AWSCURRENT, AWSPENDING, AWSPREVIOUS, TAG_MANAGED,
+    TAG_PAUSED,
 };
+use crate::plan::PendingFacts;
 use crate::ports::{Providers, SecretInfo, SecretVersion, Select, Signer, Vault};
 
 /// Who drives the rotation of a secret. A secret has one driver: the hook
@@ -32,6 +38,30 @@ pub struct Rekey<V, P> {
     pub vault: V,
     pub providers: P,
     pub config: Config,
+}
+
+/// The AWSPENDING version of a rotation in progress, as read from the vault.
+#[derive(Clone, Debug)]
+pub(crate) struct InProgress {
+    pub version: String,
+    pub created: SystemTime,
+    /// Its new key, when it holds one other than the current key.
+    pub key: Option<String>,
+    /// Not a valid secret of the current user and provider.
+    pub foreign: bool,
+}
+
+impl InProgress {
+    pub fn facts(&self) -> PendingFacts<'_> {
+        match (&self.key, self.foreign) {
+            (_, true) => PendingFacts::Foreign,
+            (Some(id), false) => PendingFacts::Key {
+                id,
+                created: self.created,
+            },
+            (None, false) => PendingFacts::Empty,
+        }
+    }
 }
 
 /// Where the token's version stands.
@@ -173,6 +203,90 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
             });
         };
         Ok((info, state))
+    }
+
+    /// The rotation in progress in `version` (staged AWSPENDING), judged
+    /// against the AWSCURRENT secret `current`.
+    pub(crate) async fn in_progress(
+        &self,
+        secret_id: &str,
+        version: &str,
+        current: &ManagedSecret,
+    ) -> Result<InProgress> {
+        let read = self
+            .vault
+            .read(secret_id, Select::Version(version, AWSPENDING))
+            .await?;
+        let mut found = InProgress {
+            version: version.to_owned(),
+            created: SystemTime::UNIX_EPOCH,
+            key: None,
+            foreign: false,
+        };
+        let Some(read) = read else {
+            return Ok(found);
+        };
+        found.created = read.created;
+        match ManagedSecret::parse(read.value.expose()) {
+            Ok(p) if p.user_name == current.user_name && p.provider == current.provider => {
+                found.key = p
+                    .key_id()
+                    .filter(|id| Some(*id) != current.key_id())
+                    .map(str::to_owned);
+            }
+            _ => found.foreign = true,
+        }
+        Ok(found)
+    }
+
+    /// Takes AWSPENDING off a rotation that can never finish, so that the
+    /// next rotation comes with a new token (versions are immutable).
+    pub(crate) async fn abandon(
+        &self,
+        secret_id: &str,
+        pending: &InProgress,
+        reason: &str,
+    ) -> Result<()> {
+        warn!(
+            token = pending.version,
+            reason, "the rotation in progress can never finish: taking AWSPENDING off its version"
+        );
+        self.vault
+            .move_stage(secret_id, AWSPENDING, None, Some(&pending.version))
+            .await
+    }
+
+    /// The key the AWSPREVIOUS version holds, when it is another version
+    /// than AWSCURRENT and holds a key of the same user and provider: the
+    /// one rule by which create and cleanup read the superseded key.
+    pub(crate) async fn previous_key(
+        &self,
+        secret_id: &str,
+        info: &SecretInfo,
+        current: &ManagedSecret,
+    ) -> Result<Option<String>> {
+        match info.version_with(AWSPREVIOUS) {
+            Some(v) if Some(v) != info.version_with(AWSCURRENT) => {}
+            _ => return Ok(None),
+        }
+        let Some(read) = self
+            .vault
+            .read(secret_id, Select::Stage(AWSPREVIOUS))
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(match ManagedSecret::parse(read.value.expose()) {
+            Ok(p) if p.user_name == current.user_name && p.provider == current.provider => p
+                .key_id()
+                .filter(|id| Some(*id) != current.key_id())
+                .map(str::to_owned),
+            Ok(_) => None,
+            Err(_) => {
+                warn!("the AWSPREVIOUS version is not a valid secret; its key is retired only by rekey's records");
+                None
+            }
+        })
     }
 
     /// Reads and parses a version that must exist.
