@@ -16,11 +16,12 @@ import uuid
 
 import boto3
 
-# Secret name -> IAM user. One secret for each driver, so that running the
+# Secret name -> IAM user. Each secret is its user's owning secret
+# (rekey/aws/<user>). One secret for each driver, so that running the
 # pipeline and then the hook rotates two users, each with room for a key.
 WORLD = {
-    "rekey/demo/alice": "alice",  # the hook (events/hook-*.json, scripts/demo)
-    "rekey/demo/bob": "bob",  # the pipeline (events/create.json, ...)
+    "rekey/aws/alice": "alice",  # the hook (events/hook-*.json, scripts/demo)
+    "rekey/aws/bob": "bob",  # the pipeline (events/create.json, ...)
 }
 
 
@@ -33,7 +34,7 @@ def setup():
     for secret, user in WORLD.items():
         iam.create_user(UserName=user, Path="/rekey/")
         key = iam.create_access_key(UserName=user)["AccessKey"]
-        sm.create_secret(
+        arn = sm.create_secret(
             Name=secret,
             SecretString=json.dumps(
                 {
@@ -44,8 +45,10 @@ def setup():
                 }
             ),
             Tags=[{"Key": "rekey:managed", "Value": "true"}],
-        )
-        print(f"IAM user {user} (path /rekey/) with key {key['AccessKeyId']}, held by managed secret {secret}")
+        )["ARN"]
+        # Enrolment: the user names its owning secret (the functions cannot tag users).
+        iam.tag_user(UserName=user, Tags=[{"Key": "rekey:owner", "Value": arn}])
+        print(f"IAM user {user} (path /rekey/) with key {key['AccessKeyId']}, owned by managed secret {secret}")
 
 
 def stages(sm, secret):

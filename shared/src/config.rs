@@ -21,6 +21,10 @@ pub struct Config {
     pub test_timeout: Duration,
     /// Pause between probes of a new key.
     pub test_spacing: Duration,
+    /// Owning secrets are named `<prefix><provider>/<user>` (ownership.rs).
+    pub secret_prefix: String,
+    /// Admin secrets (`AdminSecretId`) must be named under this prefix.
+    pub admin_secret_prefix: String,
     pub alibaba: AlibabaSettings,
     pub scloud: SCloudSettings,
 }
@@ -151,11 +155,13 @@ pub const ALIBABA_STS_ENDPOINT: &str = "REKEY_ALIBABA_STS_ENDPOINT";
 pub const SCLOUD_USER_PATTERN: &str = "REKEY_SCLOUD_USER_PATTERN";
 pub const SCLOUD_ENDPOINT: &str = "REKEY_SCLOUD_ENDPOINT";
 pub const SCLOUD_KEY_LIMIT: &str = "REKEY_SCLOUD_KEY_LIMIT";
+pub const SECRET_PREFIX: &str = "REKEY_SECRET_PREFIX";
+pub const ADMIN_SECRET_PREFIX: &str = "REKEY_ADMIN_SECRET_PREFIX";
 
 /// Every setting with its default (`None`: no default; a provider's
 /// setting without default is required when a secret of that provider is
 /// handled).
-pub const SETTINGS: [(&str, Option<&str>); 13] = [
+pub const SETTINGS: [(&str, Option<&str>); 15] = [
     (MANAGED_USER_PATH, None),
     (DEACTIVATE_AFTER, Some("24h")),
     (DELETE_AFTER, Some("7d")),
@@ -169,6 +175,8 @@ pub const SETTINGS: [(&str, Option<&str>); 13] = [
     (SCLOUD_USER_PATTERN, None),
     (SCLOUD_ENDPOINT, Some("https://api.scloudsg.com")),
     (SCLOUD_KEY_LIMIT, Some("2")),
+    (SECRET_PREFIX, Some("rekey/")),
+    (ADMIN_SECRET_PREFIX, Some("rekey/admin/")),
 ];
 
 /// The error for a provider setting that is needed now but was not set.
@@ -235,7 +243,14 @@ impl Config {
         };
         let endpoint = |name: &'static str| Endpoint::new(name, &get(name)?);
         let test_consecutive = number(TEST_CONSECUTIVE, 20)?;
+        let secret_prefix = valid_secret_prefix(SECRET_PREFIX, &get(SECRET_PREFIX)?)?;
+        let admin_secret_prefix = secret_prefix_of_admins(
+            &secret_prefix,
+            &valid_secret_prefix(ADMIN_SECRET_PREFIX, &get(ADMIN_SECRET_PREFIX)?)?,
+        )?;
         Ok(Config {
+            secret_prefix,
+            admin_secret_prefix,
             managed_user_path,
             deactivate_after: duration(DEACTIVATE_AFTER)?,
             delete_after: duration(DELETE_AFTER)?,
@@ -273,6 +288,41 @@ pub fn parse_duration(name: &'static str, text: &str) -> Result<Duration> {
     humantime::parse_duration(text).map_err(|_| invalid())
 }
 
+/// A prefix of secret names: the characters Secrets Manager allows in a
+/// name, ending with '/'.
+fn valid_secret_prefix(name: &'static str, p: &str) -> Result<String> {
+    let ok = p.ends_with('/')
+        && p.len() <= 256
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
+    if !ok {
+        return Err(Error::Config {
+            name,
+            reason: format!(
+                "{p:?} is not a prefix of secret names: letters, digits and /_+=.@- only, ending with '/'"
+            ),
+        });
+    }
+    Ok(p.to_owned())
+}
+
+/// The admin prefix must never hold an owning secret.
+fn secret_prefix_of_admins(owners: &str, admins: &str) -> Result<String> {
+    let clash = crate::model::ProviderKind::ALL
+        .iter()
+        .map(|p| format!("{owners}{}/", p.name()))
+        .find(|owning| admins.starts_with(owning.as_str()) || owning.starts_with(admins));
+    match clash {
+        Some(owning) => Err(Error::Config {
+            name: ADMIN_SECRET_PREFIX,
+            reason: format!(
+                "{admins:?} overlaps the owning secrets' names {owning}...: an admin secret must never be an owning secret; choose another prefix"
+            ),
+        }),
+        None => Ok(admins.to_owned()),
+    }
+}
+
 fn valid_iam_path(p: &str) -> bool {
     p.starts_with('/')
         && p.ends_with('/')
@@ -307,6 +357,27 @@ mod tests {
         assert_eq!(c.scloud.user_pattern, None);
         assert_eq!(c.scloud.endpoint.url(), "https://api.scloudsg.com");
         assert_eq!(c.scloud.key_limit, 2);
+        assert_eq!(c.secret_prefix, "rekey/");
+        assert_eq!(c.admin_secret_prefix, "rekey/admin/");
+    }
+
+    #[test]
+    fn secret_prefixes_are_names_and_admins_never_own() {
+        let path = (MANAGED_USER_PATH, "/rekey/");
+        assert!(config(&[path, (SECRET_PREFIX, "keys/")]).is_ok());
+        for (name, bad) in [
+            (SECRET_PREFIX, "rekey"),
+            (SECRET_PREFIX, "re key/"),
+            (ADMIN_SECRET_PREFIX, "rekey/aws/admins/"),
+            (ADMIN_SECRET_PREFIX, "rekey/"),
+        ] {
+            match config(&[path, (name, bad)]) {
+                Err(Error::Config { name: n, reason }) => {
+                    assert_eq!(n, name, "{reason}");
+                }
+                other => panic!("{name}={bad:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub enum Error {
     #[error("secret {secret_id} names provider {provider:?}, which rekey does not support (supported: {})", crate::model::ProviderKind::names())]
     UnknownProvider { secret_id: String, provider: String },
 
+    #[error("secret {secret_id} does not own the keys it names: {reason}")]
+    SecretNotOwner { secret_id: String, reason: String },
+
     #[error("secret {secret_id}: rotation is not enabled; the rotation hook only serves secrets with Secrets Manager rotation turned on")]
     RotationNotEnabled { secret_id: String },
 
@@ -131,6 +134,7 @@ impl Error {
             Error::SecretPaused { .. } => "SecretPaused",
             Error::InvalidSecret { .. } => "InvalidSecret",
             Error::UnknownProvider { .. } => "UnknownProvider",
+            Error::SecretNotOwner { .. } => "SecretNotOwner",
             Error::RotationNotEnabled { .. } => "RotationNotEnabled",
             Error::RotationOwnedByHook { .. } => "RotationOwnedByHook",
             Error::RotationInProgress { .. } => "RotationInProgress",

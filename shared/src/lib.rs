@@ -10,6 +10,7 @@ pub mod http;
 pub mod lambda;
 pub mod metrics;
 pub mod model;
+pub mod ownership;
 pub mod plan;
 pub mod ports;
 pub mod providers;

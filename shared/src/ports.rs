@@ -110,8 +110,10 @@ pub trait KeyProvider {
     /// The provider's per-user key limit.
     fn key_limit(&self) -> usize;
     /// Fails with `UserNotManaged` or `UserNotFound` unless rekey may
-    /// rotate this user's keys. Called before any change.
-    async fn ensure_managed(&self, user: &str) -> Result<()>;
+    /// rotate this user's keys, and with `SecretNotOwner` where the provider
+    /// binds a user to its owning secret (AWS: the user's `rekey:owner` tag
+    /// must name `owner`, the owning secret's ARN). Called before any change.
+    async fn ensure_managed(&self, user: &str, owner: &str) -> Result<()>;
     async fn list_keys(&self, user: &str) -> Result<Vec<AccessKey>>;
     /// A limit error is `Error::KeyLimitReached`.
     async fn create_key(&self, user: &str) -> Result<Credential>;

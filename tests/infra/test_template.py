@@ -96,6 +96,35 @@ class Template(unittest.TestCase):
                     cond = st["Condition"]["StringEquals"]
                     self.assertEqual(cond["aws:ResourceTag/rekey:managed"], "true", name)
 
+    def test_secrets_are_only_the_owning_secrets(self):
+        # Every Secrets Manager grant but ListSecrets (which no policy can
+        # narrow) and the admin-key read is limited to the owning prefix.
+        env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+        self.assertEqual(env["REKEY_SECRET_PREFIX"], {"Ref": "SecretPrefix"})
+        self.assertEqual(env["REKEY_ADMIN_SECRET_PREFIX"], {"Ref": "AdminSecretPrefix"})
+        roles = dict(FUNCTIONS, RotationStateMachine=RESOURCES["RotationStateMachine"])
+        for name, f in roles.items():
+            for st in statements(f):
+                sm = [a for a in actions(st) if a.startswith("secretsmanager:")]
+                resource = json.dumps(st["Resource"])
+                if sm and sm != ["secretsmanager:ListSecrets"] and "AdminSecretPrefix" not in resource:
+                    self.assertIn(":secret:${SecretPrefix}*", resource, name)
+
+    def test_the_example_secret_has_its_owning_name(self):
+        props = RESOURCES["ExampleSecret"]["Properties"]
+        self.assertEqual(props["Name"], {"Fn::Sub": "${SecretPrefix}aws/${ExampleUserName}"})
+
+    def test_tag_grants_cover_every_tag_the_code_writes(self):
+        # The record tags the code writes (their prefixes, in the source).
+        source = "".join(p.read_text() for p in (ROOT / "shared/src").rglob("*.rs"))
+        written = set(re.findall(r'const \w+: &str = "(rekey:(?:superseded|inactive|[a-z]+):)"', source))
+        self.assertEqual(written, {"rekey:superseded:", "rekey:inactive:"})
+        for name, f in FUNCTIONS.items():
+            for st in statements(f):
+                if "secretsmanager:TagResource" in actions(st):
+                    keys = st["Condition"]["ForAllValues:StringLike"]["aws:TagKeys"]
+                    self.assertEqual(set(keys), {w + "*" for w in written}, name)
+
     def test_rekey_test_only_reads_the_secret(self):
         granted = {a for st in statements(FUNCTIONS["TestFunction"]) for a in actions(st)}
         self.assertEqual(granted, {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "kms:Decrypt"})

@@ -303,14 +303,17 @@ impl World {
     /// An admin secret holding the emulator account's root key pair (not
     /// managed by rekey). Returns its ARN.
     pub async fn admin_secret(&self, emulator: &Emulator) -> String {
-        self.secret(
-            &json!({
-                "AccessKeyId": emulator.root.access_key_id,
-                "AccessKeySecret": emulator.root.secret.expose(),
-            }),
-            &[],
-        )
+        self.admin_secret_holding(&json!({
+            "AccessKeyId": emulator.root.access_key_id,
+            "AccessKeySecret": emulator.root.secret.expose(),
+        }))
         .await
+    }
+
+    /// A secret under the admin prefix holding `value`. Returns its ARN.
+    pub async fn admin_secret_holding(&self, value: &Value) -> String {
+        let name = format!("{}{}", crate::ADMIN_PREFIX, uuid::Uuid::new_v4().simple());
+        self.secret_named(&name, value, &[]).await
     }
 
     /// Registers a secret value this test has seen (none may be logged).

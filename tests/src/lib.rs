@@ -19,7 +19,7 @@ use aws_credential_types::Credentials;
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_secretsmanager::types::{RotationRulesType, Tag};
 use rekey::model::{
-    AccessKey, Credential, KeyStatus, Sensitive, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
+    AccessKey, Credential, KeyStatus, ProviderKind, Sensitive, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
 };
 use rekey::providers::Registry;
 use rekey::vault::SecretsManager;
@@ -29,6 +29,10 @@ use serde_json::Value;
 pub const REGION: &str = "us-east-1";
 /// The IAM path of users the tests let rekey manage.
 pub const MANAGED_PATH: &str = "/rekey/";
+/// The default `REKEY_SECRET_PREFIX`: owning secrets are `rekey/<provider>/<user>`.
+pub const OWNING_PREFIX: &str = "rekey/";
+/// The default `REKEY_ADMIN_SECRET_PREFIX`.
+pub const ADMIN_PREFIX: &str = "rekey/admin/";
 
 /// The project's root (the workspace).
 pub fn workspace_root() -> PathBuf {
@@ -348,10 +352,40 @@ impl World {
         self.keys(user).await.into_iter().map(|k| k.id).collect()
     }
 
-    /// A secret holding `value`, tagged as given. Returns its ARN.
+    /// A secret holding `value`, tagged as given, named as rekey's owning
+    /// secret of the user the value names (`rekey/aws/alice`; a value that
+    /// names no user gets a name of its own). An AWS user is also enrolled:
+    /// its `rekey:owner` tag names the secret. Returns the secret's ARN.
     pub async fn secret(&self, value: &Value, tags: &[(&str, &str)]) -> String {
+        let provider = value["Provider"].as_str().unwrap_or("aws");
+        let (name, aws_user) = match (value["UserName"].as_str(), ProviderKind::parse(provider)) {
+            // A user name no secret name can hold (an invalid one) owns nothing.
+            (Some(user), Some(kind))
+                if !user.is_empty()
+                    && user
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_+=.@-".contains(c)) =>
+            {
+                (
+                    rekey::ownership::owning_name(OWNING_PREFIX, kind, user),
+                    (kind == ProviderKind::Aws).then_some(user),
+                )
+            }
+            _ => (
+                format!("rekey-test/{}", uuid::Uuid::new_v4().simple()),
+                None,
+            ),
+        };
+        let arn = self.secret_named(&name, value, tags).await;
+        if let Some(user) = aws_user {
+            self.enrol(user, &arn).await;
+        }
+        arn
+    }
+
+    /// A secret named `name` (which may own nothing), holding `value`.
+    pub async fn secret_named(&self, name: &str, value: &Value, tags: &[(&str, &str)]) -> String {
         self.saw_value(value);
-        let name = format!("rekey-test/{}", uuid::Uuid::new_v4().simple());
         let out = self
             .sm
             .create_secret()
@@ -364,8 +398,45 @@ impl World {
             ))
             .send()
             .await
-            .expect("CreateSecret");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "CreateSecret {name}: {e:?} (one secret owns each user: is there one already?)"
+                )
+            });
         out.arn().unwrap().to_owned()
+    }
+
+    /// Deletes a secret at once, freeing its name.
+    pub async fn delete_secret(&self, secret: &str) {
+        self.sm
+            .delete_secret()
+            .secret_id(secret)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+            .expect("DeleteSecret");
+    }
+
+    /// Enrols IAM user `user` to the secret `arn`, as an operator does:
+    /// the `rekey:owner` tag. A user that does not exist is left alone.
+    pub async fn enrol(&self, user: &str, arn: &str) {
+        let tagged = self
+            .iam
+            .tag_user()
+            .user_name(user)
+            .tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key(rekey::ownership::OWNER_TAG)
+                    .value(arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await;
+        if let Err(e) = tagged {
+            let e = e.into_service_error();
+            assert!(e.is_no_such_entity_exception(), "TagUser {user}: {e:?}");
+        }
     }
 
     /// A managed secret (`rekey:managed=true`) for `user`, with `key` if given.

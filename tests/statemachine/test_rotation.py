@@ -161,9 +161,12 @@ class StateMachineRun(unittest.TestCase):
         self.iam.create_user(UserName=name, Path=path)
         key = self.iam.create_access_key(UserName=name)["AccessKey"]
         value = {"UserName": name, "AccessKeyId": key["AccessKeyId"], "SecretAccessKey": key["SecretAccessKey"]}
+        # The owning secret of the user (rekey/aws/<user>), and the user
+        # enrolled to it, as an operator does.
         arn = self.sm.create_secret(
-            Name=f"rekey/sfn/{name}", SecretString=json.dumps(value), Tags=[{"Key": "rekey:managed", "Value": "true"}]
+            Name=f"rekey/aws/{name}", SecretString=json.dumps(value), Tags=[{"Key": "rekey:managed", "Value": "true"}]
         )["ARN"]
+        self.iam.tag_user(UserName=name, Tags=[{"Key": "rekey:owner", "Value": arn}])
         self.secrets_seen.append(key["SecretAccessKey"])
         return arn, key["AccessKeyId"]
 

@@ -6,6 +6,7 @@ mod common;
 
 use common::pipeline;
 use lambda_runtime::{Context, LambdaEvent};
+use rekey::model::ProviderKind;
 use rekey_testkit::proxy::Proxy;
 use rekey_testkit::{moto, test_config, World, MANAGED_PATH};
 use serde_json::{json, Value};
@@ -165,79 +166,109 @@ async fn malformed_input_is_refused_clearly_without_changes() {
     ];
 
     // Malformed or refused secrets, each through the hook's createSecret
-    // and the pipeline's create.
-    let user = w.user(MANAGED_PATH).await;
-    let outsider = w.user("/elsewhere/").await;
-    let full = w.user(MANAGED_PATH).await;
-    let a = w.create_key(&full).await;
-    w.create_key(&full).await;
-    let values: Vec<(Value, &str, &str)> = vec![
-        (json!([1, 2, 3]), "InvalidSecret", "JSON object"),
-        (json!(42), "InvalidSecret", "JSON object"),
-        (json!({}), "InvalidSecret", "UserName is missing"),
-        (
-            json!({"UserName": 7}),
-            "InvalidSecret",
-            "UserName must be a string",
-        ),
-        (
-            json!({"UserName": "has space"}),
-            "InvalidSecret",
-            "UserName may contain only",
-        ),
-        (
-            json!({"UserName": "u".repeat(129)}),
-            "InvalidSecret",
-            "UserName must be 1 to 128",
-        ),
-        (
-            json!({"UserName": user, "AccessKeyId": "AKIAAAAAAAAAAAAAAAAA"}),
-            "InvalidSecret",
-            "together",
-        ),
-        (
-            json!({"UserName": user, "AccessKeyId": "AKIAAAAAAAAAAAAAAAAA", "SecretAccessKey": 5}),
-            "InvalidSecret",
-            "SecretAccessKey must be a string",
-        ),
-        (
-            json!({"UserName": user, "Provider": "gcp"}),
-            "UnknownProvider",
-            "gcp",
-        ),
-        (
-            json!({"UserName": user, "Provider": false}),
-            "InvalidSecret",
-            "Provider must be a string",
-        ),
-        (
-            json!({"UserName": "nobody-by-that-name"}),
-            "UserNotFound",
-            "nobody-by-that-name",
-        ),
-        (
-            json!({"UserName": outsider}),
-            "UserNotManaged",
-            "REKEY_MANAGED_USER_PATH",
-        ),
-        (
-            json!({"UserName": full, "AccessKeyId": a.access_key_id, "SecretAccessKey": a.secret.expose()}),
-            "KeyLimitReached",
-            "none may be removed",
-        ),
-    ];
+    // and the pipeline's create. A secret that parses is the owning secret
+    // of its user (one secret owns each user), so each driver gets users of
+    // its own; one that does not parse owns nothing.
     let mut secrets = Vec::new();
-    for (value, error_type, mention) in values {
-        let hooked = w.secret(&value, &managed).await;
-        let token = w.start_rotation(&hooked).await;
-        secrets.push((
-            "hook",
-            json!({"SecretId": hooked, "ClientRequestToken": token, "Step": "createSecret"}),
-            error_type,
-            mention,
-        ));
-        let piped = w.secret(&value, &managed).await;
-        secrets.push(("create", json!({ "SecretId": piped }), error_type, mention));
+    for driver in ["hook", "create"] {
+        let user = w.user(MANAGED_PATH).await;
+        let outsider = w.user("/elsewhere/").await;
+        let full = w.user(MANAGED_PATH).await;
+        let nobody = format!("nobody-by-that-name-{driver}");
+        let a = w.create_key(&full).await;
+        w.create_key(&full).await;
+        let values: Vec<(Value, &str, &str)> = vec![
+            (json!([1, 2, 3]), "InvalidSecret", "JSON object"),
+            (json!(42), "InvalidSecret", "JSON object"),
+            (json!({}), "InvalidSecret", "UserName is missing"),
+            (
+                json!({"UserName": 7}),
+                "InvalidSecret",
+                "UserName must be a string",
+            ),
+            (
+                json!({"UserName": "has space"}),
+                "InvalidSecret",
+                "UserName may contain only",
+            ),
+            (
+                json!({"UserName": "u".repeat(129)}),
+                "InvalidSecret",
+                "UserName must be 1 to 128",
+            ),
+            (
+                json!({"UserName": user, "AccessKeyId": "AKIAAAAAAAAAAAAAAAAA"}),
+                "InvalidSecret",
+                "together",
+            ),
+            (
+                json!({"UserName": user, "AccessKeyId": "AKIAAAAAAAAAAAAAAAAA", "SecretAccessKey": 5}),
+                "InvalidSecret",
+                "SecretAccessKey must be a string",
+            ),
+            (
+                json!({"UserName": user, "Provider": "gcp"}),
+                "UnknownProvider",
+                "gcp",
+            ),
+            (
+                json!({"UserName": user, "Provider": false}),
+                "InvalidSecret",
+                "Provider must be a string",
+            ),
+            (
+                json!({"UserName": nobody}),
+                "UserNotFound",
+                "nobody-by-that-name",
+            ),
+            (
+                json!({"UserName": outsider}),
+                "UserNotManaged",
+                "REKEY_MANAGED_USER_PATH",
+            ),
+            (
+                json!({"UserName": full, "AccessKeyId": a.access_key_id, "SecretAccessKey": a.secret.expose()}),
+                "KeyLimitReached",
+                "none may be removed",
+            ),
+        ];
+        let mut refused = Vec::new();
+        for (value, error_type, mention) in values {
+            let secret = if matches!(error_type, "InvalidSecret" | "UnknownProvider") {
+                let name = format!("rekey-test/{}", uuid::Uuid::new_v4().simple());
+                w.secret_named(&name, &value, &managed).await
+            } else {
+                w.secret(&value, &managed).await
+            };
+            refused.push((secret, error_type, mention));
+        }
+        // Secrets that do not own their user: a name not derived from the
+        // user, and the right name for a user enrolled to no secret.
+        let stray = w.user(MANAGED_PATH).await;
+        let value = json!({ "UserName": stray });
+        let secret = w
+            .secret_named(&format!("team/{stray}"), &value, &managed)
+            .await;
+        refused.push((secret, "SecretNotOwner", "rekey/aws/"));
+        let untagged = w.user(MANAGED_PATH).await;
+        let owning = rekey::ownership::owning_name("rekey/", ProviderKind::Aws, &untagged);
+        let value = json!({ "UserName": untagged });
+        let secret = w.secret_named(&owning, &value, &managed).await;
+        refused.push((secret, "SecretNotOwner", "tag-user"));
+
+        for (secret, error_type, mention) in refused {
+            if driver == "hook" {
+                let token = w.start_rotation(&secret).await;
+                secrets.push((
+                    "hook",
+                    json!({"SecretId": secret, "ClientRequestToken": token, "Step": "createSecret"}),
+                    error_type,
+                    mention,
+                ));
+            } else {
+                secrets.push(("create", json!({ "SecretId": secret }), error_type, mention));
+            }
+        }
     }
     cases.extend(secrets);
     assert!(cases.len() >= 25);

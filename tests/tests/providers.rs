@@ -529,13 +529,20 @@ async fn a_rotation_completes_while_the_provider_throttles(kind: ProviderKind) {
 async fn bad_secrets_and_settings_are_refused_without_change(kind: ProviderKind) {
     let (w, e, admin, app) = admin_world(kind).await;
     let bogus_admin = w
-        .secret(
+        .admin_secret_holding(
             &json!({"AccessKeyId": "LTAI0000000000000000bad", "AccessKeySecret": "not-a-real-secret"}),
-            &[],
         )
         .await;
     let not_a_pair = w
-        .secret(&json!({"AccessKeyId": "LTAI00000000000000001"}), &[])
+        .admin_secret_holding(&json!({"AccessKeyId": "LTAI00000000000000001"}))
+        .await;
+    // A working key pair, but in a secret outside the admin prefix.
+    let outside = w
+        .secret_named(
+            &format!("team/{}", uuid::Uuid::new_v4().simple()),
+            &json!({"AccessKeyId": e.root.access_key_id, "AccessKeySecret": e.root.secret.expose()}),
+            &[],
+        )
         .await;
     let user = e.user(true).await;
     let key = e.create_key(&user).await;
@@ -566,6 +573,11 @@ async fn bad_secrets_and_settings_are_refused_without_change(kind: ProviderKind)
                 dialect(kind).unknown_key,
                 "admin key",
             ],
+        ),
+        (
+            json!({"Provider": kind.name(), "UserName": user, "AdminSecretId": outside}),
+            "SecretNotOwner",
+            vec!["REKEY_ADMIN_SECRET_PREFIX", "rekey/admin/"],
         ),
         (
             json!({"Provider": kind.name(), "UserName": user, "AdminSecretId": 5}),
@@ -610,6 +622,8 @@ async fn bad_secrets_and_settings_are_refused_without_change(kind: ProviderKind)
             assert!(!msg.contains("not-a-real-secret"), "{msg}");
         }
         assert_eq!(snapshot(&w, e, &secret, &user).await, before, "{value}");
+        // One secret owns each user: free the name for the next case.
+        w.delete_secret(&secret).await;
     }
 
     // A deployment without the provider's user pattern refuses its secrets,
@@ -670,6 +684,38 @@ async fn scloud_plans_with_its_key_limit_setting() {
 
 /// Each scenario above, once per provider: `alibaba::<scenario>` and
 /// `scloud::<scenario>`.
+/// Issue case 5: with `REKEY_DEACTIVATE_AFTER=0s` finish deactivates the
+/// superseded key by the id AWSCURRENT holds. An id put there that is not
+/// one of the user's keys (SCloud changes a key by id alone) is refused:
+/// the other user's key stays active.
+async fn finish_deactivates_only_a_key_of_the_user(kind: ProviderKind) {
+    let (w, e, admin, _) = admin_world(kind).await;
+    let app = w.app(zero_periods(e.config()));
+    let (user, _old, secret) = w.provider_enrolled(e, Some(&admin)).await;
+    let victim = e.user(false).await;
+    let theirs = e.create_key(&victim).await;
+    w.saw_credential(&theirs);
+    // Someone with write access to the secret makes AWSCURRENT name the
+    // other user's key id.
+    let mut forged = w.value(&secret, AWSCURRENT).await.unwrap();
+    forged["AccessKeyId"] = theirs.access_key_id.clone().into();
+    w.sm.put_secret_value()
+        .secret_id(&secret)
+        .secret_string(forged.to_string())
+        .send()
+        .await
+        .expect("PutSecretValue");
+    let token = w.start_rotation(&secret).await;
+    hook_rotation(&app, &secret, &token).await.unwrap();
+    let keys = e.keys(&victim).await;
+    assert_eq!(
+        status(&keys, &theirs.access_key_id),
+        Some(KeyStatus::Active),
+        "the other user's key is untouched"
+    );
+    w.assert_provider_invariants(e, &secret, &user).await;
+}
+
 macro_rules! for_each_provider {
     ($($scenario:ident),* $(,)?) => {
         mod alibaba {
@@ -705,4 +751,5 @@ for_each_provider!(
     a_new_key_unready_for_a_while_is_waited_for,
     a_rotation_completes_while_the_provider_throttles,
     bad_secrets_and_settings_are_refused_without_change,
+    finish_deactivates_only_a_key_of_the_user,
 );

@@ -30,13 +30,24 @@ async fn a_sweep_handles_the_good_and_reports_the_broken() {
     let missing_user = w
         .secret(&json!({"UserName": "nobody-here"}), &managed)
         .await;
-    let paused = w.managed_secret(&user, None).await;
+    let paused_user = w.user(MANAGED_PATH).await;
+    let paused = w.managed_secret(&paused_user, None).await;
     w.tag(&paused, "rekey:paused", "true").await;
     let other = w.user(MANAGED_PATH).await;
     let in_progress = w.managed_secret(&other, None).await;
     w.start_rotation(&in_progress).await;
     // Not managed: not even listed.
-    let unmanaged = w.secret(&json!({"UserName": user}), &[]).await;
+    let unmanaged = w
+        .secret_named(&format!("team/{user}"), &json!({ "UserName": user }), &[])
+        .await;
+    // Managed, but not the owning secret of its user.
+    let stray = w
+        .secret_named(
+            &format!("team/managed/{user}"),
+            &json!({ "UserName": user }),
+            &managed,
+        )
+        .await;
 
     let mut config = test_config();
     config.deactivate_after = Duration::ZERO;
@@ -62,6 +73,7 @@ async fn a_sweep_handles_the_good_and_reports_the_broken() {
         (&unknown_provider, "UnknownProvider"),
         (&missing_user, "UserNotFound"),
         (&paused, "SecretPaused"),
+        (&stray, "SecretNotOwner"),
     ] {
         let s = find(id).unwrap_or_else(|| panic!("{error_type} secret not reported: {out}"));
         assert_eq!(s["Status"], "skipped", "{s}");

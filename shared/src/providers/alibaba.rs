@@ -115,7 +115,7 @@ impl KeyProvider for AlibabaRam {
         2
     }
 
-    async fn ensure_managed(&self, user: &str) -> Result<()> {
+    async fn ensure_managed(&self, user: &str, _owner: &str) -> Result<()> {
         self.user_pattern.ensure(user)
     }
 

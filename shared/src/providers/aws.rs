@@ -8,6 +8,7 @@ use aws_sdk_sts::Client as Sts;
 
 use crate::error::{Error, Result};
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
+use crate::ownership;
 use crate::ports::KeyProvider;
 use crate::sdk::{code, service_error, system_time};
 
@@ -90,7 +91,7 @@ impl KeyProvider for AwsIam {
         2
     }
 
-    async fn ensure_managed(&self, user: &str) -> Result<()> {
+    async fn ensure_managed(&self, user: &str, owner: &str) -> Result<()> {
         let out = self
             .iam
             .get_user()
@@ -112,7 +113,20 @@ impl KeyProvider for AwsIam {
             })?;
         let path = out.user().map(|u| u.path()).unwrap_or("/");
         if path.starts_with(&self.managed_path) {
-            Ok(())
+            let tag = out
+                .user()
+                .map(|u| u.tags())
+                .unwrap_or_default()
+                .iter()
+                .find(|t| t.key() == ownership::OWNER_TAG)
+                .map(|t| t.value());
+            match ownership::bad_owner_tag(user, tag, owner) {
+                None => Ok(()),
+                Some(reason) => Err(Error::SecretNotOwner {
+                    secret_id: owner.to_owned(),
+                    reason,
+                }),
+            }
         } else {
             Err(Error::UserNotManaged {
                 user: user.to_owned(),

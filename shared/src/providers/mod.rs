@@ -204,11 +204,11 @@ impl KeyProvider for Provider {
         }
     }
 
-    async fn ensure_managed(&self, user: &str) -> Result<()> {
+    async fn ensure_managed(&self, user: &str, owner: &str) -> Result<()> {
         match self {
-            Provider::Aws(p) => p.ensure_managed(user).await,
-            Provider::Alibaba(p) => p.ensure_managed(user).await,
-            Provider::SCloud(p) => p.ensure_managed(user).await,
+            Provider::Aws(p) => p.ensure_managed(user, owner).await,
+            Provider::Alibaba(p) => p.ensure_managed(user, owner).await,
+            Provider::SCloud(p) => p.ensure_managed(user, owner).await,
         }
     }
 

@@ -103,7 +103,7 @@ impl KeyProvider for SCloud {
         self.key_limit
     }
 
-    async fn ensure_managed(&self, user: &str) -> Result<()> {
+    async fn ensure_managed(&self, user: &str, _owner: &str) -> Result<()> {
         self.user_pattern.ensure(user)
     }
 

@@ -137,9 +137,10 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         let (current_read, current) = self
             .read_secret(secret_id, Select::Stage(AWSCURRENT))
             .await?;
+        self.check_owner(secret_id, &info, &current)?;
         let user = current.user_name.as_str();
         let provider = self.provider_for(secret_id, &current).await?;
-        provider.ensure_managed(user).await?;
+        provider.ensure_managed(user, &info.arn).await?;
         // A rotation in progress does not stop cleanup (a rotation blocked
         // at the key limit waits for it): its key is left alone. Read before
         // the key list, so a key it holds is in that list.

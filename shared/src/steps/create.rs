@@ -60,9 +60,10 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
             }
         }
 
+        self.check_owner(secret_id, &info, &current)?;
         let user = current.user_name.as_str();
         let provider = self.provider_for(secret_id, &current).await?;
-        provider.ensure_managed(user).await?;
+        provider.ensure_managed(user, &info.arn).await?;
         // Read before the key list, so a key it holds is in that list.
         let pending = match state {
             TokenState::Pending => Some(self.in_progress(secret_id, token, &current).await?),

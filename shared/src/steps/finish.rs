@@ -49,6 +49,9 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         let (_, pending) = self
             .read_secret(secret_id, Select::Version(token, AWSPENDING))
             .await?;
+        // The version to promote must own its user, and so must the
+        // current one (a rotation never changes the user).
+        self.check_owner(secret_id, &info, &pending)?;
         let Some(credential) = pending.credential.as_ref() else {
             return Err(Error::invalid_secret(
                 secret_id,
@@ -83,7 +86,11 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
             .filter(|p| p.user_name == pending.user_name && p.provider == pending.provider)
             .and_then(ManagedSecret::key_id)
         {
-            if old_key != new_key && self.after_promotion(secret_id, &pending, old_key).await {
+            if old_key != new_key
+                && self
+                    .after_promotion(secret_id, &info.arn, &pending, old_key)
+                    .await
+            {
                 deactivated = Some(old_key.to_owned());
             }
         }
@@ -129,12 +136,13 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
     async fn deactivate_own_key(
         &self,
         secret_id: &str,
+        secret_arn: &str,
         current: &ManagedSecret,
         key_id: &str,
     ) -> Result<()> {
         let user = current.user_name.as_str();
         let provider = self.provider_for(secret_id, current).await?;
-        provider.ensure_managed(user).await?;
+        provider.ensure_managed(user, secret_arn).await?;
         if !provider
             .list_keys(user)
             .await?
@@ -157,13 +165,16 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
     async fn after_promotion(
         &self,
         secret_id: &str,
+        secret_arn: &str,
         current: &ManagedSecret,
         old_key: &str,
     ) -> bool {
         let now = timestamp(SystemTime::now());
         let deactivate = self.config.deactivate_after.is_zero();
         if deactivate {
-            let done = self.deactivate_own_key(secret_id, current, old_key).await;
+            let done = self
+                .deactivate_own_key(secret_id, secret_arn, current, old_key)
+                .await;
             if let Err(e) = done {
                 warn!(key_id = old_key, error = %e, "could not deactivate the superseded key; rekey-cleanup will");
                 return false;

@@ -22,6 +22,7 @@ use crate::model::{
     ManagedSecret, SecretFormatError, Signing, AWSCURRENT, AWSPENDING, AWSPREVIOUS, TAG_MANAGED,
     TAG_PAUSED,
 };
+use crate::ownership;
 use crate::plan::PendingFacts;
 use crate::ports::{Providers, SecretInfo, SecretVersion, Select, Signer, Vault};
 
@@ -116,6 +117,23 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         self.providers.open(kind, signer)
     }
 
+    /// Refuses a secret that does not own the user its value names
+    /// (design invariant 5; ownership.rs), before any change.
+    pub(crate) fn check_owner(
+        &self,
+        secret_id: &str,
+        info: &SecretInfo,
+        secret: &ManagedSecret,
+    ) -> Result<()> {
+        match ownership::not_owner(&self.config.secret_prefix, &info.name, secret) {
+            None => Ok(()),
+            Some(reason) => Err(Error::SecretNotOwner {
+                secret_id: secret_id.to_owned(),
+                reason,
+            }),
+        }
+    }
+
     /// The key pair in the AWSCURRENT version of an admin secret.
     async fn admin_key(
         &self,
@@ -123,6 +141,12 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         admin: &str,
         secret: &ManagedSecret,
     ) -> Result<crate::model::Credential> {
+        if let Some(reason) = ownership::bad_admin_secret(&self.config.admin_secret_prefix, admin) {
+            return Err(Error::SecretNotOwner {
+                secret_id: secret_id.to_owned(),
+                reason,
+            });
+        }
         let unusable = |why: String| {
             Error::invalid_secret(
                 secret_id,

@@ -35,7 +35,7 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         driver: Driver,
         probing: Probing,
     ) -> Result<()> {
-        let (_, state) = self.guard(secret_id, token, driver).await?;
+        let (info, state) = self.guard(secret_id, token, driver).await?;
         match state {
             TokenState::Current => return Ok(()),
             TokenState::Absent => {
@@ -72,6 +72,7 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
                 ))
             }
         };
+        self.check_owner(secret_id, &info, &pending)?;
         let Some(credential) = pending.credential.as_ref() else {
             return Err(Error::invalid_secret(
                 secret_id,

@@ -1,0 +1,135 @@
+//! Ownership (design invariant 5): each (provider, user) is owned by exactly
+//! one managed secret, by construction.
+//!
+//! - The owning secret's name is derived: `<REKEY_SECRET_PREFIX><provider>/<user>`
+//!   (`rekey/aws/alice`). Secrets Manager names are unique, so two secrets
+//!   cannot both own a user, and the right to enrol a user (creating a secret
+//!   of that name) is granted by IAM policy apart from the right to tag or
+//!   edit secrets.
+//! - On AWS the IAM user also carries the tag `rekey:owner` naming the owning
+//!   secret's ARN, written by an operator at enrolment (the functions may not
+//!   tag users). A secret deleted and made again under the same name has a
+//!   new ARN, so it owns nothing until an operator says so.
+//! - An Alibaba or SCloud secret's `AdminSecretId` must name a secret under
+//!   `REKEY_ADMIN_SECRET_PREFIX`, which never holds an owning secret.
+//!
+//! A secret that does not own its user is refused with `SecretNotOwner`
+//! before any change. Pure functions; the steps call them.
+
+use crate::model::{ManagedSecret, ProviderKind};
+
+/// The IAM user tag that names the user's owning secret (its ARN).
+pub const OWNER_TAG: &str = "rekey:owner";
+
+/// The name of the secret that owns `user` of `provider`.
+pub fn owning_name(prefix: &str, provider: ProviderKind, user: &str) -> String {
+    format!("{prefix}{}/{user}", provider.name())
+}
+
+/// Why the secret named `name` does not own the user its value names, if
+/// it does not.
+pub fn not_owner(prefix: &str, name: &str, secret: &ManagedSecret) -> Option<String> {
+    let owner = owning_name(prefix, secret.provider, &secret.user_name);
+    (name != owner).then(|| {
+        format!(
+            "user {} of provider {} is owned by the secret named {owner}, and this secret is named {name}. Nothing was changed. To move its rotation there, see the README, \"Migrating a secret\"",
+            secret.user_name,
+            secret.provider.name()
+        )
+    })
+}
+
+/// Why `admin_id` (a name, or an ARN) may not be used as an admin secret,
+/// if it may not.
+pub fn bad_admin_secret(admin_prefix: &str, admin_id: &str) -> Option<String> {
+    let name = match admin_id.split_once(":secret:") {
+        Some((arn, name)) if arn.starts_with("arn:") => name,
+        _ => admin_id,
+    };
+    (!name.starts_with(admin_prefix)).then(|| {
+        format!(
+            "its AdminSecretId {admin_id} is not the name of a secret under REKEY_ADMIN_SECRET_PREFIX {admin_prefix}: only those may hold admin keys. Nothing was changed"
+        )
+    })
+}
+
+/// Why the IAM user's `rekey:owner` tag does not name `secret_arn`, if it
+/// does not.
+pub fn bad_owner_tag(user: &str, tag: Option<&str>, secret_arn: &str) -> Option<String> {
+    let fix = format!(
+        "an operator enrols the user with `aws iam tag-user --user-name {user} --tags Key={OWNER_TAG},Value={secret_arn}`. Nothing was changed"
+    );
+    match tag {
+        Some(t) if t == secret_arn => None,
+        Some(t) => Some(format!(
+            "IAM user {user} is enrolled to another secret ({OWNER_TAG} = {t}); if this secret is to own it, {fix}"
+        )),
+        None => Some(format!(
+            "IAM user {user} has no {OWNER_TAG} tag naming its owning secret; {fix}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(provider: ProviderKind, user: &str) -> ManagedSecret {
+        ManagedSecret::new(provider, user)
+    }
+
+    #[test]
+    fn only_the_derived_name_owns_a_user() {
+        let alice = secret(ProviderKind::Aws, "alice");
+        assert_eq!(
+            owning_name("rekey/", ProviderKind::Aws, "alice"),
+            "rekey/aws/alice"
+        );
+        assert_eq!(not_owner("rekey/", "rekey/aws/alice", &alice), None);
+        let why = not_owner("rekey/", "team/alice", &alice).unwrap();
+        assert!(
+            why.contains("rekey/aws/alice") && why.contains("Migrating"),
+            "{why}"
+        );
+        // The same user name of another provider is another user.
+        assert!(not_owner(
+            "rekey/",
+            "rekey/aws/alice",
+            &secret(ProviderKind::Alibaba, "alice")
+        )
+        .is_some());
+        assert_eq!(
+            not_owner(
+                "rekey/",
+                "rekey/alibaba/alice",
+                &secret(ProviderKind::Alibaba, "alice")
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn admin_secrets_live_under_their_prefix() {
+        assert_eq!(bad_admin_secret("rekey/admin/", "rekey/admin/ram"), None);
+        assert!(bad_admin_secret("rekey/admin/", "rekey/aws/alice").is_some());
+        assert!(bad_admin_secret("rekey/admin/", "arn:aws:secretsmanager:x").is_some());
+        let arn = "arn:aws:secretsmanager:us-east-1:1:secret:rekey/admin/ram-AbCdEf";
+        assert_eq!(bad_admin_secret("rekey/admin/", arn), None);
+        let other = "arn:aws:secretsmanager:us-east-1:1:secret:rekey/aws/alice-AbCdEf";
+        assert!(bad_admin_secret("rekey/admin/", other).is_some());
+    }
+
+    #[test]
+    fn the_owner_tag_must_name_this_secret() {
+        let arn = "arn:aws:secretsmanager:us-east-1:1:secret:rekey/aws/alice-AbCdEf";
+        assert_eq!(bad_owner_tag("alice", Some(arn), arn), None);
+        let missing = bad_owner_tag("alice", None, arn).unwrap();
+        assert!(
+            missing.contains("tag-user") && missing.contains(arn),
+            "{missing}"
+        );
+        assert!(bad_owner_tag("alice", Some("arn:other"), arn)
+            .unwrap()
+            .contains("arn:other"));
+    }
+}
