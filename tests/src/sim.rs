@@ -186,8 +186,8 @@ pub struct State {
     pub effects: Vec<Effect>,
     /// Safety violations seen as they happened.
     pub violations: Vec<String>,
-    /// Every secret half the providers issued.
-    pub issued: Vec<String>,
+    /// Every key the providers issued: its id and secret half.
+    pub issued: Vec<(String, String)>,
     serial: u64,
 }
 
@@ -364,7 +364,7 @@ impl State {
             ready_at: now + delay,
             made_by: by,
         });
-        self.issued.push(secret.clone());
+        self.issued.push((id.clone(), secret.clone()));
         self.effects.push(Effect {
             actor: by,
             what: "create",

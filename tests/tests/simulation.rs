@@ -275,9 +275,13 @@ impl World {
             "{step} {secret} {} -> {shown}",
             short(&token).unwrap_or_default(),
         ));
-        if let Some(leak) = self.sim.state().issued.iter().find(|s| text.contains(*s)) {
-            return Err(format!("secret material {leak} in the answer of {step}"));
+        let state = self.sim.state();
+        if let Some((key, _)) = state.issued.iter().find(|(_, s)| text.contains(s)) {
+            return Err(format!(
+                "the secret half of {key} is in the answer of {step}"
+            ));
         }
+        drop(state);
         let created: Vec<String> = {
             let s = self.sim.state();
             let new = s.effects[self.effects_seen..]
@@ -379,7 +383,10 @@ impl World {
             && self.superseded_blocks(i)
             && self.gated(
                 Bug::Case1,
-                "a hook rotation while the superseded key is active",
+                &format!(
+                    "a hook rotation of {} while its superseded key is active",
+                    self.secrets[i].user
+                ),
             )
         {
             return Ok(None);
@@ -907,17 +914,13 @@ fn main() {
         started.elapsed().as_secs_f64(),
         failures.len()
     );
-    if let Some((seed, error, trace)) = failures.first() {
+    if let Some((seed, _, trace)) = failures.first() {
         let tail = trace[trace.len().saturating_sub(40)..].join("\n");
-        let first: Vec<String> = failures
-            .iter()
-            .take(20)
-            .map(|(s, ..)| s.to_string())
-            .collect();
-        eprintln!(
-            "failing seeds: {}\nseed {seed}: {error}\n...\n{tail}\nreplay: REKEY_SIM_SEED={seed} cargo test -p rekey-testkit --test simulation",
-            first.join(", "),
-        );
+        eprintln!("the end of seed {seed}'s trace:\n...\n{tail}\n");
+        for (seed, error, _) in failures.iter().take(10) {
+            eprintln!("seed {seed} failed: {error}");
+        }
+        eprintln!("replay: REKEY_SIM_SEED={seed} cargo test -p rekey-testkit --test simulation");
         std::process::exit(1);
     }
 }
