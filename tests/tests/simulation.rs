@@ -901,16 +901,33 @@ fn main() {
     };
     let seeds = env_number("REKEY_SIM_SEEDS").unwrap_or(default);
     let started = std::time::Instant::now();
-    let failures: Vec<(u64, String, Vec<String>)> = without_stdout(|| {
-        (0..seeds)
-            .filter_map(|seed| {
-                let (trace, result) = run_seed(seed, &gates);
-                result.err().map(|e| (seed, e, trace))
-            })
-            .collect()
+    // Seeds are independent: one thread per core, each taking every n-th.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let mut failures: Vec<(u64, String, Vec<String>)> = without_stdout(|| {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let gates = &gates;
+                    scope.spawn(move || {
+                        (t..seeds)
+                            .step_by(threads as usize)
+                            .filter_map(|seed| {
+                                let (trace, result) = run_seed(seed, gates);
+                                result.err().map(|e| (seed, e, trace))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("a simulation thread"))
+                .collect()
+        })
     });
+    failures.sort_by_key(|(seed, ..)| *seed);
     eprintln!(
-        "simulation: {seeds} seeds in {:.1}s, {} failed; gated: {gates:?}",
+        "simulation: {seeds} seeds on {threads} threads in {:.1}s, {} failed; gated: {gates:?}",
         started.elapsed().as_secs_f64(),
         failures.len()
     );
