@@ -120,6 +120,7 @@ pub struct Effect {
     pub what: &'static str,
     pub user: String,
     pub key_id: String,
+    pub at: SystemTime,
 }
 
 #[derive(Clone, Debug)]
@@ -370,6 +371,7 @@ impl State {
             what: "create",
             user: user.to_owned(),
             key_id: id.clone(),
+            at: now,
         });
         Ok(Credential {
             access_key_id: id,
@@ -485,7 +487,58 @@ impl State {
             what,
             user: user.to_owned(),
             key_id: key_id.to_owned(),
+            at: self.now,
         });
+    }
+
+    /// An operator turning a key back on (a rollback does).
+    pub fn reactivate(&mut self, kind: ProviderKind, user: &str, key_id: &str) {
+        if let Some(k) = self
+            .users
+            .get_mut(&(kind, user.to_owned()))
+            .and_then(|keys| keys.iter_mut().find(|k| k.id == key_id))
+        {
+            k.status = KeyStatus::Active;
+        }
+    }
+
+    /// A console edit: a new version of the AWSCURRENT value with one more
+    /// field becomes AWSCURRENT (AWSPREVIOUS follows, onto the version that
+    /// holds the same key).
+    pub fn edit(&mut self, id: &str, version_id: &str) {
+        let now = self.now;
+        let secret = self.secret_mut(id).expect("a simulated secret");
+        let old = secret.with_stage(AWSCURRENT).expect("AWSCURRENT").clone();
+        let mut value: serde_json::Value =
+            serde_json::from_str(old.value.as_deref().expect("a value")).expect("JSON");
+        value["Note"] = version_id.into();
+        secret.versions.push(Version {
+            id: version_id.to_owned(),
+            created: now,
+            value: Some(value.to_string()),
+            stages: Vec::new(),
+        });
+        self.move_current(id, version_id);
+    }
+
+    /// Moves AWSCURRENT onto `version_id`, as UpdateSecretVersionStage
+    /// does (AWSPREVIOUS onto the version that loses it).
+    pub fn move_current(&mut self, id: &str, version_id: &str) {
+        let secret = self.secret_mut(id).expect("a simulated secret");
+        let old = secret.with_stage(AWSCURRENT).map(|v| v.id.clone());
+        if old.as_deref() == Some(version_id) {
+            return;
+        }
+        take_stage(secret, AWSCURRENT);
+        take_stage(secret, AWSPREVIOUS);
+        for v in &mut secret.versions {
+            if v.id == version_id {
+                v.stages.push(AWSCURRENT.into());
+            }
+            if Some(&v.id) == old.as_ref() {
+                v.stages.push(AWSPREVIOUS.into());
+            }
+        }
     }
 
     /// An operator creating a key by hand (nothing happens at the limit).

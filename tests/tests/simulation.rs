@@ -10,7 +10,7 @@
 //! `REKEY_SIM_UNGATE=case1,case4` lifts the gates of `KNOWN_BUGS`.
 //! Randomness is a 10-line xorshift64* (no dependency).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
@@ -18,7 +18,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
-use rekey::model::{KeyStatus, ProviderKind, AWSCURRENT, AWSPENDING, TAG_PAUSED};
+use rekey::model::{KeyStatus, ProviderKind, AWSCURRENT, AWSPENDING, AWSPREVIOUS, TAG_PAUSED};
 use rekey::{Config, Driver, Rekey};
 use rekey_testkit::sim::{Actor, Fault, Op, Sim};
 use serde_json::{json, Value};
@@ -41,6 +41,9 @@ enum Bug {
     /// console edit does it; so does deleting the AWSCURRENT key by hand
     /// and rotating (the deleted key becomes AWSPREVIOUS).
     Case3,
+    /// Issue 12 case 6: a `rekey:superseded:<id>` record set by hand to
+    /// a date long ago skips the grace period.
+    Case6,
     /// Issue 12 case 4: the pending key is deleted or deactivated out of
     /// band (it is resumed for ever), or AWSPENDING is taken off a version
     /// whose key the test used (never an orphan: `KeyLimitReached`).
@@ -51,6 +54,7 @@ const KNOWN_BUGS: &[(Bug, &str)] = &[
     (Bug::Case1, "case1"),
     (Bug::Case3, "case3"),
     (Bug::Case4, "case4"),
+    (Bug::Case6, "case6"),
 ];
 
 const HOOK_STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
@@ -129,6 +133,13 @@ struct World {
     effects_seen: usize,
     /// Every key some secret's AWSCURRENT has held.
     ever_current: BTreeSet<String>,
+    /// Each secret's AWSCURRENT key after the last action.
+    current_of: Vec<Option<String>>,
+    /// When each key stopped being AWSCURRENT: the start of the action
+    /// that superseded it (never later than the moment it happened).
+    superseded_at: BTreeMap<String, SystemTime>,
+    action_started: SystemTime,
+    effects_checked: usize,
 }
 
 type Outcome = Result<Value, Diagnostic>;
@@ -186,6 +197,10 @@ impl World {
             token_keys: Vec::new(),
             effects_seen: 0,
             ever_current: BTreeSet::new(),
+            current_of: Vec::new(),
+            superseded_at: BTreeMap::new(),
+            action_started: SystemTime::UNIX_EPOCH,
+            effects_checked: 0,
         };
         world.note_current();
         let c = &world.app.config;
@@ -351,7 +366,8 @@ impl World {
             others().any(|k| k.status == KeyStatus::Active && self.ever_current.contains(&k.id));
         let reclaimable = others().any(|k| {
             k.status == KeyStatus::Inactive
-                || (k.created > since && (k.last_used.is_none() || m.kind == ProviderKind::SCloud))
+                || (secs(k.created) > secs(since)
+                    && (k.last_used.is_none() || m.kind == ProviderKind::SCloud))
         });
         keys.len() >= s.limits[&m.kind] && superseded && !reclaimable
     }
@@ -441,10 +457,31 @@ impl World {
     }
 
     fn rotate(&mut self, i: usize, period: Option<&str>) -> Result<Option<Diagnostic>, String> {
+        if self.strands_by_rotating(i) {
+            return Ok(None);
+        }
         match self.secrets[i].driver {
             Driver::Hook => self.hook_rotation(i),
             Driver::Pipeline => self.pipeline_run(i, period),
         }
+    }
+
+    /// Whether a new rotation now would reach case 3 (and is gated): a
+    /// superseded key is still active and createSecret could make room
+    /// (SCloud's limit of 3, or an inactive key to delete), so the next
+    /// promotion takes AWSPREVIOUS off the superseded key while it is
+    /// active.
+    fn strands_by_rotating(&mut self, i: usize) -> bool {
+        !self.rotation_in_progress(i)
+            && self.superseded_active(i).is_some()
+            && !self.superseded_blocks(i)
+            && self.gated(
+                Bug::Case3,
+                &format!(
+                    "a rotation of {} while its superseded key is active",
+                    self.secrets[i].user
+                ),
+            )
     }
 
     /// One step again, with the token in progress, the last one or a new one.
@@ -470,6 +507,9 @@ impl World {
             }
             Driver::Pipeline => {
                 let function = self.rng.pick(&["create", "test", "finish"]);
+                if function == "create" && self.strands_by_rotating(i) {
+                    return Ok(());
+                }
                 let event = json!({"SecretId": self.secrets[i].arn, "ClientRequestToken": token});
                 self.invoke(function, event).map(drop)?;
             }
@@ -542,7 +582,7 @@ impl World {
             let m = &self.secrets[i];
             (m.arn.clone(), m.kind, m.user.clone())
         };
-        match self.rng.below(5) {
+        match self.rng.below(8) {
             0 => {
                 let paused = self
                     .sim
@@ -590,23 +630,77 @@ impl World {
                 let made = self.sim.state().create_key_by_hand(kind, &user);
                 self.note(format!("operator: create a key for {user}: {made:?}"));
             }
-            _ => {
-                let used_pending = {
+            5 => {
+                if self.unreferenced_active(i)
+                    && self.gated(Bug::Case3, &format!("operator would edit {user}'s secret"))
+                {
+                    return;
+                }
+                // A finish interrupted after promoting leaves AWSPENDING on
+                // the current version; an edit then turns it into a pending
+                // version that holds the current key, which createSecret
+                // resumes for ever (its PutSecretValue is refused: case 4).
+                let finishing = {
                     let s = self.sim.state();
                     let secret = s.secret(&arn).unwrap();
-                    match secret.with_stage(AWSPENDING) {
-                        None => return,
-                        Some(_) => secret.key_with(AWSPENDING).is_some_and(|id| {
-                            s.keys(kind, &user).iter().any(|k| {
-                                k.id == id && k.last_used.is_some() && kind != ProviderKind::SCloud
-                            })
-                        }),
-                    }
+                    secret
+                        .with_stage(AWSPENDING)
+                        .is_some_and(|v| v.stages.iter().any(|s| s == AWSCURRENT))
                 };
-                if used_pending
+                if finishing
                     && self.gated(
                         Bug::Case4,
-                        "operator would remove AWSPENDING from a tested key",
+                        &format!("operator would edit {user}'s secret after an interrupted finish"),
+                    )
+                {
+                    return;
+                }
+                let version = self.rng.token();
+                self.sim.state().edit(&arn, &version);
+                self.note(format!("operator: edit {user}'s secret"));
+            }
+            6 => self.roll_back(i),
+            7 => {
+                let Some(key) = self.superseded_active(i) else {
+                    return;
+                };
+                if self.gated(
+                    Bug::Case6,
+                    &format!("operator would backdate the record of {key}"),
+                ) {
+                    return;
+                }
+                let tag = format!("rekey:superseded:{key}");
+                self.sim
+                    .state()
+                    .set_tag(&arn, &tag, Some("2000-01-01T00:00:00Z"));
+                self.note(format!("operator: backdate {tag}"));
+            }
+            _ => {
+                // Abandoning works only if the key is then an orphan:
+                // active, unused (or SCloud, which cannot tell) and newer
+                // than the current version (an edit makes it older).
+                let stays = {
+                    let s = self.sim.state();
+                    let secret = s.secret(&arn).unwrap();
+                    let Some(pending) = secret.with_stage(AWSPENDING) else {
+                        return;
+                    };
+                    let since = secret.with_stage(AWSCURRENT).unwrap().created;
+                    let key = (pending.stages.len() == 1)
+                        .then(|| secret.key_with(AWSPENDING))
+                        .flatten();
+                    s.keys(kind, &user).iter().any(|k| {
+                        Some(&k.id) == key.as_ref()
+                            && k.status == KeyStatus::Active
+                            && ((k.last_used.is_some() && kind != ProviderKind::SCloud)
+                                || secs(k.created) <= secs(since))
+                    })
+                };
+                if stays
+                    && self.gated(
+                        Bug::Case4,
+                        &format!("operator would abandon {user}'s rotation, whose key stays"),
                     )
                 {
                     return;
@@ -617,10 +711,105 @@ impl World {
         }
     }
 
+    /// A superseded key (one that was AWSCURRENT) of secret i's user that
+    /// is still active.
+    fn superseded_active(&self, i: usize) -> Option<String> {
+        let m = &self.secrets[i];
+        let s = self.sim.state();
+        let current = s.secret(&m.arn).unwrap().key_with(AWSCURRENT);
+        s.keys(m.kind, &m.user)
+            .iter()
+            .find(|k| {
+                Some(&k.id) != current.as_ref()
+                    && k.status == KeyStatus::Active
+                    && self.ever_current.contains(&k.id)
+            })
+            .map(|k| k.id.clone())
+    }
+
+    /// Whether secret i's user has an active key that neither AWSCURRENT
+    /// nor AWSPENDING holds: an edit makes it older than the current
+    /// version, so it is neither retired nor reclaimed (case 3).
+    fn unreferenced_active(&self, i: usize) -> bool {
+        let m = &self.secrets[i];
+        let s = self.sim.state();
+        let secret = s.secret(&m.arn).unwrap();
+        let held = [secret.key_with(AWSCURRENT), secret.key_with(AWSPENDING)];
+        s.keys(m.kind, &m.user)
+            .iter()
+            .any(|k| k.status == KeyStatus::Active && !held.contains(&Some(k.id.clone())))
+    }
+
+    /// A rollback as the README gives it: pause, reactivate the previous
+    /// key if it was deactivated, move AWSCURRENT back onto its version.
+    fn roll_back(&mut self, i: usize) {
+        let (arn, kind, user) = {
+            let m = &self.secrets[i];
+            (m.arn.clone(), m.kind, m.user.clone())
+        };
+        let target = {
+            let s = self.sim.state();
+            let secret = s.secret(&arn).unwrap();
+            let previous = secret.with_stage(AWSPREVIOUS).map(|v| v.id.clone());
+            let key = secret.key_with(AWSPREVIOUS);
+            let exists = |id: &String| s.keys(kind, &user).iter().any(|k| &k.id == id);
+            match (previous, key) {
+                (Some(v), Some(k))
+                    if exists(&k) && secret.key_with(AWSCURRENT) != Some(k.clone()) =>
+                {
+                    Some((v, k))
+                }
+                _ => None,
+            }
+        };
+        let Some((version, key)) = target else {
+            return;
+        };
+        // During a rotation, the hook's empty AWSPENDING version blocks
+        // cleanup while the key rolled back from is active (case 1); the
+        // pipeline's resumed rotation promotes over the rollback and
+        // strands that key (case 3), as does any other active key that
+        // no version will hold after the rollback.
+        let bug = match self.secrets[i].driver {
+            Driver::Hook => Bug::Case1,
+            Driver::Pipeline => Bug::Case3,
+        };
+        if self.rotation_in_progress(i)
+            && self.gated(
+                bug,
+                &format!("operator would roll {user} back during a rotation"),
+            )
+        {
+            return;
+        }
+        let strands = {
+            let s = self.sim.state();
+            let current = s.secret(&arn).unwrap().key_with(AWSCURRENT);
+            s.keys(kind, &user).iter().any(|k| {
+                k.status == KeyStatus::Active && k.id != key && Some(&k.id) != current.as_ref()
+            })
+        };
+        if strands
+            && self.gated(
+                Bug::Case3,
+                &format!("rolling {user} back would strand an active key"),
+            )
+        {
+            return;
+        }
+        let mut s = self.sim.state();
+        s.set_tag(&arn, TAG_PAUSED, Some("true"));
+        s.reactivate(kind, &user, &key);
+        s.move_current(&arn, &version);
+        drop(s);
+        self.note(format!("operator: pause {user} and roll back to {key}"));
+    }
+
     fn step(&mut self) -> Result<(), String> {
         // Every action takes a second at least, as real calls do (keys and
         // versions made in the same second are not told apart by age).
         self.sim.advance(Duration::from_secs(1));
+        self.action_started = self.sim.now();
         let i = self.rng.below(self.secrets.len());
         match self.rng.below(100) {
             0..25 => {
@@ -640,18 +829,61 @@ impl World {
         self.check_safety()
     }
 
+    /// Notes which keys are AWSCURRENT now, and when the ones that no
+    /// longer are stopped being so.
     fn note_current(&mut self) {
         let s = self.sim.state();
-        for m in &self.secrets {
-            if let Some(id) = s.secret(&m.arn).unwrap().key_with(AWSCURRENT) {
-                self.ever_current.insert(id);
+        let now: Vec<Option<String>> = self
+            .secrets
+            .iter()
+            .map(|m| s.secret(&m.arn).unwrap().key_with(AWSCURRENT))
+            .collect();
+        for (i, key) in now.iter().enumerate() {
+            let before = self.current_of.get(i).cloned().flatten();
+            if let Some(old) = before.filter(|old| Some(old) != key.as_ref()) {
+                self.superseded_at.insert(old, self.action_started);
+            }
+            if let Some(id) = key {
+                self.ever_current.insert(id.clone());
             }
         }
+        self.current_of = now;
+    }
+
+    /// Design invariant 6 (the grace period): rekey deactivates a key no
+    /// sooner than `deactivate_after` after it was superseded.
+    fn check_grace(&mut self) -> Result<(), String> {
+        let s = self.sim.state();
+        let grace = self.app.config.deactivate_after;
+        for e in &s.effects[self.effects_checked..] {
+            if e.actor != Actor::Rekey || e.what != "deactivate" || grace.is_zero() {
+                continue;
+            }
+            match self.superseded_at.get(&e.key_id) {
+                Some(t) if e.at >= *t + grace => {}
+                Some(t) => {
+                    return Err(format!(
+                        "rekey deactivated {} {:?} after it was superseded (grace {grace:?})",
+                        e.key_id,
+                        e.at.duration_since(*t).unwrap_or_default()
+                    ))
+                }
+                None => {
+                    return Err(format!(
+                        "rekey deactivated {}, which was never AWSCURRENT",
+                        e.key_id
+                    ))
+                }
+            }
+        }
+        self.effects_checked = s.effects.len();
+        Ok(())
     }
 
     /// The invariants that hold after every action.
     fn check_safety(&mut self) -> Result<(), String> {
         self.note_current();
+        self.check_grace()?;
         let s = self.sim.state();
         if let Some(v) = s.violations.first() {
             return Err(v.clone());
@@ -716,18 +948,20 @@ impl World {
         }
         self.note("liveness: faults and operators stop, secrets unpaused".into());
         self.sim.advance(31 * DAY);
-        let start = self.sim.now();
+        self.note_current();
+        let start = self.current_of.clone();
         let mut rotated = vec![false; self.secrets.len()];
         for _ in 0..LIVENESS_ROUNDS {
             self.cleanup(None)?;
             let due: Vec<usize> = (0..rotated.len()).filter(|i| !rotated[*i]).collect();
             for i in due {
+                self.action_started = self.sim.now();
                 match self.rotate(i, Some("30d"))? {
                     Some(d) if d.error_type == "KeyLimitReached" => self.person_frees_a_key(i),
                     _ => {}
                 }
                 self.check_safety()?;
-                rotated[i] = self.rotated_since(i, start);
+                rotated[i] = self.rotated_since(i, &start[i]);
             }
             self.sim.advance(DAY);
         }
@@ -797,15 +1031,23 @@ impl World {
         }
     }
 
-    /// Whether AWSCURRENT holds a key rekey made after `since`.
-    fn rotated_since(&self, i: usize, since: SystemTime) -> bool {
+    /// Whether AWSCURRENT holds a key rekey made, other than `before`
+    /// (the key it held when liveness began).
+    fn rotated_since(&self, i: usize, before: &Option<String>) -> bool {
         let m = &self.secrets[i];
         let s = self.sim.state();
         let current = s.secret(&m.arn).unwrap().key_with(AWSCURRENT);
-        s.keys(m.kind, &m.user).iter().any(|k| {
-            Some(&k.id) == current.as_ref() && k.made_by == Actor::Rekey && k.created >= since
-        })
+        current.as_ref() != before.as_ref()
+            && s.keys(m.kind, &m.user)
+                .iter()
+                .any(|k| Some(&k.id) == current.as_ref() && k.made_by == Actor::Rekey)
     }
+}
+
+/// Whole seconds: Secrets Manager dates versions to the second, and
+/// rekey compares key and version ages so.
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn truncate(s: &str, n: usize) -> String {
