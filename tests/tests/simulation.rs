@@ -7,7 +7,7 @@
 //!
 //! `REKEY_SIM_SEEDS=n` runs n seeds (10,000 when `CI` is set, else 500);
 //! `REKEY_SIM_SEED=n` replays one seed and prints its trace;
-//! `REKEY_SIM_UNGATE=case1,case4` lifts the gates of `KNOWN_BUGS`.
+//! `REKEY_SIM_UNGATE=case3,case4` lifts the gates of `KNOWN_BUGS`.
 //! Randomness is a 10-line xorshift64* (no dependency).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,11 +30,6 @@ type App = Rekey<Sim, Sim, Sim>;
 /// remove an entry once its bug is fixed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Bug {
-    /// Issue 12 case 1: the hook starts a rotation while the superseded
-    /// key is still active at the key limit; createSecret refuses
-    /// (`KeyLimitReached`), its empty AWSPENDING version stays, cleanup
-    /// answers `RotationInProgress` and never retires the old key.
-    Case1,
     /// Issue 12 case 3: a superseded key loses AWSPREVIOUS while still
     /// active, so cleanup never retires it (it follows labels, not
     /// records) and the next rotation fails with `KeyLimitReached`. A
@@ -51,7 +46,6 @@ enum Bug {
 }
 
 const KNOWN_BUGS: &[(Bug, &str)] = &[
-    (Bug::Case1, "case1"),
     (Bug::Case3, "case3"),
     (Bug::Case4, "case4"),
     (Bug::Case6, "case6"),
@@ -351,9 +345,9 @@ impl World {
         self.invoke("hook", event)
     }
 
-    /// Whether the hook starting a rotation now would reach case 1: at the
-    /// limit, a superseded key (one that was AWSCURRENT) still active, and
-    /// nothing createSecret could reclaim (an inactive key or an orphan).
+    /// Whether createSecret would be refused for the limit: at the limit,
+    /// a superseded key (one that was AWSCURRENT) still active, and
+    /// nothing it could reclaim (an inactive key or an orphan).
     fn superseded_blocks(&self, i: usize) -> bool {
         let m = &self.secrets[i];
         let s = self.sim.state();
@@ -395,18 +389,6 @@ impl World {
     /// Secrets Manager runs a rotation: a new one, or the one in progress
     /// again with its token; the steps in order until one fails.
     fn hook_rotation(&mut self, i: usize) -> Result<Option<Diagnostic>, String> {
-        if !self.rotation_in_progress(i)
-            && self.superseded_blocks(i)
-            && self.gated(
-                Bug::Case1,
-                &format!(
-                    "a hook rotation of {} while its superseded key is active",
-                    self.secrets[i].user
-                ),
-            )
-        {
-            return Ok(None);
-        }
         let fresh = self.rng.token();
         let token = self
             .sim
@@ -765,18 +747,12 @@ impl World {
         let Some((version, key)) = target else {
             return;
         };
-        // During a rotation, the hook's empty AWSPENDING version blocks
-        // cleanup while the key rolled back from is active (case 1); the
-        // pipeline's resumed rotation promotes over the rollback and
-        // strands that key (case 3), as does any other active key that
-        // no version will hold after the rollback.
-        let bug = match self.secrets[i].driver {
-            Driver::Hook => Bug::Case1,
-            Driver::Pipeline => Bug::Case3,
-        };
+        // The rotation in progress promotes over the rollback and strands
+        // the key rolled back from (case 3), as does any other active key
+        // that no version holds after the rollback.
         if self.rotation_in_progress(i)
             && self.gated(
-                bug,
+                Bug::Case3,
                 &format!("operator would roll {user} back during a rotation"),
             )
         {
