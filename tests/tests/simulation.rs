@@ -92,6 +92,41 @@ impl Rng {
     }
 }
 
+thread_local! {
+    /// What rekey logged on this thread since the last check.
+    static LOGS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes log lines to this thread's [`LOGS`].
+struct ThreadLogs;
+
+impl std::io::Write for ThreadLogs {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        LOGS.with(|l| l.borrow_mut().extend_from_slice(data));
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Logging costs as much as the rest of a seed: every fourth seed runs
+/// with rekey's logs (JSON, as in Lambda) captured and checked for secret
+/// material, the others without a subscriber.
+const LOGGED_EVERY: u64 = 4;
+
+fn with_logs<T>(seed: u64, run: impl FnOnce() -> T) -> T {
+    if seed % LOGGED_EVERY != 0 {
+        return run();
+    }
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(|| ThreadLogs)
+        .finish();
+    tracing::subscriber::with_default(subscriber, run)
+}
+
 /// Runs a future of the simulation: the in-memory ports never wait, so
 /// one poll finishes it.
 fn run<T>(future: impl Future<Output = T>) -> T {
@@ -284,11 +319,16 @@ impl World {
             "{step} {secret} {} -> {shown}",
             short(&token).unwrap_or_default(),
         ));
+        let logs = LOGS
+            .with(|l| String::from_utf8(std::mem::take(&mut *l.borrow_mut())))
+            .unwrap_or_default();
         let state = self.sim.state();
-        if let Some((key, _)) = state.issued.iter().find(|(_, s)| text.contains(s)) {
-            return Err(format!(
-                "the secret half of {key} is in the answer of {step}"
-            ));
+        for (what, text) in [("answer", &text), ("logs", &logs)] {
+            if let Some((key, _)) = state.issued.iter().find(|(_, s)| text.contains(s)) {
+                return Err(format!(
+                    "the secret half of {key} is in the {what} of {step}"
+                ));
+            }
         }
         drop(state);
         let created: Vec<String> = {
@@ -1041,10 +1081,12 @@ fn truncate(s: &str, n: usize) -> String {
 fn run_seed(seed: u64, gates: &[Bug]) -> (Vec<String>, Result<(), String>) {
     let mut world = World::new(seed, gates.to_vec());
     let result = catch_unwind(AssertUnwindSafe(|| {
-        for _ in 0..ACTIONS_PER_SEED {
-            world.step()?;
-        }
-        world.check_liveness()
+        with_logs(seed, || {
+            for _ in 0..ACTIONS_PER_SEED {
+                world.step()?;
+            }
+            world.check_liveness()
+        })
     }))
     .unwrap_or_else(|panic| {
         Err(format!(
