@@ -898,12 +898,13 @@ impl World {
 
     /// The invariants that hold after every action.
     fn check_safety(&mut self) -> Result<(), String> {
+        // What the ports saw as it happened is the most precise report.
+        if let Some(v) = self.sim.state().violations.first() {
+            return Err(v.clone());
+        }
         self.note_current();
         self.check_grace()?;
         let s = self.sim.state();
-        if let Some(v) = s.violations.first() {
-            return Err(v.clone());
-        }
         for m in &self.secrets {
             let keys = s.keys(m.kind, &m.user);
             if keys.len() > s.limits[&m.kind] {
