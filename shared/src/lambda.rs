@@ -2,7 +2,7 @@
 //! which builds everything once per process and runs the runtime loop.
 
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::secretsmanager::SecretsManagerSecretRotationEvent;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Record;
 use crate::model::MAX_SECRET_ID;
-use crate::ports::{Providers, Vault};
+use crate::ports::{Clock, Providers, Vault};
 use crate::providers::Registry;
 use crate::steps::{CleanupReport, Created, Driver, Finished, Probing, Rekey};
 use crate::vault::SecretsManager;
@@ -82,22 +82,24 @@ fn check_token(token: &str) -> Result<()> {
     Ok(())
 }
 
-/// The time left before the invocation's deadline, if that lies in the
-/// future (local runtimes may send one in the past: it is ignored then).
-fn time_left(deadline_ms: u64) -> Option<Duration> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+/// The time left at `now` before the invocation's deadline, if that lies
+/// in the future (local runtimes may send one in the past: it is ignored
+/// then).
+fn time_left(now: SystemTime, deadline_ms: u64) -> Option<Duration> {
+    let now = now.duration_since(UNIX_EPOCH).ok()?;
     Duration::from_millis(deadline_ms).checked_sub(now)
 }
 
 /// The hook's test must end before the invocation's deadline, with margin.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
-fn probe_until<V, P>(app: &Rekey<V, P>, deadline_ms: u64) -> Probing {
+fn probe_until<V, P, C: Clock>(app: &Rekey<V, P, C>, deadline_ms: u64) -> Probing {
+    let now = app.clock.now();
     let mut budget = app.config.test_timeout;
-    if let Some(left) = time_left(deadline_ms) {
+    if let Some(left) = time_left(now, deadline_ms) {
         budget = budget.min(left.saturating_sub(DEADLINE_MARGIN));
     }
-    Probing::Until(Instant::now() + budget)
+    Probing::Until(now + budget)
 }
 
 /// Runs one invocation's work in a span carrying the step, SecretId and
@@ -172,8 +174,8 @@ fn count_skipped(function: &'static str, secret_id: &str, reason: &str) {
 }
 
 /// `rekey-hook`: the Secrets Manager rotation function.
-pub async fn hook<V: Vault, P: Providers>(
-    app: &Rekey<V, P>,
+pub async fn hook<V: Vault, P: Providers, C: Clock>(
+    app: &Rekey<V, P, C>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
     let parsed = parse_event::<SecretsManagerSecretRotationEvent>(
@@ -249,8 +251,8 @@ enum PipelineStep {
     Finish,
 }
 
-async fn pipeline<V: Vault, P: Providers>(
-    app: &Rekey<V, P>,
+async fn pipeline<V: Vault, P: Providers, C: Clock>(
+    app: &Rekey<V, P, C>,
     event: LambdaEvent<Value>,
     step: PipelineStep,
 ) -> Result<Value, Diagnostic> {
@@ -345,24 +347,24 @@ async fn pipeline<V: Vault, P: Providers>(
 }
 
 /// `rekey-create`.
-pub async fn create<V: Vault, P: Providers>(
-    app: &Rekey<V, P>,
+pub async fn create<V: Vault, P: Providers, C: Clock>(
+    app: &Rekey<V, P, C>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
     pipeline(app, event, PipelineStep::Create).await
 }
 
 /// `rekey-test`.
-pub async fn test<V: Vault, P: Providers>(
-    app: &Rekey<V, P>,
+pub async fn test<V: Vault, P: Providers, C: Clock>(
+    app: &Rekey<V, P, C>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
     pipeline(app, event, PipelineStep::Test).await
 }
 
 /// `rekey-finish`.
-pub async fn finish<V: Vault, P: Providers>(
-    app: &Rekey<V, P>,
+pub async fn finish<V: Vault, P: Providers, C: Clock>(
+    app: &Rekey<V, P, C>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
     pipeline(app, event, PipelineStep::Finish).await
@@ -376,8 +378,8 @@ struct CleanupEvent {
 }
 
 /// `rekey-cleanup`: `{}` sweeps every managed secret, `{"SecretId"}` one.
-pub async fn cleanup<V: Vault, P: Providers>(
-    app: &Rekey<V, P>,
+pub async fn cleanup<V: Vault, P: Providers, C: Clock>(
+    app: &Rekey<V, P, C>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
     let payload = match event.payload {
@@ -399,7 +401,7 @@ pub async fn cleanup<V: Vault, P: Providers>(
                 let report = CleanupReport {
                     secrets: vec![app.cleanup(&id).await?],
                 };
-                count_cleanup(&report);
+                count_cleanup(&report, app.clock.now());
                 Ok(report)
             })
             .await
@@ -407,7 +409,7 @@ pub async fn cleanup<V: Vault, P: Providers>(
         Ok(CleanupEvent { secret_id: None }) => {
             traced("cleanup", "cleanup", "*", None, async {
                 let report = app.cleanup_all().await?;
-                count_cleanup(&report);
+                count_cleanup(&report, app.clock.now());
                 Ok(report)
             })
             .await
@@ -415,8 +417,8 @@ pub async fn cleanup<V: Vault, P: Providers>(
     }
 }
 
-/// Metrics for each secret of a cleanup report.
-fn count_cleanup(report: &CleanupReport) {
+/// Metrics for each secret of a cleanup report, made at `now`.
+fn count_cleanup(report: &CleanupReport, now: SystemTime) {
     for s in &report.secrets {
         if let Some(error_type) = s.error_type {
             count_skipped("cleanup", &s.secret_id, error_type);
@@ -430,7 +432,7 @@ fn count_cleanup(report: &CleanupReport) {
             .current_since
             .as_deref()
             .and_then(|t| humantime::parse_rfc3339(t).ok())
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .and_then(|t| now.duration_since(t).ok())
         {
             record = record.value("CurrentVersionAgeDays", age.as_secs_f64() / 86_400.0);
         }

@@ -69,7 +69,7 @@ pub enum LastUsed {
 }
 
 /// The providers rekey can rotate keys for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProviderKind {
     Aws,
     Alibaba,

@@ -1,12 +1,12 @@
-//! The two things the steps talk to: the vault that holds each managed key
-//! pair (Secrets Manager) and the providers that issue keys (IAM, RAM, ...).
-//! Steps are generic over these traits; adapters live in `vault/` and
-//! `providers/`.
+//! The things the steps talk to: the vault that holds each managed key
+//! pair (Secrets Manager), the providers that issue keys (IAM, RAM, ...)
+//! and the clock. Steps are generic over these traits; adapters live in
+//! `vault/` and `providers/`.
 
 #![allow(async_fn_in_trait)]
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::error::Result;
 use crate::model::{AccessKey, Credential, LastUsed, ManagedSecret, ProviderKind, Sensitive};
@@ -122,4 +122,26 @@ pub trait KeyProvider {
     /// Ok if the key is already gone.
     async fn delete_key(&self, user: &str, key_id: &str) -> Result<()>;
     async fn last_used(&self, user: &str, key_id: &str) -> Result<LastUsed>;
+}
+
+/// Time, as the steps see it. The functions use [`SystemClock`]; the
+/// simulation moves its own clock, so grace periods, deadlines and probe
+/// pauses pass without waiting.
+pub trait Clock {
+    fn now(&self) -> SystemTime;
+    async fn sleep(&self, duration: Duration);
+}
+
+/// The system's clock and tokio's timer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await
+    }
 }

@@ -6,6 +6,7 @@
 pub mod emulator;
 pub mod proxy;
 pub mod runtime;
+pub mod sim;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

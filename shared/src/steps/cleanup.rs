@@ -3,8 +3,6 @@
 //! the secret's tags (`rekey:superseded:<key id>`, `rekey:inactive:<key id>`)
 //! so it survives crashes; a missing record starts its clock now.
 
-use std::time::SystemTime;
-
 use futures::StreamExt;
 use serde::Serialize;
 use tracing::{info, warn, Instrument};
@@ -13,7 +11,7 @@ use super::Rekey;
 use crate::error::{Error, Result};
 use crate::model::{LastUsed, AWSCURRENT, AWSPENDING, TAG_MANAGED, TAG_PAUSED};
 use crate::plan::{self, timestamp, Action, CleanupInput, Due, Records};
-use crate::ports::{KeyProvider, Providers, SecretInfo, Select, Vault};
+use crate::ports::{Clock, KeyProvider, Providers, SecretInfo, Select, Vault};
 
 pub(crate) const SUPERSEDED: &str = "rekey:superseded:";
 pub(crate) const INACTIVE: &str = "rekey:inactive:";
@@ -91,7 +89,7 @@ pub struct CleanupReport {
     pub secrets: Vec<SecretCleanup>,
 }
 
-impl<V: Vault, P: Providers> Rekey<V, P> {
+impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// Cleans every managed secret. A secret that cannot be cleaned is
     /// skipped and reported; the sweep itself only fails if the secrets
     /// cannot be listed.
@@ -153,7 +151,7 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         let previous = self.previous_key(secret_id, &info, &current).await?;
         let keys = provider.list_keys(user).await?;
         let records = load_records(&info);
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let mut report = SecretCleanup {
             secret_id: id(),
             status: "cleaned",

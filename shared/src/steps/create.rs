@@ -11,7 +11,7 @@ use crate::model::AccessKey;
 use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::{self, KeyFacts, KeyRole, PendingFacts, RoomContext};
 use crate::ports::SecretInfo;
-use crate::ports::{KeyProvider, Providers, Select, Vault};
+use crate::ports::{Clock, KeyProvider, Providers, Select, Vault};
 use crate::steps::cleanup::load_records;
 
 /// What createSecret found or did.
@@ -31,7 +31,7 @@ pub enum Created {
     NotDue { current_since: SystemTime },
 }
 
-impl<V: Vault, P: Providers> Rekey<V, P> {
+impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     pub async fn create(&self, secret_id: &str, token: &str, driver: Driver) -> Result<Created> {
         self.create_if_due(secret_id, token, driver, None).await
     }
@@ -53,7 +53,7 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
             .read_secret(secret_id, Select::Stage(AWSCURRENT))
             .await?;
         if let (TokenState::Absent, Some(period)) = (state, period) {
-            if !plan::is_due(current_version.created, period, SystemTime::now()) {
+            if !plan::is_due(current_version.created, period, self.clock.now()) {
                 return Ok(Created::NotDue {
                     current_since: current_version.created,
                 });
@@ -73,7 +73,7 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         if let Some(p) = pending.filter(|p| !matches!(p.facts(), PendingFacts::Empty)) {
             // A version that holds a key is immutable: resume it if it can
             // still finish, else replace it (a new token).
-            if let Some(reason) = plan::dead_pending(p.facts(), &keys, SystemTime::now()) {
+            if let Some(reason) = plan::dead_pending(p.facts(), &keys, self.clock.now()) {
                 self.abandon(secret_id, &p, reason).await?;
                 return Err(Error::RotationAbandoned {
                     secret_id: secret_id.to_owned(),

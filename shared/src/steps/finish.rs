@@ -1,8 +1,6 @@
 //! finishSecret / rekey-finish: promote the token's version to AWSCURRENT,
 //! take AWSPENDING off it, and start the superseded key's grace period.
 
-use std::time::SystemTime;
-
 use tracing::{info, warn};
 
 use super::cleanup::{record_tag, INACTIVE, SUPERSEDED};
@@ -10,7 +8,7 @@ use super::{Driver, Probing, Rekey, TokenState};
 use crate::error::{Error, Result};
 use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::timestamp;
-use crate::ports::{KeyProvider, Providers, Select, Vault};
+use crate::ports::{Clock, KeyProvider, Providers, Select, Vault};
 
 /// What finishSecret found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +21,7 @@ pub enum Finished {
     AlreadyCurrent,
 }
 
-impl<V: Vault, P: Providers> Rekey<V, P> {
+impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     pub async fn finish(&self, secret_id: &str, token: &str, driver: Driver) -> Result<Finished> {
         let (info, state) = self.guard(secret_id, token, driver).await?;
         match state {
@@ -169,7 +167,7 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
         current: &ManagedSecret,
         old_key: &str,
     ) -> bool {
-        let now = timestamp(SystemTime::now());
+        let now = timestamp(self.clock.now());
         let deactivate = self.config.deactivate_after.is_zero();
         if deactivate {
             let done = self

@@ -24,7 +24,9 @@ use crate::model::{
 };
 use crate::ownership;
 use crate::plan::PendingFacts;
-use crate::ports::{Providers, SecretInfo, SecretVersion, Select, Signer, Vault};
+use crate::ports::{
+    Clock, Providers, SecretInfo, SecretVersion, Select, Signer, SystemClock, Vault,
+};
 
 /// Who drives the rotation of a secret. A secret has one driver: the hook
 /// when Secrets Manager rotation is enabled, the pipeline otherwise.
@@ -34,11 +36,13 @@ pub enum Driver {
     Pipeline,
 }
 
-/// The steps, bound to a vault, the providers and the settings.
-pub struct Rekey<V, P> {
+/// The steps, bound to a vault, the providers, the settings and a clock
+/// (the system's, unless a test gives its own with [`Rekey::with_clock`]).
+pub struct Rekey<V, P, C = SystemClock> {
     pub vault: V,
     pub providers: P,
     pub config: Config,
+    pub clock: C,
 }
 
 /// The AWSPENDING version of a rotation in progress, as read from the vault.
@@ -76,15 +80,30 @@ enum TokenState {
     Absent,
 }
 
-impl<V: Vault, P: Providers> Rekey<V, P> {
+impl<V, P> Rekey<V, P> {
     pub fn new(vault: V, providers: P, config: Config) -> Self {
         Rekey {
             vault,
             providers,
             config,
+            clock: SystemClock,
         }
     }
+}
 
+impl<V, P, C> Rekey<V, P, C> {
+    /// The same steps, reading the time from `clock`.
+    pub fn with_clock<C2: Clock>(self, clock: C2) -> Rekey<V, P, C2> {
+        Rekey {
+            vault: self.vault,
+            providers: self.providers,
+            config: self.config,
+            clock,
+        }
+    }
+}
+
+impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// The provider of `secret`, signing with what the secret names: the
     /// function's own role, the key pair in its `AdminSecretId` secret, or
     /// else the user's own key in `secret`.

@@ -2,20 +2,21 @@
 //! user several times in a row (IAM is eventually consistent: a new key may
 //! pass once and fail the next call).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
 use super::{Driver, Rekey, TokenState};
 use crate::error::{Error, Result};
 use crate::model::{Credential, ManagedSecret, AWSCURRENT, AWSPENDING};
-use crate::ports::{Providers, Select, Vault};
+use crate::ports::{Clock, Providers, Select, Vault};
 
 /// How long a test may take.
 #[derive(Clone, Copy, Debug)]
 pub enum Probing {
-    /// Retry with backoff until the key passes or this instant (the hook).
-    Until(Instant),
+    /// Retry with backoff until the key passes or this moment of the
+    /// step's clock (the hook).
+    Until(SystemTime),
     /// One run of consecutive probes; any failure is `KeyNotReady` at once
     /// (the pipeline: Step Functions waits and retries).
     Once,
@@ -27,7 +28,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// The pipeline's spacing between consecutive probes is kept short.
 const MAX_PIPELINE_SPACING: Duration = Duration::from_millis(500);
 
-impl<V: Vault, P: Providers> Rekey<V, P> {
+impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     pub async fn test(
         &self,
         secret_id: &str,
@@ -147,12 +148,12 @@ impl<V: Vault, P: Providers> Rekey<V, P> {
                 }
             };
             if let Probing::Until(deadline) = probing {
-                if Instant::now() + pause >= deadline {
+                if self.clock.now() + pause >= deadline {
                     let reason = last_error.unwrap_or_else(|| "time ran out".into());
                     return Err(not_ready(secret, credential, &reason, attempts));
                 }
             }
-            tokio::time::sleep(pause).await;
+            self.clock.sleep(pause).await;
         }
     }
 }
