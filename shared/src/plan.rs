@@ -179,6 +179,9 @@ pub enum PendingFacts<'a> {
     Key { id: &'a str, created: SystemTime },
     /// It is not a valid secret, or names another user or provider.
     Foreign,
+    /// It was promoted already and superseded since (AWSPENDING is a
+    /// leftover of a finish that stopped before taking it off).
+    Promoted,
 }
 
 /// A key just created may be missing from the provider's list for a while
@@ -201,6 +204,7 @@ pub fn dead_pending(
         PendingFacts::Foreign => {
             Some("it is not a valid secret of the same user and provider as AWSCURRENT")
         }
+        PendingFacts::Promoted => Some("it was promoted already and superseded since"),
         PendingFacts::Key { id, created } => match keys.iter().find(|k| k.id == id) {
             Some(k) if k.status == KeyStatus::Inactive => Some("its key was deactivated"),
             Some(_) => None,
@@ -238,8 +242,23 @@ pub fn recently_used(last: &LastUsed, now: SystemTime, idle_before: Duration) ->
 /// function (in the secret's tags) so it survives crashes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Records {
+    /// Keys rekey created for this secret (`rekey:created:<id>`), so that a
+    /// key that never became current (an abandoned rotation) or left the
+    /// labels (a rollback, an edit) is still known to be rekey's to retire.
+    pub created: BTreeMap<String, SystemTime>,
     pub superseded: BTreeMap<String, SystemTime>,
     pub inactive: BTreeMap<String, SystemTime>,
+}
+
+impl Records {
+    /// When `id` stopped being (or never became) the current key, as far as
+    /// the records say: its supersession, else its creation by rekey.
+    pub fn superseded_since(&self, id: &str) -> Option<SystemTime> {
+        self.superseded
+            .get(id)
+            .or_else(|| self.created.get(id))
+            .copied()
+    }
 }
 
 /// What cleanup may do to one secret's user's keys.
@@ -255,6 +274,9 @@ pub enum Action {
     Delete(String),
     /// Drop the records of a key that no longer exists.
     Forget(String),
+    /// Drop the timer records (superseded, inactive) of the current or
+    /// pending key: a rollback left them.
+    ForgetTimers(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,8 +323,9 @@ pub fn trusted_since(record: SystemTime, floor: SystemTime) -> SystemTime {
 }
 
 /// Decides cleanup for one secret (design invariants 1 and 6). A key is
-/// superseded when rekey recorded it so (`rekey:superseded:<id>`) or the
-/// AWSPREVIOUS version holds it: it is deactivated once `deactivate_after`
+/// superseded when rekey recorded it so (`rekey:superseded:<id>`), created
+/// it for this secret (`rekey:created:<id>`: it is not current, so it was
+/// superseded or abandoned), or the AWSPREVIOUS version holds it: it is deactivated once `deactivate_after`
 /// has passed since; any inactive key is deleted once `delete_after` has
 /// passed since it became inactive. A missing record starts its clock now.
 /// The AWSCURRENT and AWSPENDING keys are never touched, and their records
@@ -314,27 +337,29 @@ pub fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupPlan {
         if protected(&key.id) {
             continue;
         }
-        let superseded = input.previous == Some(key.id.as_str())
-            || input.records.superseded.contains_key(&key.id);
-        let (records, record, act, due, period) = match key.status {
-            KeyStatus::Active if superseded => (
-                &input.records.superseded,
+        let recorded = match key.status {
+            KeyStatus::Active => input.records.superseded_since(&key.id),
+            KeyStatus::Inactive => input.records.inactive.get(&key.id).copied(),
+        };
+        let (record, act, due, period) = match key.status {
+            KeyStatus::Active if recorded.is_none() && input.previous != Some(key.id.as_str()) => {
+                continue
+            }
+            KeyStatus::Active => (
                 Action::RecordSuperseded(key.id.clone()),
                 Action::Deactivate(key.id.clone()),
                 Due::Deactivation,
                 input.deactivate_after,
             ),
-            KeyStatus::Active => continue,
             KeyStatus::Inactive => (
-                &input.records.inactive,
                 Action::RecordInactive(key.id.clone()),
                 Action::Delete(key.id.clone()),
                 Due::Deletion,
                 input.delete_after,
             ),
         };
-        let since = match records.get(&key.id) {
-            Some(t) => trusted_since(*t, input.floor),
+        let since = match recorded {
+            Some(t) => trusted_since(t, input.floor),
             None => {
                 plan.actions.push(record);
                 input.now
@@ -351,15 +376,23 @@ pub fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupPlan {
             });
         }
     }
-    let stale: std::collections::BTreeSet<&String> = input
-        .records
-        .superseded
-        .keys()
-        .chain(input.records.inactive.keys())
-        .filter(|id| protected(id) || !input.keys.iter().any(|k| &k.id == *id))
+    let records = &input.records;
+    let gone: std::collections::BTreeSet<&String> = (records.created.keys())
+        .chain(records.superseded.keys())
+        .chain(records.inactive.keys())
+        .filter(|id| !input.keys.iter().any(|k| &k.id == *id))
+        .collect();
+    let timers_of_protected: std::collections::BTreeSet<&String> = (records.superseded.keys())
+        .chain(records.inactive.keys())
+        .filter(|id| protected(id) && input.keys.iter().any(|k| &k.id == *id))
         .collect();
     plan.actions
-        .extend(stale.into_iter().map(|id| Action::Forget(id.clone())));
+        .extend(gone.into_iter().map(|id| Action::Forget(id.clone())));
+    plan.actions.extend(
+        timers_of_protected
+            .into_iter()
+            .map(|id| Action::ForgetTimers(id.clone())),
+    );
     plan
 }
 
@@ -637,10 +670,35 @@ mod tests {
             plan_cleanup(&input).actions,
             vec![
                 Action::Deactivate("PREV".into()),
-                Action::Forget("CUR".into()),
-                Action::Forget("PEND".into()),
+                Action::ForgetTimers("CUR".into()),
+                Action::ForgetTimers("PEND".into()),
             ]
         );
+    }
+
+    #[test]
+    fn a_key_rekey_made_that_is_no_longer_pending_is_retired() {
+        // An abandoned rotation's key (AWSPENDING removed, or a rollback or
+        // edit took the labels away): only its created record says it is
+        // rekey's. Its grace runs from that record, never before the floor.
+        let keys = [key("CUR", Active, 10), key("LOST", Active, 20)];
+        let mut rec = Records::default();
+        rec.created.insert("LOST".into(), at(20));
+        rec.created.insert("CUR".into(), at(10));
+        let mut input = cleanup_input(&keys, &rec, 100);
+        input.previous = None;
+        let plan = plan_cleanup(&input);
+        assert!(plan.actions.is_empty(), "{plan:?}");
+        assert_eq!(plan.waiting[0].at, at(120));
+        let mut input = cleanup_input(&keys, &rec, 120);
+        input.previous = None;
+        assert_eq!(
+            plan_cleanup(&input).actions,
+            vec![Action::Deactivate("LOST".into())]
+        );
+        // While it is pending it is left alone, record and all.
+        input.pending = Some("LOST");
+        assert!(plan_cleanup(&input).actions.is_empty());
     }
 
     #[test]
@@ -650,6 +708,7 @@ mod tests {
         let pending = |id| PendingFacts::Key { id, created: at(0) };
         assert_eq!(dead_pending(PendingFacts::Empty, &keys, settled), None);
         assert!(dead_pending(PendingFacts::Foreign, &keys, at(0)).is_some());
+        assert!(dead_pending(PendingFacts::Promoted, &keys, at(0)).is_some());
         assert!(dead_pending(pending("GONE"), &keys, settled).is_some());
         assert!(dead_pending(pending("OFF"), &keys, settled).is_some());
         assert_eq!(dead_pending(pending("CUR"), &keys, settled), None);
@@ -774,7 +833,11 @@ mod tests {
             let previous = id_of(Previous);
             let mut records = Records::default();
             for (i, t, kind) in recorded {
-                let map = if kind { &mut records.superseded } else { &mut records.inactive };
+                let map = match (kind, t % 3) {
+                    (true, 0) => &mut records.created,
+                    (true, _) => &mut records.superseded,
+                    (false, _) => &mut records.inactive,
+                };
                 map.insert(format!("K{i}"), at(t));
             }
             let pending = id_of(Pending);
@@ -792,11 +855,11 @@ mod tests {
             for action in &plan.actions {
                 match action {
                     Action::Deactivate(id) => {
-                        prop_assert!(Some(id) == previous.as_ref() || records.superseded.contains_key(id), "only a superseded key");
+                        prop_assert!(Some(id) == previous.as_ref() || records.superseded_since(id).is_some(), "only a superseded key");
                         prop_assert_ne!(Some(id), current.as_ref());
                         prop_assert_ne!(Some(id), pending.as_ref());
                         // A record earlier than the floor is not believed.
-                        let since = records.superseded.get(id).map_or(at(now), |t| (*t).max(at(floor)));
+                        let since = records.superseded_since(id).map_or(at(now), |t| t.max(at(floor)));
                         prop_assert!(at(now) >= since + Duration::from_secs(deactivate));
                     }
                     Action::Delete(id) => {
@@ -811,8 +874,9 @@ mod tests {
                         prop_assert_ne!(Some(id), current.as_ref());
                         prop_assert_ne!(Some(id), pending.as_ref());
                     }
-                    Action::Forget(id) => prop_assert!(
-                        !plain.iter().any(|k| &k.id == id) || Some(id) == current.as_ref() || Some(id) == pending.as_ref()
+                    Action::Forget(id) => prop_assert!(!plain.iter().any(|k| &k.id == id)),
+                    Action::ForgetTimers(id) => prop_assert!(
+                        Some(id) == current.as_ref() || Some(id) == pending.as_ref()
                     ),
                 }
             }

@@ -189,6 +189,9 @@ pub struct State {
     pub violations: Vec<String>,
     /// Every key the providers issued: its id and secret half.
     pub issued: Vec<(String, String)>,
+    /// Keys rekey made whose creation answer was lost: it never learned
+    /// their ids.
+    pub never_told: std::collections::BTreeSet<String>,
     serial: u64,
 }
 
@@ -218,6 +221,7 @@ impl Default for Sim {
             effects: Vec::new(),
             violations: Vec::new(),
             issued: Vec::new(),
+            never_told: Default::default(),
             serial: 0,
         })))
     }
@@ -419,6 +423,13 @@ impl State {
         let name = format!("rekey/admin/{}", kind.name());
         self.create_secret(&name, &value.to_string(), &[]);
         name
+    }
+
+    /// Whether rekey made the key `key_id` (deleted keys included).
+    pub fn key_made_by_rekey(&self, key_id: &str) -> bool {
+        self.effects
+            .iter()
+            .any(|e| e.key_id == key_id && e.what == "create" && e.actor == Actor::Rekey)
     }
 
     pub fn keys(&self, kind: ProviderKind, user: &str) -> &[Key] {
@@ -865,6 +876,9 @@ impl KeyProvider for SimProvider {
         let lost = self.sim.fault(Op::CreateKey)?;
         let mut s = self.sim.state();
         let created = s.issue_key(self.kind, user, Actor::Rekey);
+        if let (Some(_), Ok(key)) = (&lost, &created) {
+            s.never_told.insert(key.access_key_id.clone());
+        }
         if let Err(Error::KeyLimitReached(_)) = &created {
             s.violations
                 .push(format!("rekey hit the key limit of user {user}"));

@@ -13,6 +13,7 @@ use crate::model::{LastUsed, AWSCURRENT, AWSPENDING, TAG_MANAGED, TAG_PAUSED};
 use crate::plan::{self, timestamp, Action, CleanupInput, Due, Records};
 use crate::ports::{Clock, KeyProvider, Providers, SecretInfo, Select, Vault};
 
+pub(crate) const CREATED: &str = "rekey:created:";
 pub(crate) const SUPERSEDED: &str = "rekey:superseded:";
 pub(crate) const INACTIVE: &str = "rekey:inactive:";
 /// Secrets cleaned at once during a sweep.
@@ -28,7 +29,9 @@ pub(crate) fn load_records(info: &SecretInfo) -> Records {
         let Ok(when) = humantime::parse_rfc3339(value) else {
             continue;
         };
-        if let Some(id) = tag.strip_prefix(SUPERSEDED) {
+        if let Some(id) = tag.strip_prefix(CREATED) {
+            records.created.insert(id.to_owned(), when);
+        } else if let Some(id) = tag.strip_prefix(SUPERSEDED) {
             records.superseded.insert(id.to_owned(), when);
         } else if let Some(id) = tag.strip_prefix(INACTIVE) {
             records.inactive.insert(id.to_owned(), when);
@@ -144,7 +147,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         // the key list, so a key it holds is in that list.
         let pending = match info.version_with(AWSPENDING) {
             Some(v) if Some(v) != current_version => {
-                Some(self.in_progress(secret_id, v, &current).await?)
+                Some(self.in_progress(secret_id, &info, v, &current).await?)
             }
             _ => None,
         };
@@ -217,17 +220,14 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 Action::Delete(key) => {
                     provider.delete_key(user, &key).await?;
                     info!(key_id = key, user, "deleted the inactive key");
-                    untags.push(record_tag(SUPERSEDED, &key));
-                    untags.push(record_tag(INACTIVE, &key));
+                    untags.extend([CREATED, SUPERSEDED, INACTIVE].map(|p| record_tag(p, &key)));
                     report.deleted.push(key);
                 }
                 Action::Forget(key) => {
-                    untags.extend(
-                        [SUPERSEDED, INACTIVE]
-                            .iter()
-                            .map(|p| record_tag(p, &key))
-                            .filter(|t| info.tags.contains_key(t)),
-                    );
+                    untags.extend([CREATED, SUPERSEDED, INACTIVE].map(|p| record_tag(p, &key)));
+                }
+                Action::ForgetTimers(key) => {
+                    untags.extend([SUPERSEDED, INACTIVE].map(|p| record_tag(p, &key)));
                 }
             }
         }

@@ -12,7 +12,7 @@ use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::{self, KeyFacts, KeyRole, PendingFacts, RoomContext};
 use crate::ports::SecretInfo;
 use crate::ports::{Clock, KeyProvider, Providers, Select, Vault};
-use crate::steps::cleanup::load_records;
+use crate::steps::cleanup::{load_records, record_tag, CREATED};
 
 /// What createSecret found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         provider.ensure_managed(user, &info.arn).await?;
         // Read before the key list, so a key it holds is in that list.
         let pending = match state {
-            TokenState::Pending => Some(self.in_progress(secret_id, token, &current).await?),
+            TokenState::Pending => Some(self.in_progress(secret_id, &info, token, &current).await?),
             _ => None,
         };
         let keys = provider.list_keys(user).await?;
@@ -105,7 +105,10 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             .put_pending(secret_id, token, &next.to_secret_string())
             .await
         {
-            Ok(()) => Ok(Created::New { key_id, removed }),
+            Ok(()) => {
+                self.record_created(secret_id, &key_id).await;
+                Ok(Created::New { key_id, removed })
+            }
             Err(err) => {
                 // The write may have taken effect with its answer lost:
                 // delete the key only if the version is known not to hold
@@ -113,16 +116,22 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 // next attempt.
                 match self.pending_key(secret_id, token, &current).await {
                     Ok(Some(stored)) if stored == key_id => {
+                        self.record_created(secret_id, &key_id).await;
                         return Ok(Created::New { key_id, removed });
                     }
                     Ok(_) => {
                         warn!(key_id, user, error = %err, "storing the new key failed; deleting it");
                         if let Err(e) = provider.delete_key(user, &key_id).await {
                             warn!(key_id, user, error = %e, "could not delete the unstored key; the next attempt reclaims it");
+                            // Should an edit make it older than the current
+                            // version (no longer an orphan), the record
+                            // still has cleanup retire it.
+                            self.record_created(secret_id, &key_id).await;
                         }
                     }
                     Err(e) => {
                         warn!(key_id, user, error = %err, check = %e, "storing the new key failed and its state is unknown; the next attempt reclaims the key if it was not stored");
+                        self.record_created(secret_id, &key_id).await;
                     }
                 }
                 Err(err)
@@ -176,13 +185,22 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             if plan::is_orphan_candidate(f, current_created) {
                 f.last_used = Some(provider.last_used(user, &f.key.id).await?);
             }
+            // A key rekey made that is not an orphan (used, or older than
+            // the current version) was superseded or abandoned: it waits
+            // for cleanup like any superseded key.
+            if f.role == KeyRole::Unreferenced
+                && records.created.contains_key(&f.key.id)
+                && !plan::is_orphan(f, current_created)
+            {
+                f.role = KeyRole::Previous;
+            }
         }
-        let grace_ends = records
-            .superseded
+        let grace_ends = facts
             .iter()
-            .map(|(id, t)| {
-                let since = plan::trusted_since(*t, current_created);
-                (id.clone(), since + self.config.deactivate_after)
+            .filter_map(|f| {
+                let since = records.superseded_since(&f.key.id)?;
+                let since = plan::trusted_since(since, current_created);
+                Some((f.key.id.clone(), since + self.config.deactivate_after))
             })
             .collect();
         let ctx = RoomContext {
@@ -211,6 +229,18 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             removed.push(id);
         }
         Ok(removed)
+    }
+
+    /// Records that rekey made `key_id` for this secret, so that it is
+    /// retired even if it never becomes current (an abandoned rotation) or
+    /// leaves the labels (a rollback, an edit). Best effort: without the
+    /// record the key is still retired while AWSPREVIOUS holds it.
+    async fn record_created(&self, secret_id: &str, key_id: &str) {
+        let tag = record_tag(CREATED, key_id);
+        let now = plan::timestamp(self.clock.now());
+        if let Err(e) = self.vault.tag(secret_id, &[(tag, now)]).await {
+            warn!(key_id, error = %e, "could not record the new key; it is retired by its label only");
+        }
     }
 
     /// The new key the token's AWSPENDING version holds, if it holds one

@@ -71,7 +71,22 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             .read(secret_id, Select::Stage(AWSCURRENT))
             .await?
             .and_then(|v| ManagedSecret::parse(v.value.expose()).ok());
+        let old_key = previous
+            .as_ref()
+            .filter(|p| p.user_name == pending.user_name && p.provider == pending.provider)
+            .and_then(ManagedSecret::key_id)
+            .filter(|old| *old != new_key)
+            .map(str::to_owned);
 
+        // The record first (design invariant 6): once the old key is
+        // superseded, nothing can lose the fact, whatever labels move
+        // later. A failed record fails the step before anything changed.
+        if let Some(old) = &old_key {
+            let now = timestamp(self.clock.now());
+            self.vault
+                .tag(secret_id, &[(record_tag(SUPERSEDED, old), now)])
+                .await?;
+        }
         self.move_stage_checked(secret_id, AWSCURRENT, token, Some(&current_version), true)
             .await?;
         self.move_stage_checked(secret_id, AWSPENDING, token, None, false)
@@ -79,17 +94,13 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         info!(key_id = new_key, "promoted the new key to AWSCURRENT");
 
         let mut deactivated = None;
-        if let Some(old_key) = previous
-            .as_ref()
-            .filter(|p| p.user_name == pending.user_name && p.provider == pending.provider)
-            .and_then(ManagedSecret::key_id)
-        {
-            if old_key != new_key
+        if let Some(old) = old_key {
+            if self.config.deactivate_after.is_zero()
                 && self
-                    .after_promotion(secret_id, &info.arn, &pending, old_key)
+                    .deactivate_at_once(secret_id, &info.arn, &pending, &old)
                     .await
             {
-                deactivated = Some(old_key.to_owned());
+                deactivated = Some(old);
             }
         }
         Ok(Finished::Promoted { deactivated })
@@ -156,33 +167,30 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         provider.deactivate_key(user, key_id).await
     }
 
-    /// Starts the superseded key's grace period, or with a zero period
-    /// deactivates it at once (signed as the now current secret says).
-    /// Failures here leave the rotation finished: cleanup records or
-    /// deactivates on its next run. Returns whether the key was deactivated.
-    async fn after_promotion(
+    /// With `REKEY_DEACTIVATE_AFTER=0s`, deactivates the superseded key at
+    /// once (signed as the now current secret says) and records it
+    /// inactive. A failure leaves the rotation finished: the key's
+    /// superseded record has cleanup deactivate it. Returns whether it did.
+    async fn deactivate_at_once(
         &self,
         secret_id: &str,
         secret_arn: &str,
         current: &ManagedSecret,
         old_key: &str,
     ) -> bool {
+        if let Err(e) = self
+            .deactivate_own_key(secret_id, secret_arn, current, old_key)
+            .await
+        {
+            warn!(key_id = old_key, error = %e, "could not deactivate the superseded key; rekey-cleanup will");
+            return false;
+        }
+        info!(key_id = old_key, "deactivated the superseded key");
         let now = timestamp(self.clock.now());
-        let deactivate = self.config.deactivate_after.is_zero();
-        if deactivate {
-            let done = self
-                .deactivate_own_key(secret_id, secret_arn, current, old_key)
-                .await;
-            if let Err(e) = done {
-                warn!(key_id = old_key, error = %e, "could not deactivate the superseded key; rekey-cleanup will");
-                return false;
-            }
-            info!(key_id = old_key, "deactivated the superseded key");
-        }
-        let tag = record_tag(if deactivate { INACTIVE } else { SUPERSEDED }, old_key);
+        let tag = record_tag(INACTIVE, old_key);
         if let Err(e) = self.vault.tag(secret_id, &[(tag, now)]).await {
-            warn!(key_id = old_key, error = %e, "could not record when the key was superseded; rekey-cleanup will");
+            warn!(key_id = old_key, error = %e, "could not record when the key became inactive; rekey-cleanup will");
         }
-        deactivate
+        true
     }
 }

@@ -54,11 +54,15 @@ pub(crate) struct InProgress {
     pub key: Option<String>,
     /// Not a valid secret of the current user and provider.
     pub foreign: bool,
+    /// It was promoted already (it carries AWSPREVIOUS): a finish stopped
+    /// before taking AWSPENDING off, and the version was superseded since.
+    pub promoted: bool,
 }
 
 impl InProgress {
     pub fn facts(&self) -> PendingFacts<'_> {
         match (&self.key, self.foreign) {
+            _ if self.promoted => PendingFacts::Promoted,
             (_, true) => PendingFacts::Foreign,
             (Some(id), false) => PendingFacts::Key {
                 id,
@@ -253,6 +257,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     pub(crate) async fn in_progress(
         &self,
         secret_id: &str,
+        info: &SecretInfo,
         version: &str,
         current: &ManagedSecret,
     ) -> Result<InProgress> {
@@ -265,6 +270,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             created: SystemTime::UNIX_EPOCH,
             key: None,
             foreign: false,
+            promoted: info.has_stage(version, AWSPREVIOUS),
         };
         let Some(read) = read else {
             return Ok(found);

@@ -50,7 +50,7 @@ fn why(step: &str, service: &str, action: &str) -> Option<&'static str> {
             "AWSCURRENT (the key in use, never touched) and AWSPREVIOUS (the superseded key to retire)"
         }
         ("iam", "GetUser") if create || cleanup => {
-            "the user's path: rekey changes only users under REKEY_MANAGED_USER_PATH and says so when a secret names another (the role's policy is the second line of defence)"
+            "the user's path and tags: rekey changes only users under REKEY_MANAGED_USER_PATH whose rekey:owner tag names this secret, and says so when a secret names another (the role's policy is the second line of defence)"
         }
         ("iam", "ListAccessKeys") if create => {
             "the user's keys, their status and age: room under the limit of 2, which inactive key to delete first, orphans of an interrupted run"
@@ -61,6 +61,9 @@ fn why(step: &str, service: &str, action: &str) -> Option<&'static str> {
         ("iam", "CreateAccessKey") if create => "the new key",
         ("secretsmanager", "PutSecretValue") if create => {
             "stores the new key as the token's AWSPENDING version: its secret is returned once, and this is the only place it is kept"
+        }
+        ("secretsmanager", "TagResource") if create => {
+            "records that rekey made the new key for this secret (`rekey:created:<key id>`): if the rotation is abandoned, or a rollback or an edit takes the labels away, rekey-cleanup still knows the key is rekey's to retire"
         }
         ("sts", "GetCallerIdentity") if test => {
             "the key test, signed with the new key: REKEY_TEST_CONSECUTIVE (3) successes in a row, because a new IAM key can pass once and fail the next call while it propagates"
