@@ -471,9 +471,14 @@ impl State {
     ) {
         let what = if delete { "delete" } else { "deactivate" };
         if by == Actor::Rekey {
+            // Design invariant 1: the key of the user's *owning* secret's
+            // AWSCURRENT. A copy kept in another secret is not rekey's to
+            // protect (every function refuses such a secret).
+            let owning = rekey::ownership::owning_name("rekey/", kind, user);
             if let Some(s) = self
                 .secrets
                 .iter()
+                .filter(|s| s.name == owning)
                 .find(|s| s.key_with(AWSCURRENT).as_deref() == Some(key_id))
             {
                 self.violations.push(format!(

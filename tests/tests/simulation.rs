@@ -7,7 +7,7 @@
 //!
 //! `REKEY_SIM_SEEDS=n` runs n seeds (10,000 when `CI` is set, else 500);
 //! `REKEY_SIM_SEED=n` replays one seed and prints its trace;
-//! `REKEY_SIM_UNGATE=case3,case4` lifts the gates of `KNOWN_BUGS`.
+//! `REKEY_SIM_UNGATE=lost-create-then-edit` lifts that gate of `KNOWN_BUGS`.
 //! Randomness is a 10-line xorshift64* (no dependency).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -609,7 +609,8 @@ impl World {
             let m = &self.secrets[i];
             (m.arn.clone(), m.kind, m.user.clone())
         };
-        match self.rng.below(8) {
+        match self.rng.below(9) {
+            8 => self.second_secret(i),
             0 => {
                 let paused = self
                     .sim
@@ -845,6 +846,87 @@ impl World {
         }
         drop(s);
         self.note(format!("operator: pause {user} and roll back to {key}"));
+    }
+
+    /// An operator tries to enrol a second secret for a user (issue 12
+    /// case 2). The owning name is taken, so Secrets Manager refuses it; a
+    /// copy under any other name, tagged `rekey:managed`, is refused by
+    /// every function with `SecretNotOwner`, and no key is touched. The
+    /// copy is then untagged, as an operator would after the refusal.
+    fn second_secret(&mut self, i: usize) {
+        let (arn, kind, user) = {
+            let m = &self.secrets[i];
+            (m.arn.clone(), m.kind, m.user.clone())
+        };
+        let owning = rekey::ownership::owning_name("rekey/", kind, &user);
+        let (taken, value) = {
+            let s = self.sim.state();
+            let value = s
+                .secret(&arn)
+                .unwrap()
+                .with_stage(AWSCURRENT)
+                .and_then(|v| v.value.clone());
+            (s.secrets.iter().any(|x| x.name == owning), value)
+        };
+        if !taken {
+            self.sim
+                .state()
+                .violations
+                .push(format!("the owning name {owning} of {user} is free"));
+            return;
+        }
+        let Some(value) = value else { return };
+        let name = format!("team/{user}-{}", self.rng.below(1_000_000));
+        let stray =
+            self.sim
+                .state()
+                .create_secret(&name, &value, &[(rekey::model::TAG_MANAGED, "true")]);
+        self.note(format!("operator: enrol a second secret {name} for {user}"));
+        let rekey_effects = |s: &rekey_testkit::sim::State| {
+            s.effects.iter().filter(|e| e.actor == Actor::Rekey).count()
+        };
+        let before = rekey_effects(&self.sim.state());
+        let token = self.rng.token();
+        let pipeline_token = self.rng.token();
+        let calls = [
+            (
+                "create",
+                json!({"SecretId": stray, "ClientRequestToken": pipeline_token}),
+            ),
+            ("cleanup", json!({"SecretId": stray})),
+            (
+                "hook",
+                json!({"SecretId": stray, "ClientRequestToken": token, "Step": "createSecret"}),
+            ),
+        ];
+        for (function, event) in calls {
+            if function == "hook" {
+                // Rotation on, as Secrets Manager starts it for the hook.
+                self.sim.state().start_rotation(&stray, &token);
+            }
+            let out = match self.invoke(function, event) {
+                Ok(out) => out,
+                Err(e) => {
+                    self.sim.state().violations.push(e);
+                    return;
+                }
+            };
+            // An armed fault may strike first; anything else must be the
+            // refusal.
+            let refused = matches!(&out, Err(d) if d.error_type == "SecretNotOwner" || d.error_type == "ServiceUnavailable");
+            if !refused {
+                self.sim.state().violations.push(format!(
+                    "{function} on the second secret {name} of {user} was not refused with SecretNotOwner: {out:?}"
+                ));
+            }
+        }
+        let mut s = self.sim.state();
+        if rekey_effects(&s) != before {
+            s.violations.push(format!(
+                "rekey changed keys for the second secret {name} of {user}"
+            ));
+        }
+        s.set_tag(&stray, rekey::model::TAG_MANAGED, None);
     }
 
     fn step(&mut self) -> Result<(), String> {

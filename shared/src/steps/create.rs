@@ -99,39 +99,39 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let new_key = provider.create_key(user).await?;
         let key_id = new_key.access_key_id.clone();
         info!(key_id, user, "created a new access key");
+        // The record first: whatever happens to the key from here on (not
+        // stored, abandoned, relabelled), cleanup knows it is rekey's.
+        if let Err(err) = self.record_created(secret_id, &key_id).await {
+            warn!(key_id, user, error = %err, "could not record the new key; deleting it");
+            if let Err(e) = provider.delete_key(user, &key_id).await {
+                warn!(key_id, user, error = %e, "could not delete the unrecorded key; the next attempt reclaims it");
+            }
+            return Err(err);
+        }
         let next = current.with_credential(new_key);
         match self
             .vault
             .put_pending(secret_id, token, &next.to_secret_string())
             .await
         {
-            Ok(()) => {
-                self.record_created(secret_id, &key_id).await;
-                Ok(Created::New { key_id, removed })
-            }
+            Ok(()) => Ok(Created::New { key_id, removed }),
             Err(err) => {
                 // The write may have taken effect with its answer lost:
                 // delete the key only if the version is known not to hold
                 // it. When unsure, leave it: an orphan is reclaimed by the
-                // next attempt.
+                // next attempt, and the record has cleanup retire it.
                 match self.pending_key(secret_id, token, &current).await {
                     Ok(Some(stored)) if stored == key_id => {
-                        self.record_created(secret_id, &key_id).await;
                         return Ok(Created::New { key_id, removed });
                     }
                     Ok(_) => {
                         warn!(key_id, user, error = %err, "storing the new key failed; deleting it");
                         if let Err(e) = provider.delete_key(user, &key_id).await {
                             warn!(key_id, user, error = %e, "could not delete the unstored key; the next attempt reclaims it");
-                            // Should an edit make it older than the current
-                            // version (no longer an orphan), the record
-                            // still has cleanup retire it.
-                            self.record_created(secret_id, &key_id).await;
                         }
                     }
                     Err(e) => {
                         warn!(key_id, user, error = %err, check = %e, "storing the new key failed and its state is unknown; the next attempt reclaims the key if it was not stored");
-                        self.record_created(secret_id, &key_id).await;
                     }
                 }
                 Err(err)
@@ -232,15 +232,12 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     }
 
     /// Records that rekey made `key_id` for this secret, so that it is
-    /// retired even if it never becomes current (an abandoned rotation) or
-    /// leaves the labels (a rollback, an edit). Best effort: without the
-    /// record the key is still retired while AWSPREVIOUS holds it.
-    async fn record_created(&self, secret_id: &str, key_id: &str) {
+    /// retired even if it is never stored, never becomes current (an
+    /// abandoned rotation) or leaves the labels (a rollback, an edit).
+    async fn record_created(&self, secret_id: &str, key_id: &str) -> Result<()> {
         let tag = record_tag(CREATED, key_id);
         let now = plan::timestamp(self.clock.now());
-        if let Err(e) = self.vault.tag(secret_id, &[(tag, now)]).await {
-            warn!(key_id, error = %e, "could not record the new key; it is retired by its label only");
-        }
+        self.vault.tag(secret_id, &[(tag, now)]).await
     }
 
     /// The new key the token's AWSPENDING version holds, if it holds one

@@ -63,7 +63,7 @@ fn why(step: &str, service: &str, action: &str) -> Option<&'static str> {
             "stores the new key as the token's AWSPENDING version: its secret is returned once, and this is the only place it is kept"
         }
         ("secretsmanager", "TagResource") if create => {
-            "records that rekey made the new key for this secret (`rekey:created:<key id>`): if the rotation is abandoned, or a rollback or an edit takes the labels away, rekey-cleanup still knows the key is rekey's to retire"
+            "records that rekey made the new key for this secret (`rekey:created:<key id>`), before storing it: if it is never stored, the rotation is abandoned, or a rollback or an edit takes the labels away, rekey-cleanup still knows the key is rekey's to retire"
         }
         ("sts", "GetCallerIdentity") if test => {
             "the key test, signed with the new key: REKEY_TEST_CONSECUTIVE (3) successes in a row, because a new IAM key can pass once and fail the next call while it propagates"
