@@ -148,10 +148,10 @@ fn why_kept(f: &KeyFacts, ctx: &RoomContext<'_>) -> String {
         KeyRole::Pending => "is the AWSPENDING key of the rotation in progress".into(),
         KeyRole::Previous => match ctx.grace_ends.get(&f.key.id) {
             Some(end) => format!(
-                "is the AWSPREVIOUS key, still active in its grace period (ends {}; rekey-cleanup deactivates it then)",
+                "is a superseded key, still active in its grace period (ends {}; rekey-cleanup deactivates it then)",
                 timestamp(*end)
             ),
-            None => "is the AWSPREVIOUS key, still active in its grace period (its clock starts at the next rekey-cleanup run)".into(),
+            None => "is a superseded key, still active in its grace period (its clock starts at the next rekey-cleanup run)".into(),
         },
         KeyRole::Unreferenced
             if whole_seconds(f.key.created) <= whole_seconds(ctx.current_version_created) =>
@@ -250,14 +250,30 @@ pub struct Records {
     pub inactive: BTreeMap<String, SystemTime>,
 }
 
+/// How long after a key's creation rekey writes its `created` record at
+/// most (create records a key right after making it). A record outside
+/// this window was not written by rekey for that key, and a tag is no
+/// proof (anyone who may tag the secret can write one).
+pub const CREATED_RECORD_WINDOW: Duration = Duration::from_secs(10 * 60);
+
 impl Records {
-    /// When `id` stopped being (or never became) the current key, as far as
-    /// the records say: its supersession, else its creation by rekey.
-    pub fn superseded_since(&self, id: &str) -> Option<SystemTime> {
-        self.superseded
-            .get(id)
-            .or_else(|| self.created.get(id))
-            .copied()
+    /// Whether rekey recorded that it made `key` for this secret: a
+    /// `created` record written within `CREATED_RECORD_WINDOW` of the
+    /// key's creation, which the provider reports and no tag can change.
+    pub fn made_by_rekey(&self, key: &AccessKey) -> bool {
+        self.created.get(&key.id).is_some_and(|t| {
+            let made = key.created - Duration::from_secs(1); // providers date to the second
+            *t >= made && *t <= key.created + CREATED_RECORD_WINDOW
+        })
+    }
+
+    /// Whether `key` is rekey's to retire once it is neither current nor
+    /// pending: recorded superseded, or made by rekey (an abandoned
+    /// rotation's key, one rolled back from, one never stored) and settled
+    /// (a key just made may be between its record and its store).
+    pub fn retirable(&self, key: &AccessKey, now: SystemTime) -> bool {
+        self.superseded.contains_key(&key.id)
+            || (self.made_by_rekey(key) && key.created + PENDING_SETTLE <= now)
     }
 }
 
@@ -337,14 +353,17 @@ pub fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupPlan {
         if protected(&key.id) {
             continue;
         }
+        // A key known only by its `created` record starts its grace period
+        // when cleanup first sees it so (a rollback may have made it
+        // current until moments ago).
         let recorded = match key.status {
-            KeyStatus::Active => input.records.superseded_since(&key.id),
+            KeyStatus::Active => input.records.superseded.get(&key.id).copied(),
             KeyStatus::Inactive => input.records.inactive.get(&key.id).copied(),
         };
+        let superseded =
+            input.previous == Some(key.id.as_str()) || input.records.retirable(key, input.now);
         let (record, act, due, period) = match key.status {
-            KeyStatus::Active if recorded.is_none() && input.previous != Some(key.id.as_str()) => {
-                continue
-            }
+            KeyStatus::Active if !superseded => continue,
             KeyStatus::Active => (
                 Action::RecordSuperseded(key.id.clone()),
                 Action::Deactivate(key.id.clone()),
@@ -377,10 +396,18 @@ pub fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupPlan {
         }
     }
     let records = &input.records;
+    // A `created` record younger than PENDING_SETTLE may be a key the
+    // provider does not list yet: it is kept.
+    let young = |id: &String| {
+        records
+            .created
+            .get(id)
+            .is_some_and(|t| *t + PENDING_SETTLE > input.now)
+    };
     let gone: std::collections::BTreeSet<&String> = (records.created.keys())
         .chain(records.superseded.keys())
         .chain(records.inactive.keys())
-        .filter(|id| !input.keys.iter().any(|k| &k.id == *id))
+        .filter(|id| !input.keys.iter().any(|k| &k.id == *id) && !young(id))
         .collect();
     let timers_of_protected: std::collections::BTreeSet<&String> = (records.superseded.keys())
         .chain(records.inactive.keys())
@@ -542,7 +569,7 @@ mod tests {
         ];
         let b = make_room(&keys, &ctx()).expect_err("blocked");
         let msg = b.to_string();
-        assert!(msg.contains("PREV is the AWSPREVIOUS key"), "{msg}");
+        assert!(msg.contains("PREV is a superseded key"), "{msg}");
         assert!(msg.contains(&timestamp(at(90_000))), "{msg}");
         assert!(msg.contains("CUR is the AWSCURRENT key"), "{msg}");
     }
@@ -680,25 +707,54 @@ mod tests {
     fn a_key_rekey_made_that_is_no_longer_pending_is_retired() {
         // An abandoned rotation's key (AWSPENDING removed, or a rollback or
         // edit took the labels away): only its created record says it is
-        // rekey's. Its grace runs from that record, never before the floor.
+        // rekey's. Its grace runs from when cleanup first sees it so.
+        let settled = PENDING_SETTLE.as_secs() + 20;
         let keys = [key("CUR", Active, 10), key("LOST", Active, 20)];
         let mut rec = Records::default();
         rec.created.insert("LOST".into(), at(20));
         rec.created.insert("CUR".into(), at(10));
-        let mut input = cleanup_input(&keys, &rec, 100);
+        let mut input = cleanup_input(&keys, &rec, settled);
         input.previous = None;
         let plan = plan_cleanup(&input);
-        assert!(plan.actions.is_empty(), "{plan:?}");
-        assert_eq!(plan.waiting[0].at, at(120));
-        let mut input = cleanup_input(&keys, &rec, 120);
-        input.previous = None;
-        assert_eq!(
-            plan_cleanup(&input).actions,
-            vec![Action::Deactivate("LOST".into())]
-        );
+        assert_eq!(plan.actions, vec![Action::RecordSuperseded("LOST".into())]);
+        assert_eq!(plan.waiting[0].at, at(settled + 100));
         // While it is pending it is left alone, record and all.
         input.pending = Some("LOST");
         assert!(plan_cleanup(&input).actions.is_empty());
+        // Just made (it may be between its record and its store): left alone.
+        let mut input = cleanup_input(&keys, &rec, 30);
+        input.previous = None;
+        assert!(plan_cleanup(&input).actions.is_empty());
+    }
+
+    #[test]
+    fn a_created_record_counts_only_near_the_keys_creation() {
+        // A record written by hand for an operator's key long after it was
+        // made does not make it rekey's to retire.
+        let hand = key("HAND", Active, 20);
+        let mut rec = Records::default();
+        rec.created.insert("HAND".into(), at(5_000));
+        assert!(!rec.made_by_rekey(&hand));
+        rec.created.insert("HAND".into(), at(21));
+        assert!(rec.made_by_rekey(&hand));
+        rec.created.insert("HAND".into(), at(1));
+        assert!(!rec.made_by_rekey(&hand));
+    }
+
+    #[test]
+    fn a_young_created_record_of_an_unlisted_key_is_kept() {
+        // The provider may not list a key made moments ago.
+        let keys = [key("CUR", Active, 10)];
+        let mut rec = Records::default();
+        rec.created.insert("NEW".into(), at(100));
+        assert!(plan_cleanup(&cleanup_input(&keys, &rec, 200))
+            .actions
+            .is_empty());
+        let later = 100 + PENDING_SETTLE.as_secs();
+        assert_eq!(
+            plan_cleanup(&cleanup_input(&keys, &rec, later)).actions,
+            vec![Action::Forget("NEW".into())]
+        );
     }
 
     #[test]
@@ -855,11 +911,12 @@ mod tests {
             for action in &plan.actions {
                 match action {
                     Action::Deactivate(id) => {
-                        prop_assert!(Some(id) == previous.as_ref() || records.superseded_since(id).is_some(), "only a superseded key");
+                        let k = plain.iter().find(|k| &k.id == id).unwrap();
+                        prop_assert!(Some(id) == previous.as_ref() || records.retirable(k, at(now)), "only a superseded key");
                         prop_assert_ne!(Some(id), current.as_ref());
                         prop_assert_ne!(Some(id), pending.as_ref());
                         // A record earlier than the floor is not believed.
-                        let since = records.superseded_since(id).map_or(at(now), |t| t.max(at(floor)));
+                        let since = records.superseded.get(id).map_or(at(now), |t| (*t).max(at(floor)));
                         prop_assert!(at(now) >= since + Duration::from_secs(deactivate));
                     }
                     Action::Delete(id) => {

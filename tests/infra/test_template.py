@@ -136,6 +136,22 @@ class Template(unittest.TestCase):
         self.assertEqual(tag_keys("HookFunction"), {w + "*" for w in written})
         self.assertLessEqual({"rekey:superseded:*", "rekey:inactive:*"}, tag_keys("FinishFunction"))
 
+    def test_each_function_may_make_the_secrets_manager_calls_its_steps_make(self):
+        # What each function's code calls (steps/*.rs through the Vault):
+        # create and cleanup take AWSPENDING off a rotation that can never
+        # finish; finish moves the stages; the hook does all of it.
+        def granted(name):
+            return {a for st in statements(FUNCTIONS[name]) for a in actions(st) if a.startswith("secretsmanager:")}
+        common = {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"}
+        needs = {
+            "CreateFunction": common | {"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage", "secretsmanager:TagResource"},
+            "FinishFunction": common | {"secretsmanager:UpdateSecretVersionStage", "secretsmanager:TagResource"},
+            "CleanupFunction": common | {"secretsmanager:ListSecrets", "secretsmanager:UpdateSecretVersionStage", "secretsmanager:TagResource", "secretsmanager:UntagResource"},
+            "HookFunction": common | {"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage", "secretsmanager:TagResource"},
+        }
+        for name, actions_needed in needs.items():
+            self.assertLessEqual(actions_needed, granted(name), name)
+
     def test_rekey_test_only_reads_the_secret(self):
         granted = {a for st in statements(FUNCTIONS["TestFunction"]) for a in actions(st)}
         self.assertEqual(granted, {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "kms:Decrypt"})

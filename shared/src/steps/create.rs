@@ -176,20 +176,20 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         // orphan candidates.
         let previous_key = self.previous_key(secret_id, info, current).await?;
         let records = load_records(info);
-        let superseded =
-            |id: &str| previous_key.as_deref() == Some(id) || records.superseded.contains_key(id);
         for f in &mut facts {
-            if f.role == KeyRole::Unreferenced && superseded(&f.key.id) {
+            if f.role == KeyRole::Unreferenced && previous_key.as_deref() == Some(&f.key.id) {
                 f.role = KeyRole::Previous;
             }
             if plan::is_orphan_candidate(f, current_created) {
                 f.last_used = Some(provider.last_used(user, &f.key.id).await?);
             }
-            // A key rekey made that is not an orphan (used, or older than
-            // the current version) was superseded or abandoned: it waits
-            // for cleanup like any superseded key.
+            // A key known by rekey's records that is not an orphan (used, or
+            // older than the current version) was superseded or abandoned:
+            // it waits for cleanup like any superseded key. An orphan (never
+            // stored, never used) is reclaimed whatever its records say, so
+            // a token's retry never leaves a second key of its own.
             if f.role == KeyRole::Unreferenced
-                && records.created.contains_key(&f.key.id)
+                && (records.superseded.contains_key(&f.key.id) || records.made_by_rekey(&f.key))
                 && !plan::is_orphan(f, current_created)
             {
                 f.role = KeyRole::Previous;
@@ -198,7 +198,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let grace_ends = facts
             .iter()
             .filter_map(|f| {
-                let since = records.superseded_since(&f.key.id)?;
+                let since = *records.superseded.get(&f.key.id)?;
                 let since = plan::trusted_since(since, current_created);
                 Some((f.key.id.clone(), since + self.config.deactivate_after))
             })
