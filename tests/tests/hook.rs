@@ -178,7 +178,7 @@ async fn previous_key_in_grace_blocks_and_says_when_it_ends() {
     assert_error(
         hook(&app, "createSecret", &secret, &token).await,
         "KeyLimitReached",
-        &[&first.access_key_id, "AWSPREVIOUS", "grace period (ends"],
+        &[&first.access_key_id, "superseded key", "grace period (ends"],
     );
     assert_eq!(snapshot(&w, &secret, &user).await, before);
     w.assert_invariants(&secret, &user).await;
