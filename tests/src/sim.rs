@@ -353,9 +353,9 @@ impl State {
             )));
         }
         let prefix = match kind {
-            ProviderKind::Aws => "AKIA",
-            ProviderKind::Alibaba => "LTAI",
-            ProviderKind::SCloud => "SCK",
+            ProviderKind::Aws => "SIMAWS",
+            ProviderKind::Alibaba => "SIMRAM",
+            ProviderKind::SCloud => "SIMSCK",
         };
         let id = format!("{prefix}{serial:016X}");
         // Recognisable, unique and not derivable from the id.

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use super::{Driver, Rekey, TokenState};
 use crate::error::{Error, Result};
 use crate::model::AccessKey;
-use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
+use crate::model::{ManagedSecret, AWSCURRENT};
 use crate::plan::{self, KeyFacts, KeyRole, PendingFacts, RoomContext};
 use crate::ports::SecretInfo;
 use crate::ports::{Clock, KeyProvider, Providers, Select, Vault};
@@ -120,7 +120,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 // delete the key only if the version is known not to hold
                 // it. When unsure, leave it: an orphan is reclaimed by the
                 // next attempt, and the record has cleanup retire it.
-                match self.pending_key(secret_id, token, &current).await {
+                let stored = self.in_progress(secret_id, &info, token, &current).await;
+                match stored.map(|p| p.key) {
                     Ok(Some(stored)) if stored == key_id => {
                         return Ok(Created::New { key_id, removed });
                     }
@@ -238,32 +239,5 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let tag = record_tag(CREATED, key_id);
         let now = plan::timestamp(self.clock.now());
         self.vault.tag(secret_id, &[(tag, now)]).await
-    }
-
-    /// The new key the token's AWSPENDING version holds, if it holds one
-    /// (a version Secrets Manager made for the token holds no value, or a
-    /// copy of the current one).
-    async fn pending_key(
-        &self,
-        secret_id: &str,
-        token: &str,
-        current: &ManagedSecret,
-    ) -> Result<Option<String>> {
-        let Some(version) = self
-            .vault
-            .read(secret_id, Select::Version(token, AWSPENDING))
-            .await?
-        else {
-            return Ok(None);
-        };
-        let pending = self.parse(
-            secret_id,
-            &format!("version {token} (AWSPENDING)"),
-            &version,
-        )?;
-        Ok(pending
-            .key_id()
-            .filter(|id| Some(*id) != current.key_id())
-            .map(str::to_owned))
     }
 }

@@ -47,8 +47,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let (_, pending) = self
             .read_secret(secret_id, Select::Version(token, AWSPENDING))
             .await?;
-        // The version to promote must own its user, and so must the
-        // current one (a rotation never changes the user).
+        // The version to promote must own its user; the key it supersedes
+        // is retired only if the current version names the same user.
         self.check_owner(secret_id, &info, &pending)?;
         let Some(credential) = pending.credential.as_ref() else {
             return Err(Error::invalid_secret(
