@@ -308,7 +308,7 @@ fn valid_secret_prefix(name: &'static str, p: &str) -> Result<String> {
 
 /// The admin prefix must never hold an owning secret.
 fn secret_prefix_of_admins(owners: &str, admins: &str) -> Result<String> {
-    let clash = crate::model::ProviderKind::ALL
+    let clash = crate::model::Provider::ALL
         .iter()
         .map(|p| format!("{owners}{}/", p.name()))
         .find(|owning| admins.starts_with(owning.as_str()) || owning.starts_with(admins));

@@ -38,7 +38,7 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("secret {secret_id} names provider {provider:?}, which rekey does not support (supported: {})", crate::model::ProviderKind::names())]
+    #[error("secret {secret_id} names provider {provider:?}, which rekey does not support (supported: {})", crate::model::Provider::names())]
     UnknownProvider { secret_id: String, provider: String },
 
     #[error("secret {secret_id} does not own the keys it names: {reason}")]

@@ -16,12 +16,12 @@ use crate::error::{Error, Result};
 use crate::metrics::Record;
 use crate::model::MAX_SECRET_ID;
 use crate::ports::{Clock, Providers, Vault};
-use crate::providers::Registry;
+use crate::providers::LiveProviders;
 use crate::steps::{CleanupReport, Created, Driver, Finished, Probing, Rekey};
 use crate::vault::SecretsManager;
 
 /// The steps as deployed: Secrets Manager and every provider.
-pub type App = Rekey<SecretsManager, Registry>;
+pub type App = Rekey<SecretsManager, LiveProviders>;
 
 /// Reads the settings and builds the clients, once per process.
 pub async fn app_from_env() -> Result<App> {
@@ -29,7 +29,7 @@ pub async fn app_from_env() -> Result<App> {
     let sdk = crate::sdk::load_config().await;
     Ok(App::new(
         SecretsManager::new(&sdk),
-        Registry::new(&sdk, &config),
+        LiveProviders::new(&sdk, &config),
         config,
     ))
 }
@@ -201,7 +201,7 @@ pub async fn hook<V: Vault, P: Providers, C: Clock>(
                 .map(|c| count_created("hook", id, &c)),
             "setSecret" => app.set(id, token, Driver::Hook).await,
             "testSecret" => {
-                app.test(id, token, Driver::Hook, probe_until(app, deadline))
+                app.verify(id, token, Driver::Hook, probe_until(app, deadline))
                     .await
             }
             "finishSecret" => app
@@ -319,7 +319,7 @@ async fn pipeline<V: Vault, P: Providers, C: Clock>(
                 })
             }
             PipelineStep::Test => app
-                .test(&id, &token, Driver::Pipeline, Probing::Once)
+                .verify(&id, &token, Driver::Pipeline, Probing::Once)
                 .await
                 .map(|()| None),
             PipelineStep::Finish => app.finish(&id, &token, Driver::Pipeline).await.map(|f| {

@@ -70,7 +70,7 @@ pub enum LastUsed {
 
 /// The providers rekey can rotate keys for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ProviderKind {
+pub enum Provider {
     Aws,
     Alibaba,
     SCloud,
@@ -86,18 +86,14 @@ pub enum Signing {
     KeyPair,
 }
 
-impl ProviderKind {
-    pub const ALL: [ProviderKind; 3] = [
-        ProviderKind::Aws,
-        ProviderKind::Alibaba,
-        ProviderKind::SCloud,
-    ];
+impl Provider {
+    pub const ALL: [Provider; 3] = [Provider::Aws, Provider::Alibaba, Provider::SCloud];
 
     pub fn name(self) -> &'static str {
         match self {
-            ProviderKind::Aws => "aws",
-            ProviderKind::Alibaba => "alibaba",
-            ProviderKind::SCloud => "scloud",
+            Provider::Aws => "aws",
+            Provider::Alibaba => "alibaba",
+            Provider::SCloud => "scloud",
         }
     }
 
@@ -114,29 +110,29 @@ impl ProviderKind {
     /// The secret's JSON field that holds the key's secret half.
     pub fn secret_field(self) -> &'static str {
         match self {
-            ProviderKind::Aws => "SecretAccessKey",
-            ProviderKind::Alibaba | ProviderKind::SCloud => "AccessKeySecret",
+            Provider::Aws => "SecretAccessKey",
+            Provider::Alibaba | Provider::SCloud => "AccessKeySecret",
         }
     }
 
     pub fn signing(self) -> Signing {
         match self {
-            ProviderKind::Aws => Signing::Ambient,
-            ProviderKind::Alibaba | ProviderKind::SCloud => Signing::KeyPair,
+            Provider::Aws => Signing::Ambient,
+            Provider::Alibaba | Provider::SCloud => Signing::KeyPair,
         }
     }
 
     /// Whether its secrets may carry `ProjectId` (sent with every call).
     pub fn has_projects(self) -> bool {
-        self == ProviderKind::SCloud
+        self == Provider::SCloud
     }
 
     /// The provider's rule for access key ids.
     pub fn validate_key_id(self, id: &str) -> Result<(), String> {
         let (min, extra) = match self {
-            ProviderKind::Aws | ProviderKind::Alibaba => (16, ""),
+            Provider::Aws | Provider::Alibaba => (16, ""),
             // UCloud-style public keys may look like `someone@example.com1296...`.
-            ProviderKind::SCloud => (8, "@._+=/-"),
+            Provider::SCloud => (8, "@._+=/-"),
         };
         if (min..=128).contains(&id.len())
             && id
@@ -155,12 +151,12 @@ impl ProviderKind {
     pub fn validate_user_name(self, name: &str) -> Result<(), String> {
         match self {
             // 1..=128 characters of `[\w+=,.@-]`.
-            ProviderKind::Aws => check_name(name, 128, "_+=,.@-"),
+            Provider::Aws => check_name(name, 128, "_+=,.@-"),
             // RAM: 1..=64 characters of `[\w.-]` (an `@` marks a logon name).
-            ProviderKind::Alibaba => check_name(name, 64, "_.-"),
+            Provider::Alibaba => check_name(name, 64, "_.-"),
             // SCloud publishes no rule; UCloud-style names are short words
             // or e-mail addresses.
-            ProviderKind::SCloud => check_name(name, 64, "_.@-"),
+            Provider::SCloud => check_name(name, 64, "_.@-"),
         }
     }
 }
@@ -193,7 +189,7 @@ pub enum SecretFormatError {
 /// Fields rekey does not know are kept as they are.
 #[derive(Clone, PartialEq)]
 pub struct ManagedSecret {
-    pub provider: ProviderKind,
+    pub provider: Provider,
     pub user_name: String,
     pub credential: Option<Credential>,
     /// Another secret whose AWSCURRENT holds the key pair that signs the
@@ -225,7 +221,7 @@ pub const MAX_SECRET_ID: usize = 2048;
 
 impl ManagedSecret {
     /// A secret for `user` with no key yet.
-    pub fn new(provider: ProviderKind, user_name: &str) -> Self {
+    pub fn new(provider: Provider, user_name: &str) -> Self {
         let mut fields = Map::new();
         fields.insert(F_PROVIDER.into(), provider.name().into());
         fields.insert(F_USER.into(), user_name.into());
@@ -256,9 +252,9 @@ impl ManagedSecret {
             )));
         };
         let provider = match fields.get(F_PROVIDER) {
-            None | Some(Value::Null) => ProviderKind::Aws,
+            None | Some(Value::Null) => Provider::Aws,
             Some(Value::String(p)) => {
-                ProviderKind::parse(p).ok_or_else(|| UnknownProvider(truncate(p, 40)))?
+                Provider::parse(p).ok_or_else(|| UnknownProvider(truncate(p, 40)))?
             }
             Some(other) => {
                 return Err(Invalid(format!(
@@ -314,7 +310,7 @@ impl ManagedSecret {
     /// The key pair held by an admin secret (`AdminSecretId`): a JSON object
     /// with `AccessKeyId` and the provider's secret field. Other fields are
     /// ignored.
-    pub fn parse_key_pair(text: &str, provider: ProviderKind) -> Result<Credential, String> {
+    pub fn parse_key_pair(text: &str, provider: Provider) -> Result<Credential, String> {
         let invalid = |e: SecretFormatError| match e {
             SecretFormatError::Invalid(why) | SecretFormatError::UnknownProvider(why) => why,
         };
@@ -369,7 +365,7 @@ impl ManagedSecret {
 /// `AccessKeyId` and the provider's secret field: both or neither.
 fn credential_fields(
     fields: &Map<String, Value>,
-    provider: ProviderKind,
+    provider: Provider,
 ) -> Result<Option<Credential>, SecretFormatError> {
     let secret_field = provider.secret_field();
     let key_id = string_field(fields, F_KEY_ID)?;
@@ -440,7 +436,7 @@ mod tests {
             r#"{"UserName":"alice","AccessKeyId":"TESTKEY0000000000001","SecretAccessKey":"s3cr3t","Team":"ops"}"#,
         )
         .unwrap();
-        assert_eq!(s.provider, ProviderKind::Aws);
+        assert_eq!(s.provider, Provider::Aws);
         assert_eq!(s.user_name, "alice");
         assert_eq!(s.key_id(), Some("TESTKEY0000000000001"));
         let next = s.with_credential(Credential {
@@ -515,7 +511,7 @@ mod tests {
             r#"{"Provider":"alibaba","UserName":"ops-bot","AccessKeyId":"LTAI5tTESTKEY000001","AccessKeySecret":"s3cr3t","AdminSecretId":"rekey/admin/ram"}"#,
         )
         .unwrap();
-        assert_eq!(s.provider, ProviderKind::Alibaba);
+        assert_eq!(s.provider, Provider::Alibaba);
         assert_eq!(s.key_id(), Some("LTAI5tTESTKEY000001"));
         assert_eq!(s.admin_secret_id.as_deref(), Some("rekey/admin/ram"));
         let next = s.with_credential(Credential {
@@ -579,7 +575,7 @@ mod tests {
             r#"{"Provider":"scloud","UserName":"ops@corp","AccessKeyId":"someone@example.com1296235120854146120","AccessKeySecret":"s3cr3t","ProjectId":"org-abc12"}"#,
         )
         .unwrap();
-        assert_eq!(s.provider, ProviderKind::SCloud);
+        assert_eq!(s.provider, Provider::SCloud);
         assert_eq!(s.project_id.as_deref(), Some("org-abc12"));
         assert_eq!(s.key_id(), Some("someone@example.com1296235120854146120"));
         let aws = ManagedSecret::parse(r#"{"UserName":"alice","ProjectId":"org-abc12"}"#).unwrap();
@@ -605,7 +601,7 @@ mod tests {
     fn an_admin_key_pair_needs_both_halves_and_never_echoes_them() {
         let pair = ManagedSecret::parse_key_pair(
             r#"{"AccessKeyId":"LTAI5tADMINKEY00001","AccessKeySecret":"adm1n","Note":"x"}"#,
-            ProviderKind::Alibaba,
+            Provider::Alibaba,
         )
         .unwrap();
         assert_eq!(pair.access_key_id, "LTAI5tADMINKEY00001");
@@ -622,7 +618,7 @@ mod tests {
                 "must be given together",
             ),
         ] {
-            let msg = ManagedSecret::parse_key_pair(text, ProviderKind::Alibaba).unwrap_err();
+            let msg = ManagedSecret::parse_key_pair(text, Provider::Alibaba).unwrap_err();
             assert!(msg.contains(want), "{text}: {msg}");
             assert!(!msg.contains("topsecretvalue"), "{msg}");
         }

@@ -16,13 +16,13 @@
 //! A secret that does not own its user is refused with `SecretNotOwner`
 //! before any change. Pure functions; the steps call them.
 
-use crate::model::{ManagedSecret, ProviderKind};
+use crate::model::{ManagedSecret, Provider};
 
 /// The IAM user tag that names the user's owning secret (its ARN).
 pub const OWNER_TAG: &str = "rekey:owner";
 
 /// The name of the secret that owns `user` of `provider`.
-pub fn owning_name(prefix: &str, provider: ProviderKind, user: &str) -> String {
+pub fn owning_name(prefix: &str, provider: Provider, user: &str) -> String {
     format!("{prefix}{}/{user}", provider.name())
 }
 
@@ -74,15 +74,15 @@ pub fn bad_owner_tag(user: &str, tag: Option<&str>, secret_arn: &str) -> Option<
 mod tests {
     use super::*;
 
-    fn secret(provider: ProviderKind, user: &str) -> ManagedSecret {
+    fn secret(provider: Provider, user: &str) -> ManagedSecret {
         ManagedSecret::new(provider, user)
     }
 
     #[test]
     fn only_the_derived_name_owns_a_user() {
-        let alice = secret(ProviderKind::Aws, "alice");
+        let alice = secret(Provider::Aws, "alice");
         assert_eq!(
-            owning_name("rekey/", ProviderKind::Aws, "alice"),
+            owning_name("rekey/", Provider::Aws, "alice"),
             "rekey/aws/alice"
         );
         assert_eq!(not_owner("rekey/", "rekey/aws/alice", &alice), None);
@@ -95,14 +95,14 @@ mod tests {
         assert!(not_owner(
             "rekey/",
             "rekey/aws/alice",
-            &secret(ProviderKind::Alibaba, "alice")
+            &secret(Provider::Alibaba, "alice")
         )
         .is_some());
         assert_eq!(
             not_owner(
                 "rekey/",
                 "rekey/alibaba/alice",
-                &secret(ProviderKind::Alibaba, "alice")
+                &secret(Provider::Alibaba, "alice")
             ),
             None
         );

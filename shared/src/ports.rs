@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::error::Result;
-use crate::model::{AccessKey, Credential, LastUsed, ManagedSecret, ProviderKind, Sensitive};
+use crate::model::{AccessKey, Credential, LastUsed, ManagedSecret, Provider, Sensitive};
 
 /// A secret's metadata, as DescribeSecret returns it.
 #[derive(Clone, Debug, Default)]
@@ -93,11 +93,11 @@ pub struct Signer {
 
 /// Every provider rekey can rotate keys for.
 pub trait Providers {
-    type Provider: KeyProvider;
+    type KeyApi: KeyApi;
     /// The provider of `kind`. `signer` signs its calls when
     /// `kind.signing()` is `KeyPair` (it is `None` for `Ambient`). Fails with
     /// `InvalidConfig` when a setting that provider needs is missing.
-    fn open(&self, kind: ProviderKind, signer: Option<Signer>) -> Result<Self::Provider>;
+    fn open(&self, kind: Provider, signer: Option<Signer>) -> Result<Self::KeyApi>;
     /// Authenticates with `credential`, a key of `secret`'s provider, and
     /// returns the user name it acts as (`secret` also gives the user it
     /// should be and its project, for providers that can only confirm a
@@ -106,7 +106,7 @@ pub trait Providers {
 }
 
 /// One provider's key management, for one signer.
-pub trait KeyProvider {
+pub trait KeyApi {
     /// The provider's per-user key limit.
     fn key_limit(&self) -> usize;
     /// Fails with `UserNotManaged` or `UserNotFound` unless rekey may

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rekey::config::{AlibabaSettings, Endpoint, SCloudSettings, UserPattern};
-use rekey::model::{AccessKey, Credential, KeyStatus, ProviderKind, Sensitive};
+use rekey::model::{AccessKey, Credential, KeyStatus, Provider, Sensitive};
 use rekey::Config;
 use serde_json::{json, Value};
 
@@ -25,7 +25,7 @@ pub const USER_PATTERN: &str = "ops-[0-9a-f]+";
 
 /// A running emulator of `kind` and its account's root key.
 pub struct Emulator {
-    pub kind: ProviderKind,
+    pub kind: Provider,
     pub endpoint: String,
     pub root: Credential,
     /// The keys a user may have.
@@ -44,13 +44,13 @@ impl Drop for Emulator {
 }
 
 /// The emulator of `kind` shared by this test process, started on first use.
-pub fn emulator(kind: ProviderKind) -> &'static Emulator {
+pub fn emulator(kind: Provider) -> &'static Emulator {
     static ALIBABA: OnceLock<Emulator> = OnceLock::new();
     static SCLOUD: OnceLock<Emulator> = OnceLock::new();
     match kind {
-        ProviderKind::Alibaba => ALIBABA.get_or_init(|| Emulator::start(kind)),
-        ProviderKind::SCloud => SCLOUD.get_or_init(|| Emulator::start(kind)),
-        ProviderKind::Aws => panic!("AWS is played by moto"),
+        Provider::Alibaba => ALIBABA.get_or_init(|| Emulator::start(kind)),
+        Provider::SCloud => SCLOUD.get_or_init(|| Emulator::start(kind)),
+        Provider::Aws => panic!("AWS is played by moto"),
     }
 }
 
@@ -78,16 +78,16 @@ impl Request {
 
 impl Emulator {
     /// A new emulator of its own (for tests that set faults).
-    pub fn start(kind: ProviderKind) -> Emulator {
+    pub fn start(kind: Provider) -> Emulator {
         Self::start_with(kind, &[])
     }
 
     /// A new emulator of its own, started with `args`.
-    pub fn start_with(kind: ProviderKind, args: &[&str]) -> Emulator {
+    pub fn start_with(kind: Provider, args: &[&str]) -> Emulator {
         let script = match kind {
-            ProviderKind::Alibaba => "alibaba_emulator.py",
-            ProviderKind::SCloud => "scloud_emulator.py",
-            ProviderKind::Aws => panic!("AWS is played by moto"),
+            Provider::Alibaba => "alibaba_emulator.py",
+            Provider::SCloud => "scloud_emulator.py",
+            Provider::Aws => panic!("AWS is played by moto"),
         };
         let (child, info) = start_support_server(script, args);
         Emulator {
@@ -109,21 +109,21 @@ impl Emulator {
         let endpoint = Endpoint::new("test", endpoint).unwrap();
         let mut config = test_config();
         match self.kind {
-            ProviderKind::Alibaba => {
+            Provider::Alibaba => {
                 config.alibaba = AlibabaSettings {
                     user_pattern: pattern,
                     ram_endpoint: endpoint.clone(),
                     sts_endpoint: endpoint,
                 }
             }
-            ProviderKind::SCloud => {
+            Provider::SCloud => {
                 config.scloud = SCloudSettings {
                     user_pattern: pattern,
                     endpoint,
                     key_limit: 2,
                 }
             }
-            ProviderKind::Aws => unreachable!(),
+            Provider::Aws => unreachable!(),
         }
         config
     }
@@ -136,7 +136,7 @@ impl Emulator {
     /// The setting that names the users of this provider rekey manages.
     pub fn pattern_setting(&self) -> &'static str {
         match self.kind {
-            ProviderKind::Alibaba => rekey::config::ALIBABA_USER_PATTERN,
+            Provider::Alibaba => rekey::config::ALIBABA_USER_PATTERN,
             _ => rekey::config::SCLOUD_USER_PATTERN,
         }
     }

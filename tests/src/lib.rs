@@ -20,9 +20,9 @@ use aws_credential_types::Credentials;
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_secretsmanager::types::{RotationRulesType, Tag};
 use rekey::model::{
-    AccessKey, Credential, KeyStatus, ProviderKind, Sensitive, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
+    AccessKey, Credential, KeyStatus, Provider, Sensitive, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
 };
-use rekey::providers::Registry;
+use rekey::providers::LiveProviders;
 use rekey::vault::SecretsManager;
 use rekey::{Config, Rekey};
 use serde_json::Value;
@@ -166,7 +166,7 @@ pub fn test_config() -> Config {
     }
 }
 
-pub type App = Rekey<SecretsManager, Registry>;
+pub type App = Rekey<SecretsManager, LiveProviders>;
 
 /// One test's view of moto: admin clients and helpers. Build one per test
 /// (SDK clients belong to the runtime that made them).
@@ -248,7 +248,7 @@ impl World {
     pub fn app(&self, config: Config) -> App {
         Rekey::new(
             SecretsManager::new(&self.sdk),
-            Registry::new(&self.sdk, &config),
+            LiveProviders::new(&self.sdk, &config),
             config,
         )
     }
@@ -259,7 +259,7 @@ impl World {
         let sdk = sdk_config_at(&proxy.endpoint, &moto().admin).await;
         Rekey::new(
             SecretsManager::new(&sdk),
-            Registry::new(&sdk, &config),
+            LiveProviders::new(&sdk, &config),
             config,
         )
     }
@@ -359,7 +359,7 @@ impl World {
     /// its `rekey:owner` tag names the secret. Returns the secret's ARN.
     pub async fn secret(&self, value: &Value, tags: &[(&str, &str)]) -> String {
         let provider = value["Provider"].as_str().unwrap_or("aws");
-        let (name, aws_user) = match (value["UserName"].as_str(), ProviderKind::parse(provider)) {
+        let (name, aws_user) = match (value["UserName"].as_str(), Provider::parse(provider)) {
             // A user name no secret name can hold (an invalid one) owns nothing.
             (Some(user), Some(kind))
                 if !user.is_empty()
@@ -369,7 +369,7 @@ impl World {
             {
                 (
                     rekey::ownership::owning_name(OWNING_PREFIX, kind, user),
-                    (kind == ProviderKind::Aws).then_some(user),
+                    (kind == Provider::Aws).then_some(user),
                 )
             }
             _ => (

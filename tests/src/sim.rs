@@ -15,11 +15,11 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use rekey::model::{
-    AccessKey, Credential, KeyStatus, LastUsed, ManagedSecret, ProviderKind, Sensitive, AWSCURRENT,
+    AccessKey, Credential, KeyStatus, LastUsed, ManagedSecret, Provider, Sensitive, AWSCURRENT,
     AWSPENDING, AWSPREVIOUS, TAG_MANAGED,
 };
 use rekey::ports::Vault;
-use rekey::ports::{Clock, KeyProvider, Providers, SecretInfo, SecretVersion, Select, Signer};
+use rekey::ports::{Clock, KeyApi, Providers, SecretInfo, SecretVersion, Select, Signer};
 use rekey::{Error, Result};
 
 /// The calls a fault can hit.
@@ -176,10 +176,10 @@ pub struct State {
     pub now: SystemTime,
     pub secrets: Vec<Secret>,
     /// (provider, user) -> keys, oldest first.
-    pub users: BTreeMap<(ProviderKind, String), Vec<Key>>,
-    pub limits: BTreeMap<ProviderKind, usize>,
+    pub users: BTreeMap<(Provider, String), Vec<Key>>,
+    pub limits: BTreeMap<Provider, usize>,
     /// The IAM user's `rekey:owner` tag: its owning secret's ARN.
-    pub owner_tags: BTreeMap<(ProviderKind, String), String>,
+    pub owner_tags: BTreeMap<(Provider, String), String>,
     /// One-shot faults: the next call of `Op` fails so.
     pub armed: Vec<(Op, Fault)>,
     /// How long the next key rekey creates takes to authenticate.
@@ -210,9 +210,9 @@ impl Default for Sim {
             secrets: Vec::new(),
             users: BTreeMap::new(),
             limits: [
-                (ProviderKind::Aws, 2),
-                (ProviderKind::Alibaba, 2),
-                (ProviderKind::SCloud, 3),
+                (Provider::Aws, 2),
+                (Provider::Alibaba, 2),
+                (Provider::SCloud, 3),
             ]
             .into(),
             owner_tags: BTreeMap::new(),
@@ -333,7 +333,7 @@ impl State {
     }
 
     /// A new key for `user`, refused at the provider's limit.
-    fn issue_key(&mut self, kind: ProviderKind, user: &str, by: Actor) -> Result<Credential> {
+    fn issue_key(&mut self, kind: Provider, user: &str, by: Actor) -> Result<Credential> {
         let limit = self.limits[&kind];
         let serial = self.next_serial();
         let delay = match by {
@@ -353,9 +353,9 @@ impl State {
             )));
         }
         let prefix = match kind {
-            ProviderKind::Aws => "SIMAWS",
-            ProviderKind::Alibaba => "SIMRAM",
-            ProviderKind::SCloud => "SIMSCK",
+            Provider::Aws => "SIMAWS",
+            Provider::Alibaba => "SIMRAM",
+            Provider::SCloud => "SIMSCK",
         };
         let id = format!("{prefix}{serial:016X}");
         // Recognisable, unique and not derivable from the id.
@@ -385,7 +385,7 @@ impl State {
 
     /// A user with one key, and a managed secret (named after the user)
     /// holding it. Returns the secret's ARN.
-    pub fn enrol(&mut self, kind: ProviderKind, user: &str, extra: &[(&str, &str)]) -> String {
+    pub fn enrol(&mut self, kind: Provider, user: &str, extra: &[(&str, &str)]) -> String {
         self.users.insert((kind, user.to_owned()), Vec::new());
         let key = self
             .issue_key(kind, user, Actor::Operator)
@@ -412,7 +412,7 @@ impl State {
 
     /// An admin user whose key pair, in an unmanaged secret, signs a
     /// provider's calls. Returns the secret's name.
-    pub fn admin_secret(&mut self, kind: ProviderKind) -> String {
+    pub fn admin_secret(&mut self, kind: Provider) -> String {
         let user = format!("admin-{}", kind.name());
         self.users.insert((kind, user.clone()), Vec::new());
         let key = self
@@ -432,14 +432,14 @@ impl State {
             .any(|e| e.key_id == key_id && e.what == "create" && e.actor == Actor::Rekey)
     }
 
-    pub fn keys(&self, kind: ProviderKind, user: &str) -> &[Key] {
+    pub fn keys(&self, kind: Provider, user: &str) -> &[Key] {
         self.users
             .get(&(kind, user.to_owned()))
             .map(Vec::as_slice)
             .unwrap_or(&[])
     }
 
-    fn find_key(&self, kind: ProviderKind, key_id: &str) -> Option<(&str, &Key)> {
+    fn find_key(&self, kind: Provider, key_id: &str) -> Option<(&str, &Key)> {
         self.users
             .iter()
             .filter(|((k, _), _)| *k == kind)
@@ -451,7 +451,7 @@ impl State {
     }
 
     /// Whether `credential` authenticates now, and as whom.
-    fn authenticates(&self, kind: ProviderKind, credential: &Credential) -> Option<String> {
+    fn authenticates(&self, kind: Provider, credential: &Credential) -> Option<String> {
         let (user, key) = self.find_key(kind, &credential.access_key_id)?;
         (key.secret == credential.secret.expose()
             && key.status == KeyStatus::Active
@@ -463,7 +463,7 @@ impl State {
     /// secret's AWSCURRENT holds is a violation (design invariant 1).
     pub fn change_key(
         &mut self,
-        kind: ProviderKind,
+        kind: Provider,
         user: &str,
         key_id: &str,
         delete: bool,
@@ -508,7 +508,7 @@ impl State {
     }
 
     /// An operator turning a key back on (a rollback does).
-    pub fn reactivate(&mut self, kind: ProviderKind, user: &str, key_id: &str) {
+    pub fn reactivate(&mut self, kind: Provider, user: &str, key_id: &str) {
         if let Some(k) = self
             .users
             .get_mut(&(kind, user.to_owned()))
@@ -558,7 +558,7 @@ impl State {
     }
 
     /// An operator creating a key by hand (nothing happens at the limit).
-    pub fn create_key_by_hand(&mut self, kind: ProviderKind, user: &str) -> Option<String> {
+    pub fn create_key_by_hand(&mut self, kind: Provider, user: &str) -> Option<String> {
         self.issue_key(kind, user, Actor::Operator)
             .ok()
             .map(|c| c.access_key_id)
@@ -782,16 +782,16 @@ impl Vault for Sim {
 }
 
 /// One provider's key management, as opened for a secret.
-pub struct SimProvider {
+pub struct SimKeyApi {
     sim: Sim,
-    kind: ProviderKind,
+    kind: Provider,
 }
 
 impl Providers for Sim {
-    type Provider = SimProvider;
+    type KeyApi = SimKeyApi;
 
     /// A key-pair provider refuses a signer that does not authenticate.
-    fn open(&self, kind: ProviderKind, signer: Option<Signer>) -> Result<SimProvider> {
+    fn open(&self, kind: Provider, signer: Option<Signer>) -> Result<SimKeyApi> {
         if kind.signing() == rekey::model::Signing::KeyPair {
             let signer = signer.expect("the steps give key-pair providers a signer");
             if self
@@ -808,7 +808,7 @@ impl Providers for Sim {
                 });
             }
         }
-        Ok(SimProvider {
+        Ok(SimKeyApi {
             sim: self.clone(),
             kind,
         })
@@ -839,7 +839,7 @@ impl Providers for Sim {
     }
 }
 
-impl KeyProvider for SimProvider {
+impl KeyApi for SimKeyApi {
     fn key_limit(&self) -> usize {
         self.sim.0.borrow().limits[&self.kind]
     }
@@ -852,7 +852,7 @@ impl KeyProvider for SimProvider {
             return Err(Error::UserNotFound { user: user.into() });
         }
         let tag = s.owner_tags.get(&(self.kind, user.to_owned()));
-        if self.kind == ProviderKind::Aws && tag.map(String::as_str) != Some(owner) {
+        if self.kind == Provider::Aws && tag.map(String::as_str) != Some(owner) {
             return Err(Error::SecretNotOwner {
                 secret_id: owner.to_owned(),
                 reason: format!("user {user}'s rekey:owner tag is {tag:?}"),
@@ -910,7 +910,7 @@ impl KeyProvider for SimProvider {
     /// IAM and RAM say when a key was last used; SCloud cannot tell.
     async fn last_used(&self, user: &str, key_id: &str) -> Result<LastUsed> {
         self.sim.fault(Op::LastUsed)?;
-        if self.kind == ProviderKind::SCloud {
+        if self.kind == Provider::SCloud {
             return Ok(LastUsed::Unknown);
         }
         let s = self.sim.0.borrow();
@@ -923,7 +923,7 @@ impl KeyProvider for SimProvider {
             None => LastUsed::Never,
             Some(when) => LastUsed::At {
                 when,
-                service: (self.kind == ProviderKind::Aws).then(|| "sts".to_owned()),
+                service: (self.kind == Provider::Aws).then(|| "sts".to_owned()),
             },
         })
     }

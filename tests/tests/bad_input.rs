@@ -6,7 +6,7 @@ mod common;
 
 use common::pipeline;
 use lambda_runtime::{Context, LambdaEvent};
-use rekey::model::ProviderKind;
+use rekey::model::Provider;
 use rekey_testkit::proxy::Proxy;
 use rekey_testkit::{moto, test_config, World, MANAGED_PATH};
 use serde_json::{json, Value};
@@ -251,7 +251,7 @@ async fn malformed_input_is_refused_clearly_without_changes() {
             .await;
         refused.push((secret, "SecretNotOwner", "rekey/aws/"));
         let untagged = w.user(MANAGED_PATH).await;
-        let owning = rekey::ownership::owning_name("rekey/", ProviderKind::Aws, &untagged);
+        let owning = rekey::ownership::owning_name("rekey/", Provider::Aws, &untagged);
         let value = json!({ "UserName": untagged });
         let secret = w.secret_named(&owning, &value, &managed).await;
         refused.push((secret, "SecretNotOwner", "tag-user"));

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
-use rekey::model::{Credential, ProviderKind, AWSCURRENT, AWSPENDING};
+use rekey::model::{Credential, Provider, AWSCURRENT, AWSPENDING};
 use rekey_testkit::emulator::emulator;
 use rekey_testkit::proxy::{Call, Fault, Proxy, Target};
 use rekey_testkit::{moto, test_config, World, MANAGED_PATH};
@@ -78,22 +78,22 @@ impl Kind {
 
 /// Whose keys are rotated, and how rekey signs its calls.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Provider {
+enum Subject {
     Aws,
     /// A provider on its emulator, signed with an admin key
     /// (`AdminSecretId`) or, without one, with the user's own key.
     Emulated {
-        kind: ProviderKind,
+        kind: Provider,
         admin: bool,
     },
 }
 
-impl Provider {
+impl Subject {
     /// A user with one key and a managed secret holding it.
     async fn enrolled(self, w: &World) -> (String, Credential, String) {
         match self {
-            Provider::Aws => w.enrolled(MANAGED_PATH).await,
-            Provider::Emulated { kind, admin } => {
+            Subject::Aws => w.enrolled(MANAGED_PATH).await,
+            Subject::Emulated { kind, admin } => {
                 let e = emulator(kind);
                 let admin = match admin {
                     true => Some(w.admin_secret(e).await),
@@ -106,29 +106,29 @@ impl Provider {
 
     async fn proxy(self) -> Proxy {
         match self {
-            Provider::Aws => Proxy::start(&moto().endpoint).await,
-            Provider::Emulated { kind, .. } => Proxy::start(&emulator(kind).endpoint).await,
+            Subject::Aws => Proxy::start(&moto().endpoint).await,
+            Subject::Emulated { kind, .. } => Proxy::start(&emulator(kind).endpoint).await,
         }
     }
 
     async fn app(self, w: &World, proxy: &Proxy) -> rekey_testkit::App {
         match self {
-            Provider::Aws => w.app_via(proxy, test_config()).await,
-            Provider::Emulated { kind, .. } => w.app(emulator(kind).config_at(&proxy.endpoint)),
+            Subject::Aws => w.app_via(proxy, test_config()).await,
+            Subject::Emulated { kind, .. } => w.app(emulator(kind).config_at(&proxy.endpoint)),
         }
     }
 
     async fn key_ids(self, w: &World, user: &str) -> Vec<String> {
         match self {
-            Provider::Aws => w.key_ids(user).await,
-            Provider::Emulated { kind, .. } => emulator(kind).key_ids(user).await,
+            Subject::Aws => w.key_ids(user).await,
+            Subject::Emulated { kind, .. } => emulator(kind).key_ids(user).await,
         }
     }
 
     async fn authenticates(self, w: &World, key: &Credential) -> bool {
         match self {
-            Provider::Aws => w.whoami(key).await.is_some(),
-            Provider::Emulated { kind, .. } => emulator(kind).check(key).await.is_ok(),
+            Subject::Aws => w.whoami(key).await.is_some(),
+            Subject::Emulated { kind, .. } => emulator(kind).check(key).await.is_ok(),
         }
     }
 }
@@ -178,7 +178,7 @@ async fn drive(driver: Driver, app: &rekey_testkit::App, secret: &str, token: &s
 /// Runs one rotation through a proxy with `fault` at call `k`.
 async fn run(
     w: &World,
-    provider: Provider,
+    provider: Subject,
     driver: Driver,
     k: Option<usize>,
     fault: Option<Kind>,
@@ -241,7 +241,7 @@ struct Rotation {
 /// The invariants after one cell; `Ok` names how the rotation ended.
 async fn check(
     w: &World,
-    provider: Provider,
+    provider: Subject,
     rotation: &Rotation,
     finished: bool,
     calls: &[Call],
@@ -347,7 +347,7 @@ fn rand_u128() -> u128 {
 
 /// Runs the matrix for one provider and driver and prints it; fails on any
 /// violation. A rotation makes at least `min_calls` calls.
-async fn matrix(provider: Provider, driver: Driver, name: &str, min_calls: usize) {
+async fn matrix(provider: Subject, driver: Driver, name: &str, min_calls: usize) {
     let w = World::new().await;
     let (baseline, calls) = run(&w, provider, driver, None, None).await;
     assert_eq!(
@@ -405,7 +405,7 @@ async fn matrix(provider: Provider, driver: Driver, name: &str, min_calls: usize
 #[tokio::test]
 async fn every_call_of_a_hook_rotation_survives_every_fault() {
     matrix(
-        Provider::Aws,
+        Subject::Aws,
         Driver::Hook,
         "rekey-hook (Secrets Manager retries the rotation)",
         12,
@@ -416,7 +416,7 @@ async fn every_call_of_a_hook_rotation_survives_every_fault() {
 #[tokio::test]
 async fn every_call_of_a_pipeline_rotation_survives_every_fault() {
     matrix(
-        Provider::Aws,
+        Subject::Aws,
         Driver::Pipeline,
         "rekey-create/test/finish (Step Functions retries the state)",
         12,
@@ -427,8 +427,8 @@ async fn every_call_of_a_pipeline_rotation_survives_every_fault() {
 #[tokio::test]
 async fn every_ram_call_of_an_alibaba_hook_rotation_survives_every_fault() {
     matrix(
-        Provider::Emulated {
-            kind: ProviderKind::Alibaba,
+        Subject::Emulated {
+            kind: Provider::Alibaba,
             admin: true,
         },
         Driver::Hook,
@@ -441,8 +441,8 @@ async fn every_ram_call_of_an_alibaba_hook_rotation_survives_every_fault() {
 #[tokio::test]
 async fn every_ram_call_of_an_alibaba_pipeline_rotation_survives_every_fault() {
     matrix(
-        Provider::Emulated {
-            kind: ProviderKind::Alibaba,
+        Subject::Emulated {
+            kind: Provider::Alibaba,
             admin: true,
         },
         Driver::Pipeline,
@@ -455,8 +455,8 @@ async fn every_ram_call_of_an_alibaba_pipeline_rotation_survives_every_fault() {
 #[tokio::test]
 async fn every_scloud_call_of_a_hook_rotation_survives_every_fault() {
     matrix(
-        Provider::Emulated {
-            kind: ProviderKind::SCloud,
+        Subject::Emulated {
+            kind: Provider::SCloud,
             admin: true,
         },
         Driver::Hook,
@@ -469,8 +469,8 @@ async fn every_scloud_call_of_a_hook_rotation_survives_every_fault() {
 #[tokio::test]
 async fn every_scloud_call_of_a_pipeline_self_rotation_survives_every_fault() {
     matrix(
-        Provider::Emulated {
-            kind: ProviderKind::SCloud,
+        Subject::Emulated {
+            kind: Provider::SCloud,
             admin: false,
         },
         Driver::Pipeline,
@@ -483,8 +483,8 @@ async fn every_scloud_call_of_a_pipeline_self_rotation_survives_every_fault() {
 #[tokio::test]
 async fn every_ram_call_of_an_alibaba_self_rotation_survives_every_fault() {
     matrix(
-        Provider::Emulated {
-            kind: ProviderKind::Alibaba,
+        Subject::Emulated {
+            kind: Provider::Alibaba,
             admin: false,
         },
         Driver::Hook,
@@ -538,7 +538,7 @@ async fn a_rotation_completes_under_thirty_percent_throttling() {
     );
     assert!(finished, "the rotation completes");
     assert_eq!(
-        check(&w, Provider::Aws, &r, true, &calls).await,
+        check(&w, Subject::Aws, &r, true, &calls).await,
         Ok("finished")
     );
     w.assert_invariants(&r.secret, &r.user).await;
@@ -567,7 +567,7 @@ async fn the_hook_waits_for_a_key_that_is_unready_for_fifteen_seconds() {
         "the key was rejected first, and once after its first success"
     );
     assert_eq!(
-        check(&w, Provider::Aws, &r, true, &calls).await,
+        check(&w, Subject::Aws, &r, true, &calls).await,
         Ok("finished")
     );
     w.assert_invariants(&r.secret, &r.user).await;
@@ -612,7 +612,7 @@ async fn rekey_test_reports_key_not_ready_until_the_key_is_ready() {
         secret,
     };
     assert_eq!(
-        check(&w, Provider::Aws, &r, true, &proxy.calls()).await,
+        check(&w, Subject::Aws, &r, true, &proxy.calls()).await,
         Ok("finished")
     );
     w.assert_invariants(&r.secret, &r.user).await;
@@ -640,7 +640,7 @@ async fn a_key_that_never_authenticates_fails_cleanly_and_is_not_duplicated() {
         "the second attempt reuses the pending key"
     );
     assert_eq!(
-        check(&w, Provider::Aws, &r, false, &calls).await,
+        check(&w, Subject::Aws, &r, false, &calls).await,
         Ok("failed cleanly")
     );
     w.assert_invariants(&r.secret, &r.user).await;
@@ -657,7 +657,7 @@ async fn a_rotation_completes_with_latency_on_every_call() {
     let calls = proxy.calls();
     assert!(started.elapsed() >= Duration::from_millis(150 * calls.len() as u64));
     assert_eq!(
-        check(&w, Provider::Aws, &r, true, &calls).await,
+        check(&w, Subject::Aws, &r, true, &calls).await,
         Ok("finished")
     );
     w.assert_invariants(&r.secret, &r.user).await;

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rekey::model::{KeyStatus, ProviderKind, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use rekey::model::{KeyStatus, Provider, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use rekey_testkit::emulator::{emulator, Emulator};
 use rekey_testkit::{version_with, App, World};
 use serde_json::{json, Value};
@@ -28,9 +28,9 @@ struct Dialect {
     reports_use: bool,
 }
 
-fn dialect(kind: ProviderKind) -> Dialect {
+fn dialect(kind: Provider) -> Dialect {
     match kind {
-        ProviderKind::Alibaba => Dialect {
+        Provider::Alibaba => Dialect {
             disabled: "Forbidden.AccessKeyDisabled",
             unknown_key: "InvalidAccessKeyId.NotFound",
             no_permission: "NoPermission",
@@ -54,7 +54,7 @@ async fn snapshot(w: &World, e: &Emulator, secret: &str, user: &str) -> Snapshot
 }
 
 /// An admin-mode world: the shared emulator, an admin secret, the app.
-async fn admin_world(kind: ProviderKind) -> (World, &'static Emulator, String, App) {
+async fn admin_world(kind: Provider) -> (World, &'static Emulator, String, App) {
     let w = World::new().await;
     let e = emulator(kind);
     let admin = w.admin_secret(e).await;
@@ -62,7 +62,7 @@ async fn admin_world(kind: ProviderKind) -> (World, &'static Emulator, String, A
     (w, e, admin, app)
 }
 
-async fn first_rotation_from_user_name_only_with_an_admin_key(kind: ProviderKind) {
+async fn first_rotation_from_user_name_only_with_an_admin_key(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let user = e.user(false).await;
     let secret = w.provider_secret(e, &user, None, Some(&admin)).await;
@@ -82,7 +82,7 @@ async fn first_rotation_from_user_name_only_with_an_admin_key(kind: ProviderKind
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
-async fn rotation_with_an_admin_key_keeps_the_old_key_in_grace(kind: ProviderKind) {
+async fn rotation_with_an_admin_key_keeps_the_old_key_in_grace(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let (user, old, secret) = w.provider_enrolled(e, Some(&admin)).await;
     let since = e.log().await.len();
@@ -115,7 +115,7 @@ async fn rotation_with_an_admin_key_keeps_the_old_key_in_grace(kind: ProviderKin
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
-async fn self_rotation_signs_with_the_users_own_keys(kind: ProviderKind) {
+async fn self_rotation_signs_with_the_users_own_keys(kind: Provider) {
     let w = World::new().await;
     let e = emulator(kind);
     let app = w.app(zero_periods(e.config()));
@@ -166,7 +166,7 @@ async fn self_rotation_signs_with_the_users_own_keys(kind: ProviderKind) {
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
-async fn self_rotation_without_the_policy_is_refused_and_changes_nothing(kind: ProviderKind) {
+async fn self_rotation_without_the_policy_is_refused_and_changes_nothing(kind: Provider) {
     let w = World::new().await;
     let e = emulator(kind);
     let app = w.app(e.config());
@@ -191,7 +191,7 @@ async fn self_rotation_without_the_policy_is_refused_and_changes_nothing(kind: P
     assert_eq!(snapshot(&w, e, &secret, &user).await, before);
 }
 
-async fn at_the_limit_the_inactive_key_is_deleted(kind: ProviderKind) {
+async fn at_the_limit_the_inactive_key_is_deleted(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let user = e.user(false).await;
     let stale = e.create_key(&user).await;
@@ -214,7 +214,7 @@ async fn at_the_limit_the_inactive_key_is_deleted(kind: ProviderKind) {
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
-async fn two_active_keys_block_with_a_clear_error_and_no_change(kind: ProviderKind) {
+async fn two_active_keys_block_with_a_clear_error_and_no_change(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let user = e.user(false).await;
     let current = e.create_key(&user).await;
@@ -250,7 +250,7 @@ async fn two_active_keys_block_with_a_clear_error_and_no_change(kind: ProviderKi
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
-async fn every_step_invoked_twice_gives_one_key(kind: ProviderKind) {
+async fn every_step_invoked_twice_gives_one_key(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let (user, old, secret) = w.provider_enrolled(e, Some(&admin)).await;
     let token = w.start_rotation(&secret).await;
@@ -270,7 +270,7 @@ async fn every_step_invoked_twice_gives_one_key(kind: ProviderKind) {
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
-async fn an_orphan_never_used_is_reclaimed(kind: ProviderKind) {
+async fn an_orphan_never_used_is_reclaimed(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let (user, current, secret) = w.provider_enrolled(e, Some(&admin)).await;
     let token = w.start_rotation(&secret).await;
@@ -294,7 +294,7 @@ async fn an_orphan_never_used_is_reclaimed(kind: ProviderKind) {
 /// A key held by no version, younger than AWSCURRENT but used: a provider
 /// that reports use keeps it; without that report it is judged an orphan
 /// (SCloud: the README says so).
-async fn a_used_unreferenced_key_is_kept_where_use_is_reported(kind: ProviderKind) {
+async fn a_used_unreferenced_key_is_kept_where_use_is_reported(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let (user, current, secret) = w.provider_enrolled(e, Some(&admin)).await;
     next_second().await;
@@ -319,7 +319,7 @@ async fn a_used_unreferenced_key_is_kept_where_use_is_reported(kind: ProviderKin
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
-async fn an_unreferenced_key_older_than_current_is_never_reclaimed(kind: ProviderKind) {
+async fn an_unreferenced_key_older_than_current_is_never_reclaimed(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let user = e.user(false).await;
     let other = e.create_key(&user).await;
@@ -342,7 +342,7 @@ async fn an_unreferenced_key_older_than_current_is_never_reclaimed(kind: Provide
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
-async fn a_pending_key_that_fails_its_test_leaves_current_working(kind: ProviderKind) {
+async fn a_pending_key_that_fails_its_test_leaves_current_working(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let (user, old, secret) = w.provider_enrolled(e, Some(&admin)).await;
     let token = w.start_rotation(&secret).await;
@@ -376,7 +376,7 @@ async fn a_pending_key_that_fails_its_test_leaves_current_working(kind: Provider
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
-async fn cleanup_deactivates_then_deletes_on_its_periods(kind: ProviderKind) {
+async fn cleanup_deactivates_then_deletes_on_its_periods(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let (user, old, secret) = w.provider_enrolled(e, Some(&admin)).await;
     let token = w.start_rotation(&secret).await;
@@ -415,7 +415,7 @@ async fn cleanup_deactivates_then_deletes_on_its_periods(kind: ProviderKind) {
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
-async fn a_user_outside_the_pattern_is_refused_before_any_change(kind: ProviderKind) {
+async fn a_user_outside_the_pattern_is_refused_before_any_change(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let user = format!("admin-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     e.named_user(&user, false).await;
@@ -443,7 +443,7 @@ async fn a_user_outside_the_pattern_is_refused_before_any_change(kind: ProviderK
     );
 }
 
-async fn the_pipeline_rotates_a_secret(kind: ProviderKind) {
+async fn the_pipeline_rotates_a_secret(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let (user, old, secret) = w.provider_enrolled(e, Some(&admin)).await;
 
@@ -463,7 +463,7 @@ async fn the_pipeline_rotates_a_secret(kind: ProviderKind) {
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
-async fn a_new_key_unready_for_a_while_is_waited_for(kind: ProviderKind) {
+async fn a_new_key_unready_for_a_while_is_waited_for(kind: Provider) {
     let w = World::new().await;
     let e = Emulator::start(kind);
     let admin = w.admin_secret(&e).await;
@@ -499,7 +499,7 @@ async fn a_new_key_unready_for_a_while_is_waited_for(kind: ProviderKind) {
     w.assert_provider_invariants(&e, &secret, &user).await;
 }
 
-async fn a_rotation_completes_while_the_provider_throttles(kind: ProviderKind) {
+async fn a_rotation_completes_while_the_provider_throttles(kind: Provider) {
     let w = World::new().await;
     let e = Emulator::start(kind);
     let admin = w.admin_secret(&e).await;
@@ -526,7 +526,7 @@ async fn a_rotation_completes_while_the_provider_throttles(kind: ProviderKind) {
     w.assert_provider_invariants(&e, &secret, &user).await;
 }
 
-async fn bad_secrets_and_settings_are_refused_without_change(kind: ProviderKind) {
+async fn bad_secrets_and_settings_are_refused_without_change(kind: Provider) {
     let (w, e, admin, app) = admin_world(kind).await;
     let bogus_admin = w
         .admin_secret_holding(
@@ -652,7 +652,7 @@ async fn bad_secrets_and_settings_are_refused_without_change(kind: ProviderKind)
 #[tokio::test]
 async fn scloud_plans_with_its_key_limit_setting() {
     let w = World::new().await;
-    let e = Emulator::start_with(ProviderKind::SCloud, &["--key-limit", "3"]);
+    let e = Emulator::start_with(Provider::SCloud, &["--key-limit", "3"]);
     let admin = w.admin_secret(&e).await;
     let user = e.user(false).await;
     let other = e.create_key(&user).await;
@@ -688,7 +688,7 @@ async fn scloud_plans_with_its_key_limit_setting() {
 /// superseded key by the id AWSCURRENT holds. An id put there that is not
 /// one of the user's keys (SCloud changes a key by id alone) is refused:
 /// the other user's key stays active.
-async fn finish_deactivates_only_a_key_of_the_user(kind: ProviderKind) {
+async fn finish_deactivates_only_a_key_of_the_user(kind: Provider) {
     let (w, e, admin, _) = admin_world(kind).await;
     let app = w.app(zero_periods(e.config()));
     let (user, _old, secret) = w.provider_enrolled(e, Some(&admin)).await;
@@ -721,13 +721,13 @@ macro_rules! for_each_provider {
         mod alibaba {
             $(#[tokio::test]
             async fn $scenario() {
-                super::$scenario(rekey::model::ProviderKind::Alibaba).await
+                super::$scenario(rekey::model::Provider::Alibaba).await
             })*
         }
         mod scloud {
             $(#[tokio::test]
             async fn $scenario() {
-                super::$scenario(rekey::model::ProviderKind::SCloud).await
+                super::$scenario(rekey::model::Provider::SCloud).await
             })*
         }
     };

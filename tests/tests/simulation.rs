@@ -18,7 +18,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
-use rekey::model::{KeyStatus, ProviderKind, AWSCURRENT, AWSPENDING, AWSPREVIOUS, TAG_PAUSED};
+use rekey::model::{KeyStatus, Provider, AWSCURRENT, AWSPENDING, AWSPREVIOUS, TAG_PAUSED};
 use rekey::{Config, Driver, Rekey};
 use rekey_testkit::sim::{Actor, Fault, Op, Sim};
 use serde_json::{json, Value};
@@ -147,7 +147,7 @@ fn run<T>(future: impl Future<Output = T>) -> T {
 
 struct Managed {
     arn: String,
-    kind: ProviderKind,
+    kind: Provider,
     user: String,
     driver: Driver,
     /// The token of the pipeline's last run, for retries.
@@ -185,8 +185,8 @@ impl World {
         let mut secrets = Vec::new();
         {
             let mut s = sim.state();
-            for kind in ProviderKind::ALL {
-                let admin = (kind != ProviderKind::Aws).then(|| s.admin_secret(kind));
+            for kind in Provider::ALL {
+                let admin = (kind != Provider::Aws).then(|| s.admin_secret(kind));
                 for n in 0..1 + rng.below(2) {
                     let user = format!("{}-u{n}", kind.name());
                     let extra: Vec<(&str, &str)> = admin
@@ -406,7 +406,7 @@ impl World {
         let reclaimable = others().any(|k| {
             k.status == KeyStatus::Inactive
                 || (secs(k.created) > secs(since)
-                    && (k.last_used.is_none() || m.kind == ProviderKind::SCloud))
+                    && (k.last_used.is_none() || m.kind == Provider::SCloud))
         });
         keys.len() >= s.limits[&m.kind] && superseded && !reclaimable
     }
@@ -735,7 +735,7 @@ impl World {
                     s.keys(kind, &user).iter().any(|k| {
                         Some(&k.id) == key.as_ref()
                             && k.status == KeyStatus::Active
-                            && ((k.last_used.is_some() && kind != ProviderKind::SCloud)
+                            && ((k.last_used.is_some() && kind != Provider::SCloud)
                                 || secs(k.created) <= secs(since))
                     })
                 };

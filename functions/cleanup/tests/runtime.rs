@@ -16,7 +16,7 @@ async fn deactivates_the_superseded_key_then_deletes_it() {
     let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let token = "aaaaaaaa-bbbb-4ccc-8ddd-000000000003";
     app.create(&secret, token, Driver::Pipeline).await.unwrap();
-    app.test(&secret, token, Driver::Pipeline, Probing::Once)
+    app.verify(&secret, token, Driver::Pipeline, Probing::Once)
         .await
         .unwrap();
     app.finish(&secret, token, Driver::Pipeline).await.unwrap();

@@ -14,7 +14,7 @@ async fn promotes_the_tested_key() {
     let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let token = "aaaaaaaa-bbbb-4ccc-8ddd-000000000002";
     app.create(&secret, token, Driver::Pipeline).await.unwrap();
-    app.test(&secret, token, Driver::Pipeline, Probing::Once)
+    app.verify(&secret, token, Driver::Pipeline, Probing::Once)
         .await
         .unwrap();
 

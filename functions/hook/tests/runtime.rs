@@ -1,7 +1,7 @@
 //! The built `rekey-hook` binary under a Lambda Runtime API, against moto
 //! (and the Alibaba RAM + STS emulator).
 
-use rekey::model::{ProviderKind, AWSCURRENT, AWSPENDING};
+use rekey::model::{Provider, AWSCURRENT, AWSPENDING};
 use rekey_testkit::{test_config, World, MANAGED_PATH};
 use serde_json::json;
 
@@ -52,7 +52,7 @@ async fn rotates_a_key_through_the_runtime_api() {
 #[tokio::test]
 async fn rotates_alibaba_and_scloud_keys_through_the_runtime_api() {
     let w = World::new().await;
-    for kind in [ProviderKind::Alibaba, ProviderKind::SCloud] {
+    for kind in [Provider::Alibaba, Provider::SCloud] {
         let e = rekey_testkit::emulator::emulator(kind);
         let admin = w.admin_secret(e).await;
         let (user, old, secret) = w.provider_enrolled(e, Some(&admin)).await;

@@ -13,7 +13,7 @@ use crate::config::{AlibabaSettings, Endpoint, UserPattern};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
-use crate::ports::{KeyProvider, Signer};
+use crate::ports::{KeyApi, Signer};
 use crate::providers::{unexpected, with_retries, Retry, TIME_LIMIT};
 
 const RAM: &str = "Alibaba RAM";
@@ -110,7 +110,7 @@ fn signer_refused(code: &str) -> bool {
         )
 }
 
-impl KeyProvider for AlibabaRam {
+impl KeyApi for AlibabaRam {
     fn key_limit(&self) -> usize {
         2
     }

@@ -9,7 +9,7 @@ use aws_sdk_sts::Client as Sts;
 use crate::error::{Error, Result};
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
 use crate::ownership;
-use crate::ports::KeyProvider;
+use crate::ports::KeyApi;
 use crate::sdk::{code, service_error, system_time};
 
 const SERVICE: &str = "IAM";
@@ -86,7 +86,7 @@ fn user_not_found(user: &str) -> Error {
     }
 }
 
-impl KeyProvider for AwsIam {
+impl KeyApi for AwsIam {
     fn key_limit(&self) -> usize {
         2
     }

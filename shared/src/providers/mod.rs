@@ -16,13 +16,13 @@ pub use scloud::SCloud;
 use crate::config::{self, AlibabaSettings, Config, SCloudSettings};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
-use crate::model::{AccessKey, Credential, LastUsed, ManagedSecret, ProviderKind};
-use crate::ports::{KeyProvider, Providers, Signer};
+use crate::model::{AccessKey, Credential, LastUsed, ManagedSecret, Provider};
+use crate::ports::{KeyApi, Providers, Signer};
 
 /// Every provider, as deployed: clients are built once per process, the
 /// HTTP client of the non-AWS providers on first use.
 #[derive(Debug)]
-pub struct Registry {
+pub struct LiveProviders {
     aws: AwsClients,
     managed_user_path: Option<String>,
     alibaba: AlibabaSettings,
@@ -30,9 +30,9 @@ pub struct Registry {
     http: OnceLock<HttpClient>,
 }
 
-impl Registry {
+impl LiveProviders {
     pub fn new(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
-        Registry {
+        LiveProviders {
             aws: AwsClients::new(sdk),
             managed_user_path: config.managed_user_path.clone(),
             alibaba: config.alibaba.clone(),
@@ -79,7 +79,7 @@ fn unexpected(service: &'static str, operation: &'static str, what: String) -> E
 }
 
 /// The signer a key-pair provider needs; the steps always give one.
-fn need_signer(signer: Option<Signer>, kind: ProviderKind) -> Result<Signer> {
+fn need_signer(signer: Option<Signer>, kind: Provider) -> Result<Signer> {
     signer.ok_or_else(|| Error::Service {
         service: "rekey",
         operation: "open provider",
@@ -138,42 +138,42 @@ fn jitter(backoff: Duration) -> Duration {
 
 /// The provider a secret names.
 #[derive(Clone, Debug)]
-pub enum Provider {
+pub enum LiveKeyApi {
     Aws(AwsIam),
     /// Boxed: its client and user pattern make it large.
     Alibaba(Box<AlibabaRam>),
     SCloud(Box<SCloud>),
 }
 
-impl Providers for Registry {
-    type Provider = Provider;
+impl Providers for LiveProviders {
+    type KeyApi = LiveKeyApi;
 
-    fn open(&self, kind: ProviderKind, signer: Option<Signer>) -> Result<Provider> {
+    fn open(&self, kind: Provider, signer: Option<Signer>) -> Result<LiveKeyApi> {
         match kind {
-            ProviderKind::Aws => {
+            Provider::Aws => {
                 let path = self
                     .managed_user_path
                     .as_deref()
                     .ok_or_else(|| config::required(config::MANAGED_USER_PATH, kind.name()))?;
-                Ok(Provider::Aws(AwsIam::new(&self.aws, path)))
+                Ok(LiveKeyApi::Aws(AwsIam::new(&self.aws, path)))
             }
-            ProviderKind::Alibaba => {
+            Provider::Alibaba => {
                 let pattern =
                     self.alibaba.user_pattern.clone().ok_or_else(|| {
                         config::required(config::ALIBABA_USER_PATTERN, kind.name())
                     })?;
-                Ok(Provider::Alibaba(Box::new(AlibabaRam::new(
+                Ok(LiveKeyApi::Alibaba(Box::new(AlibabaRam::new(
                     self.alibaba_api()?,
                     pattern,
                     need_signer(signer, kind)?,
                 ))))
             }
-            ProviderKind::SCloud => {
+            Provider::SCloud => {
                 let pattern =
                     self.scloud.user_pattern.clone().ok_or_else(|| {
                         config::required(config::SCLOUD_USER_PATTERN, kind.name())
                     })?;
-                Ok(Provider::SCloud(Box::new(SCloud::new(
+                Ok(LiveKeyApi::SCloud(Box::new(SCloud::new(
                     self.scloud_api()?,
                     pattern,
                     self.scloud.key_limit,
@@ -185,9 +185,9 @@ impl Providers for Registry {
 
     async fn whoami(&self, secret: &ManagedSecret, credential: &Credential) -> Result<String> {
         match secret.provider {
-            ProviderKind::Aws => self.aws.whoami(credential).await,
-            ProviderKind::Alibaba => alibaba::whoami(&self.alibaba_api()?, credential).await,
-            ProviderKind::SCloud => {
+            Provider::Aws => self.aws.whoami(credential).await,
+            Provider::Alibaba => alibaba::whoami(&self.alibaba_api()?, credential).await,
+            Provider::SCloud => {
                 let project = secret.project_id.as_deref();
                 scloud::whoami(&self.scloud_api()?, credential, &secret.user_name, project).await
             }
@@ -195,60 +195,60 @@ impl Providers for Registry {
     }
 }
 
-impl KeyProvider for Provider {
+impl KeyApi for LiveKeyApi {
     fn key_limit(&self) -> usize {
         match self {
-            Provider::Aws(p) => p.key_limit(),
-            Provider::Alibaba(p) => p.key_limit(),
-            Provider::SCloud(p) => p.key_limit(),
+            LiveKeyApi::Aws(p) => p.key_limit(),
+            LiveKeyApi::Alibaba(p) => p.key_limit(),
+            LiveKeyApi::SCloud(p) => p.key_limit(),
         }
     }
 
     async fn ensure_managed(&self, user: &str, owner: &str) -> Result<()> {
         match self {
-            Provider::Aws(p) => p.ensure_managed(user, owner).await,
-            Provider::Alibaba(p) => p.ensure_managed(user, owner).await,
-            Provider::SCloud(p) => p.ensure_managed(user, owner).await,
+            LiveKeyApi::Aws(p) => p.ensure_managed(user, owner).await,
+            LiveKeyApi::Alibaba(p) => p.ensure_managed(user, owner).await,
+            LiveKeyApi::SCloud(p) => p.ensure_managed(user, owner).await,
         }
     }
 
     async fn list_keys(&self, user: &str) -> Result<Vec<AccessKey>> {
         match self {
-            Provider::Aws(p) => p.list_keys(user).await,
-            Provider::Alibaba(p) => p.list_keys(user).await,
-            Provider::SCloud(p) => p.list_keys(user).await,
+            LiveKeyApi::Aws(p) => p.list_keys(user).await,
+            LiveKeyApi::Alibaba(p) => p.list_keys(user).await,
+            LiveKeyApi::SCloud(p) => p.list_keys(user).await,
         }
     }
 
     async fn create_key(&self, user: &str) -> Result<Credential> {
         match self {
-            Provider::Aws(p) => p.create_key(user).await,
-            Provider::Alibaba(p) => p.create_key(user).await,
-            Provider::SCloud(p) => p.create_key(user).await,
+            LiveKeyApi::Aws(p) => p.create_key(user).await,
+            LiveKeyApi::Alibaba(p) => p.create_key(user).await,
+            LiveKeyApi::SCloud(p) => p.create_key(user).await,
         }
     }
 
     async fn deactivate_key(&self, user: &str, key_id: &str) -> Result<()> {
         match self {
-            Provider::Aws(p) => p.deactivate_key(user, key_id).await,
-            Provider::Alibaba(p) => p.deactivate_key(user, key_id).await,
-            Provider::SCloud(p) => p.deactivate_key(user, key_id).await,
+            LiveKeyApi::Aws(p) => p.deactivate_key(user, key_id).await,
+            LiveKeyApi::Alibaba(p) => p.deactivate_key(user, key_id).await,
+            LiveKeyApi::SCloud(p) => p.deactivate_key(user, key_id).await,
         }
     }
 
     async fn delete_key(&self, user: &str, key_id: &str) -> Result<()> {
         match self {
-            Provider::Aws(p) => p.delete_key(user, key_id).await,
-            Provider::Alibaba(p) => p.delete_key(user, key_id).await,
-            Provider::SCloud(p) => p.delete_key(user, key_id).await,
+            LiveKeyApi::Aws(p) => p.delete_key(user, key_id).await,
+            LiveKeyApi::Alibaba(p) => p.delete_key(user, key_id).await,
+            LiveKeyApi::SCloud(p) => p.delete_key(user, key_id).await,
         }
     }
 
     async fn last_used(&self, user: &str, key_id: &str) -> Result<LastUsed> {
         match self {
-            Provider::Aws(p) => p.last_used(user, key_id).await,
-            Provider::Alibaba(p) => p.last_used(user, key_id).await,
-            Provider::SCloud(p) => p.last_used(user, key_id).await,
+            LiveKeyApi::Aws(p) => p.last_used(user, key_id).await,
+            LiveKeyApi::Alibaba(p) => p.last_used(user, key_id).await,
+            LiveKeyApi::SCloud(p) => p.last_used(user, key_id).await,
         }
     }
 }

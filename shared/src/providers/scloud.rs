@@ -13,7 +13,7 @@ use crate::config::{Endpoint, UserPattern};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
-use crate::ports::{KeyProvider, Signer};
+use crate::ports::{KeyApi, Signer};
 use crate::providers::{unexpected, with_retries, Retry, TIME_LIMIT};
 
 const SERVICE: &str = "SCloud IAM";
@@ -98,7 +98,7 @@ impl SCloud {
     }
 }
 
-impl KeyProvider for SCloud {
+impl KeyApi for SCloud {
     fn key_limit(&self) -> usize {
         self.key_limit
     }

@@ -11,7 +11,7 @@ use super::Rekey;
 use crate::error::{Error, Result};
 use crate::model::{LastUsed, AWSCURRENT, AWSPENDING, TAG_MANAGED, TAG_PAUSED};
 use crate::plan::{self, timestamp, Action, CleanupInput, Due, Records};
-use crate::ports::{Clock, KeyProvider, Providers, SecretInfo, Select, Vault};
+use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
 
 pub(crate) const CREATED: &str = "rekey:created:";
 pub(crate) const SUPERSEDED: &str = "rekey:superseded:";

@@ -11,7 +11,7 @@ use crate::model::AccessKey;
 use crate::model::{ManagedSecret, AWSCURRENT};
 use crate::plan::{self, KeyFacts, KeyRole, PendingFacts, RoomContext};
 use crate::ports::SecretInfo;
-use crate::ports::{Clock, KeyProvider, Providers, Select, Vault};
+use crate::ports::{Clock, KeyApi, Providers, Select, Vault};
 use crate::steps::cleanup::{load_records, record_tag, CREATED};
 
 /// What createSecret found or did.
@@ -145,7 +145,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// Returns the deleted key ids.
     async fn make_room(
         &self,
-        provider: &P::Provider,
+        provider: &P::KeyApi,
         secret_id: &str,
         info: &SecretInfo,
         current: &ManagedSecret,

@@ -8,7 +8,7 @@ use super::{Driver, Probing, Rekey, TokenState};
 use crate::error::{Error, Result};
 use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::timestamp;
-use crate::ports::{Clock, KeyProvider, Providers, Select, Vault};
+use crate::ports::{Clock, KeyApi, Providers, Select, Vault};
 
 /// What finishSecret found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,12 +5,12 @@
 mod cleanup;
 mod create;
 mod finish;
-mod test;
+mod verify;
 
 pub use cleanup::{CleanupReport, SecretCleanup};
 pub use create::Created;
 pub use finish::Finished;
-pub use test::Probing;
+pub use verify::Probing;
 
 use std::time::SystemTime;
 
@@ -111,7 +111,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// The provider of `secret`, signing with what the secret names: the
     /// function's own role, the key pair in its `AdminSecretId` secret, or
     /// else the user's own key in `secret`.
-    async fn provider_for(&self, secret_id: &str, secret: &ManagedSecret) -> Result<P::Provider> {
+    async fn provider_for(&self, secret_id: &str, secret: &ManagedSecret) -> Result<P::KeyApi> {
         let kind = secret.provider;
         let signer = match (kind.signing(), &secret.admin_secret_id, &secret.credential) {
             (Signing::Ambient, _, _) => None,

@@ -29,7 +29,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(8);
 const MAX_PIPELINE_SPACING: Duration = Duration::from_millis(500);
 
 impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
-    pub async fn test(
+    pub async fn verify(
         &self,
         secret_id: &str,
         token: &str,
