@@ -4,7 +4,8 @@
 //! Both signing modes: an admin key pair from `AdminSecretId`, and the
 //! user's own key. Each scenario runs once per provider (see the end); the
 //! scenarios every provider shares (the key limit, idempotent steps,
-//! orphans) run against AWS IAM on moto too, through [`Subject`].
+//! orphans, a pipeline rotation) run against AWS IAM on moto too, through
+//! [`Subject`].
 
 mod common;
 
@@ -545,23 +546,26 @@ async fn a_user_outside_the_pattern_is_refused_before_any_change(kind: Provider)
 }
 
 async fn the_pipeline_rotates_a_secret(kind: Provider) {
-    let (w, e, admin, app) = admin_world(kind).await;
-    let (user, old, secret) = w.provider_enrolled(e, Some(&admin)).await;
+    let (w, s, app) = Subject::world(kind).await;
+    let (user, old, secret) = s.enrolled(&w).await;
 
     let created = pipeline(&app, "create", json!({ "SecretId": secret }))
         .await
         .unwrap();
     let tested = pipeline(&app, "test", created.clone()).await.unwrap();
+    assert_eq!(tested, created, "each function hands its input on");
     let out = pipeline(&app, "finish", tested).await.unwrap();
 
+    assert_eq!(out["SecretId"], secret.as_str());
     let token = out["ClientRequestToken"].as_str().unwrap();
     assert_eq!(w.stages(&secret).await[token], vec![AWSCURRENT]);
+    assert_eq!(s.key_ids(&w, &user).await.len(), 2);
     assert_ne!(
         w.current_credential(&secret).await.unwrap().access_key_id,
         old.access_key_id
     );
     assert!(version_with(&w.stages(&secret).await, AWSPREVIOUS).is_some());
-    w.assert_provider_invariants(e, &secret, &user).await;
+    s.assert_invariants(&w, &secret, &user).await;
 }
 
 async fn a_new_key_unready_for_a_while_is_waited_for(kind: Provider) {
@@ -857,6 +861,7 @@ for_each_provider!(
         two_active_keys_block_with_a_clear_error_and_no_change,
         every_step_invoked_twice_gives_one_key,
         an_orphan_never_used_is_reclaimed,
+        the_pipeline_rotates_a_secret,
     ],
     emulated: [
         first_rotation_from_user_name_only_with_an_admin_key,
@@ -868,7 +873,6 @@ for_each_provider!(
         a_pending_key_that_fails_its_test_leaves_current_working,
         cleanup_deactivates_then_deletes_on_its_periods,
         a_user_outside_the_pattern_is_refused_before_any_change,
-        the_pipeline_rotates_a_secret,
         a_new_key_unready_for_a_while_is_waited_for,
         a_rotation_completes_while_the_provider_throttles,
         bad_secrets_and_settings_are_refused_without_change,
