@@ -799,12 +799,13 @@ mod tests {
     }
 
     #[test]
-    fn the_template_sets_each_setting_from_its_parameter() {
+    fn the_template_sets_each_setting_from_its_parameter_with_its_default() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
         let text = std::fs::read_to_string(path).expect("infra/template.yaml");
         let lines: Vec<&str> = text.lines().collect();
-        let parameters: Vec<&str> = yaml_block(&lines, "Parameters")
-            .into_iter()
+        let parameter_block = yaml_block(&lines, "Parameters");
+        let parameters: Vec<&str> = parameter_block
+            .iter()
             .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
             .filter_map(|l| l.trim().strip_suffix(':'))
             .collect();
@@ -829,6 +830,19 @@ mod tests {
                         t.parameter(),
                         s.name
                     );
+                    // The parameter's default is the setting's, where the
+                    // setting has one.
+                    let default = yaml_block(&parameter_block, t.parameter())
+                        .iter()
+                        .find_map(|l| l.trim().strip_prefix("Default: "))
+                        .map(|d| d.trim_matches('"'));
+                    let as_setting = match t {
+                        TemplateValue::Ref(_) => default.map(str::to_owned),
+                        TemplateValue::Seconds(_) => default.map(|d| format!("{d}s")),
+                    };
+                    if let Some(d) = s.default {
+                        assert_eq!(as_setting.as_deref(), Some(d), "the default of {}", s.name);
+                    }
                 }
                 None => assert!(!variables.contains_key(s.name), "{}", s.name),
             }

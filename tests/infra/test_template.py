@@ -73,7 +73,7 @@ class Template(unittest.TestCase):
 
     def test_provider_endpoints_default_to_https(self):
         # That each setting comes from its parameter is checked against the
-        # settings table itself: config.rs, the_template_sets_each_setting_from_its_parameter.
+        # settings table itself: config.rs, the_template_sets_each_setting_from_its_parameter_with_its_default.
         for name in ("AlibabaRamEndpoint", "AlibabaStsEndpoint", "SCloudEndpoint"):
             self.assertTrue(TEMPLATE["Parameters"][name]["Default"].startswith("https://"), name)
 
