@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+/// Every setting of the functions, read and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Only IAM users whose path starts with this may be rotated. Required
@@ -25,7 +26,9 @@ pub struct Config {
     pub secret_prefix: String,
     /// Admin secrets (`AdminSecretId`) must be named under this prefix.
     pub admin_secret_prefix: String,
+    /// Alibaba Cloud RAM settings.
     pub alibaba: AlibabaSettings,
+    /// SCloud settings.
     pub scloud: SCloudSettings,
 }
 
@@ -35,6 +38,7 @@ pub struct SCloudSettings {
     /// SCloud users rekey may touch. Required only when an SCloud secret is
     /// handled.
     pub user_pattern: Option<UserPattern>,
+    /// The SCloud API.
     pub endpoint: Endpoint,
     /// Keys per user (SCloud publishes no limit).
     pub key_limit: usize,
@@ -46,7 +50,9 @@ pub struct AlibabaSettings {
     /// RAM users rekey may touch. Required only when an Alibaba secret is
     /// handled.
     pub user_pattern: Option<UserPattern>,
+    /// The RAM API (key management).
     pub ram_endpoint: Endpoint,
+    /// The STS API (the key test).
     pub sts_endpoint: Endpoint,
 }
 
@@ -60,6 +66,7 @@ pub struct UserPattern {
 }
 
 impl UserPattern {
+    /// The pattern `source` of setting `name`, anchored at both ends.
     pub fn new(name: &'static str, source: &str) -> Result<Self> {
         let regex =
             regex_lite::Regex::new(&format!("^(?:{source})$")).map_err(|e| Error::Config {
@@ -73,6 +80,7 @@ impl UserPattern {
         })
     }
 
+    /// Whether the pattern matches the whole of `user`.
     pub fn matches(&self, user: &str) -> bool {
         self.regex.is_match(user)
     }
@@ -91,6 +99,7 @@ impl UserPattern {
         })
     }
 
+    /// The pattern as it was set.
     pub fn as_str(&self) -> &str {
         &self.source
     }
@@ -110,6 +119,7 @@ impl Eq for UserPattern {}
 pub struct Endpoint(String);
 
 impl Endpoint {
+    /// Checks `url`, the value of setting `name`.
     pub fn new(name: &'static str, url: &str) -> Result<Self> {
         let url = url.trim_end_matches('/');
         let invalid = |why: &str| Error::Config {
@@ -142,42 +152,304 @@ impl Endpoint {
     }
 }
 
+/// `REKEY_MANAGED_USER_PATH`: [`Config::managed_user_path`].
 pub const MANAGED_USER_PATH: &str = "REKEY_MANAGED_USER_PATH";
+/// `REKEY_DEACTIVATE_AFTER`: [`Config::deactivate_after`].
 pub const DEACTIVATE_AFTER: &str = "REKEY_DEACTIVATE_AFTER";
+/// `REKEY_DELETE_AFTER`: [`Config::delete_after`].
 pub const DELETE_AFTER: &str = "REKEY_DELETE_AFTER";
+/// `REKEY_IDLE_BEFORE_DEACTIVATE`: [`Config::idle_before_deactivate`].
 pub const IDLE_BEFORE_DEACTIVATE: &str = "REKEY_IDLE_BEFORE_DEACTIVATE";
+/// `REKEY_TEST_CONSECUTIVE`: [`Config::test_consecutive`].
 pub const TEST_CONSECUTIVE: &str = "REKEY_TEST_CONSECUTIVE";
+/// `REKEY_TEST_TIMEOUT`: [`Config::test_timeout`].
 pub const TEST_TIMEOUT: &str = "REKEY_TEST_TIMEOUT";
+/// `REKEY_TEST_SPACING`: [`Config::test_spacing`].
 pub const TEST_SPACING: &str = "REKEY_TEST_SPACING";
+/// `REKEY_ALIBABA_USER_PATTERN`: [`AlibabaSettings::user_pattern`].
 pub const ALIBABA_USER_PATTERN: &str = "REKEY_ALIBABA_USER_PATTERN";
+/// `REKEY_ALIBABA_RAM_ENDPOINT`: [`AlibabaSettings::ram_endpoint`].
 pub const ALIBABA_RAM_ENDPOINT: &str = "REKEY_ALIBABA_RAM_ENDPOINT";
+/// `REKEY_ALIBABA_STS_ENDPOINT`: [`AlibabaSettings::sts_endpoint`].
 pub const ALIBABA_STS_ENDPOINT: &str = "REKEY_ALIBABA_STS_ENDPOINT";
+/// `REKEY_SCLOUD_USER_PATTERN`: [`SCloudSettings::user_pattern`].
 pub const SCLOUD_USER_PATTERN: &str = "REKEY_SCLOUD_USER_PATTERN";
+/// `REKEY_SCLOUD_ENDPOINT`: [`SCloudSettings::endpoint`].
 pub const SCLOUD_ENDPOINT: &str = "REKEY_SCLOUD_ENDPOINT";
+/// `REKEY_SCLOUD_KEY_LIMIT`: [`SCloudSettings::key_limit`].
 pub const SCLOUD_KEY_LIMIT: &str = "REKEY_SCLOUD_KEY_LIMIT";
+/// `REKEY_SECRET_PREFIX`: [`Config::secret_prefix`].
 pub const SECRET_PREFIX: &str = "REKEY_SECRET_PREFIX";
+/// `REKEY_ADMIN_SECRET_PREFIX`: [`Config::admin_secret_prefix`].
 pub const ADMIN_SECRET_PREFIX: &str = "REKEY_ADMIN_SECRET_PREFIX";
 
-/// Every setting with its default (`None`: no default; a provider's
-/// setting without default is required when a secret of that provider is
-/// handled).
-pub const SETTINGS: [(&str, Option<&str>); 15] = [
-    (MANAGED_USER_PATH, None),
-    (DEACTIVATE_AFTER, Some("24h")),
-    (DELETE_AFTER, Some("7d")),
-    (IDLE_BEFORE_DEACTIVATE, Some("4h")),
-    (TEST_CONSECUTIVE, Some("3")),
-    (TEST_TIMEOUT, Some("60s")),
-    (TEST_SPACING, Some("1s")),
-    (ALIBABA_USER_PATTERN, None),
-    (ALIBABA_RAM_ENDPOINT, Some("https://ram.aliyuncs.com")),
-    (ALIBABA_STS_ENDPOINT, Some("https://sts.aliyuncs.com")),
-    (SCLOUD_USER_PATTERN, None),
-    (SCLOUD_ENDPOINT, Some("https://api.scloudsg.com")),
-    (SCLOUD_KEY_LIMIT, Some("2")),
-    (SECRET_PREFIX, Some("rekey/")),
-    (ADMIN_SECRET_PREFIX, Some("rekey/admin/")),
+/// Every setting, declared once: its variable, its default, the template
+/// parameter that sets it on the functions, and the part of [`Config`] it
+/// fills and how its text is read. [`Config::from_lookup`] reads them in
+/// this order (the first invalid one is reported), [`Config::to_env`]
+/// writes them back, and a test holds `infra/template.yaml` to the table.
+pub const SETTINGS: [Setting; 15] = [
+    Setting {
+        name: MANAGED_USER_PATH,
+        default: None,
+        template: Some(TemplateValue::Ref("ManagedUserPath")),
+        field: Field::IamPath(
+            |c| c.managed_user_path.clone(),
+            |c, v| c.managed_user_path = v,
+        ),
+    },
+    Setting {
+        name: TEST_CONSECUTIVE,
+        default: Some("3"),
+        template: Some(TemplateValue::Ref("TestConsecutive")),
+        field: Field::Number {
+            max: 20,
+            get: |c| c.test_consecutive as usize,
+            set: |c, v| c.test_consecutive = v as u32,
+        },
+    },
+    Setting {
+        name: SECRET_PREFIX,
+        default: Some("rekey/"),
+        template: Some(TemplateValue::Ref("SecretPrefix")),
+        field: Field::SecretPrefix(|c| c.secret_prefix.clone(), |c, v| c.secret_prefix = v),
+    },
+    Setting {
+        name: ADMIN_SECRET_PREFIX,
+        default: Some("rekey/admin/"),
+        template: Some(TemplateValue::Ref("AdminSecretPrefix")),
+        field: Field::AdminSecretPrefix(
+            |c| c.admin_secret_prefix.clone(),
+            |c, v| c.admin_secret_prefix = v,
+        ),
+    },
+    Setting {
+        name: DEACTIVATE_AFTER,
+        default: Some("24h"),
+        template: Some(TemplateValue::Ref("DeactivateAfter")),
+        field: Field::Duration(|c| c.deactivate_after, |c, v| c.deactivate_after = v),
+    },
+    Setting {
+        name: DELETE_AFTER,
+        default: Some("7d"),
+        template: Some(TemplateValue::Ref("DeleteAfter")),
+        field: Field::Duration(|c| c.delete_after, |c, v| c.delete_after = v),
+    },
+    Setting {
+        name: IDLE_BEFORE_DEACTIVATE,
+        default: Some("4h"),
+        template: Some(TemplateValue::Ref("IdleBeforeDeactivate")),
+        field: Field::Duration(
+            |c| c.idle_before_deactivate,
+            |c, v| c.idle_before_deactivate = v,
+        ),
+    },
+    Setting {
+        name: TEST_TIMEOUT,
+        default: Some("60s"),
+        template: Some(TemplateValue::Seconds("TestTimeout")),
+        field: Field::Duration(|c| c.test_timeout, |c, v| c.test_timeout = v),
+    },
+    Setting {
+        name: TEST_SPACING,
+        default: Some("1s"),
+        template: None,
+        field: Field::Duration(|c| c.test_spacing, |c, v| c.test_spacing = v),
+    },
+    Setting {
+        name: ALIBABA_USER_PATTERN,
+        default: None,
+        template: Some(TemplateValue::Ref("AlibabaUserPattern")),
+        field: Field::Pattern(
+            |c| c.alibaba.user_pattern.clone(),
+            |c, v| c.alibaba.user_pattern = v,
+        ),
+    },
+    Setting {
+        name: ALIBABA_RAM_ENDPOINT,
+        default: Some("https://ram.aliyuncs.com"),
+        template: Some(TemplateValue::Ref("AlibabaRamEndpoint")),
+        field: Field::Endpoint(
+            |c| c.alibaba.ram_endpoint.clone(),
+            |c, v| c.alibaba.ram_endpoint = v,
+        ),
+    },
+    Setting {
+        name: ALIBABA_STS_ENDPOINT,
+        default: Some("https://sts.aliyuncs.com"),
+        template: Some(TemplateValue::Ref("AlibabaStsEndpoint")),
+        field: Field::Endpoint(
+            |c| c.alibaba.sts_endpoint.clone(),
+            |c, v| c.alibaba.sts_endpoint = v,
+        ),
+    },
+    Setting {
+        name: SCLOUD_USER_PATTERN,
+        default: None,
+        template: Some(TemplateValue::Ref("SCloudUserPattern")),
+        field: Field::Pattern(
+            |c| c.scloud.user_pattern.clone(),
+            |c, v| c.scloud.user_pattern = v,
+        ),
+    },
+    Setting {
+        name: SCLOUD_ENDPOINT,
+        default: Some("https://api.scloudsg.com"),
+        template: Some(TemplateValue::Ref("SCloudEndpoint")),
+        field: Field::Endpoint(|c| c.scloud.endpoint.clone(), |c, v| c.scloud.endpoint = v),
+    },
+    Setting {
+        name: SCLOUD_KEY_LIMIT,
+        default: Some("2"),
+        template: Some(TemplateValue::Ref("SCloudKeyLimit")),
+        field: Field::Number {
+            max: 100,
+            get: |c| c.scloud.key_limit,
+            set: |c, v| c.scloud.key_limit = v,
+        },
+    },
 ];
+
+/// One setting of the functions (an entry of [`SETTINGS`]).
+pub struct Setting {
+    /// The environment variable, `REKEY_...`.
+    pub name: &'static str,
+    /// The value when the variable is unset or blank. `None`: no default (a
+    /// provider's setting without default is required when a secret of
+    /// that provider is handled).
+    pub default: Option<&'static str>,
+    /// How `infra/template.yaml` sets it on every function; `None`: the
+    /// template leaves it unset (its default applies).
+    pub template: Option<TemplateValue>,
+    field: Field,
+}
+
+/// How the template sets a setting from one of its parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemplateValue {
+    /// `!Ref <parameter>`: the parameter as it is.
+    Ref(&'static str),
+    /// `!Sub "${<parameter>}s"`: a parameter in seconds, as a duration.
+    Seconds(&'static str),
+}
+
+impl TemplateValue {
+    /// The template parameter.
+    pub fn parameter(&self) -> &'static str {
+        match self {
+            TemplateValue::Ref(p) | TemplateValue::Seconds(p) => p,
+        }
+    }
+
+    /// The value as the template writes it (`!Ref ManagedUserPath`).
+    pub fn yaml(&self) -> String {
+        match self {
+            TemplateValue::Ref(p) => format!("!Ref {p}"),
+            TemplateValue::Seconds(p) => format!("!Sub \"${{{p}}}s\""),
+        }
+    }
+}
+
+/// Where a setting's value lives in [`Config`] (read and written through
+/// the two functions), and how its text is read.
+enum Field {
+    /// An IAM path, optional.
+    IamPath(
+        fn(&Config) -> Option<String>,
+        fn(&mut Config, Option<String>),
+    ),
+    /// A whole number from 1 to `max`.
+    Number {
+        max: u32,
+        get: fn(&Config) -> usize,
+        set: fn(&mut Config, usize),
+    },
+    /// A prefix of secret names.
+    SecretPrefix(fn(&Config) -> String, fn(&mut Config, String)),
+    /// A prefix of secret names that may not hold an owning secret (read
+    /// after [`SECRET_PREFIX`]).
+    AdminSecretPrefix(fn(&Config) -> String, fn(&mut Config, String)),
+    /// A number and a unit ([`parse_duration`]).
+    Duration(fn(&Config) -> Duration, fn(&mut Config, Duration)),
+    /// A user-name pattern, optional.
+    Pattern(
+        fn(&Config) -> Option<UserPattern>,
+        fn(&mut Config, Option<UserPattern>),
+    ),
+    /// A provider endpoint.
+    Endpoint(fn(&Config) -> Endpoint, fn(&mut Config, Endpoint)),
+}
+
+impl Setting {
+    /// Reads `value` (trimmed, not blank; else the default) into `config`.
+    fn read(&self, value: Option<String>, config: &mut Config) -> Result<()> {
+        let name = self.name;
+        let value = value.or(self.default.map(str::to_owned));
+        let required = || {
+            value.clone().ok_or(Error::Config {
+                name,
+                reason: "is required".into(),
+            })
+        };
+        match &self.field {
+            Field::IamPath(_, set) => {
+                if let Some(path) = value.as_deref().filter(|p| !valid_iam_path(p)) {
+                    return Err(Error::Config {
+                        name,
+                        reason: format!(
+                            "{path:?} is not an IAM path: it must start and end with '/' (use '/' to allow every user)"
+                        ),
+                    });
+                }
+                set(config, value);
+            }
+            Field::Number { max, set, .. } => {
+                let n = required()?
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=*max).contains(n))
+                    .ok_or(Error::Config {
+                        name,
+                        reason: format!("must be a whole number from 1 to {max}"),
+                    })?;
+                set(config, n as usize);
+            }
+            Field::SecretPrefix(_, set) => set(config, valid_secret_prefix(name, &required()?)?),
+            Field::AdminSecretPrefix(_, set) => {
+                let admins = valid_secret_prefix(name, &required()?)?;
+                let admins = secret_prefix_of_admins(name, &config.secret_prefix, &admins)?;
+                set(config, admins);
+            }
+            Field::Duration(_, set) => set(config, parse_duration(name, &required()?)?),
+            Field::Pattern(_, set) => {
+                let pattern = value.map(|p| UserPattern::new(name, &p)).transpose()?;
+                set(config, pattern);
+            }
+            Field::Endpoint(_, set) => set(config, Endpoint::new(name, &required()?)?),
+        }
+        Ok(())
+    }
+
+    /// The text that reads back as this setting's value in `config`;
+    /// `None` if it is unset.
+    fn write(&self, config: &Config) -> Option<String> {
+        match &self.field {
+            Field::IamPath(get, _) => get(config),
+            Field::Number { get, .. } => Some(get(config).to_string()),
+            Field::SecretPrefix(get, _) | Field::AdminSecretPrefix(get, _) => Some(get(config)),
+            Field::Duration(get, _) => {
+                let d = get(config);
+                Some(if d.subsec_nanos() % 1_000_000 == 0 {
+                    format!("{}ms", d.as_millis())
+                } else {
+                    format!("{}ns", d.as_nanos())
+                })
+            }
+            Field::Pattern(get, _) => get(config).map(|p| p.as_str().to_owned()),
+            Field::Endpoint(get, _) => Some(get(config).url().to_owned()),
+        }
+    }
+}
 
 /// The error for a provider setting that is needed now but was not set.
 pub fn required(name: &'static str, provider: &str) -> Error {
@@ -190,85 +462,58 @@ pub fn required(name: &'static str, provider: &str) -> Error {
 }
 
 impl Config {
+    /// Reads settings from the process environment.
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads settings through `lookup` (the environment, or a map in tests).
+    /// Reads settings through `lookup` (the environment, or a map in tests):
+    /// each of [`SETTINGS`], in order.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        // The value, else the default; `None` if neither.
-        let value = |name: &'static str| -> Option<String> {
-            let default = SETTINGS
-                .iter()
-                .find(|(n, _)| *n == name)
-                .and_then(|(_, d)| *d);
-            match lookup(name).filter(|v| !v.trim().is_empty()) {
-                Some(v) => Some(v.trim().to_owned()),
-                None => default.map(str::to_owned),
-            }
-        };
-        let get = |name: &'static str| -> Result<String> {
-            value(name).ok_or(Error::Config {
-                name,
-                reason: "is required".into(),
-            })
-        };
-        let optional = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
-        let duration =
-            |name: &'static str| -> Result<Duration> { parse_duration(name, &get(name)?) };
-
-        let managed_user_path = optional(MANAGED_USER_PATH).map(|p| p.trim().to_owned());
-        if let Some(path) = managed_user_path.as_deref().filter(|p| !valid_iam_path(p)) {
-            return Err(Error::Config {
-                name: MANAGED_USER_PATH,
-                reason: format!(
-                    "{path:?} is not an IAM path: it must start and end with '/' (use '/' to allow every user)"
-                ),
-            });
+        let mut config = Config::unread();
+        for setting in &SETTINGS {
+            let value = lookup(setting.name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty());
+            setting.read(value, &mut config)?;
         }
-        let number = |name: &'static str, max: u32| -> Result<u32> {
-            get(name)?
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or(Error::Config {
-                    name,
-                    reason: format!("must be a whole number from 1 to {max}"),
-                })
-        };
-        let pattern = |name: &'static str| {
-            optional(name)
-                .map(|p| UserPattern::new(name, p.trim()))
-                .transpose()
-        };
-        let endpoint = |name: &'static str| Endpoint::new(name, &get(name)?);
-        let test_consecutive = number(TEST_CONSECUTIVE, 20)?;
-        let secret_prefix = valid_secret_prefix(SECRET_PREFIX, &get(SECRET_PREFIX)?)?;
-        let admin_secret_prefix = secret_prefix_of_admins(
-            &secret_prefix,
-            &valid_secret_prefix(ADMIN_SECRET_PREFIX, &get(ADMIN_SECRET_PREFIX)?)?,
-        )?;
-        Ok(Config {
-            secret_prefix,
-            admin_secret_prefix,
-            managed_user_path,
-            deactivate_after: duration(DEACTIVATE_AFTER)?,
-            delete_after: duration(DELETE_AFTER)?,
-            idle_before_deactivate: duration(IDLE_BEFORE_DEACTIVATE)?,
-            test_consecutive,
-            test_timeout: duration(TEST_TIMEOUT)?,
-            test_spacing: duration(TEST_SPACING)?,
+        Ok(config)
+    }
+
+    /// The variables that give this configuration back through
+    /// [`Config::from_lookup`]: every setting that is set, in the order of
+    /// [`SETTINGS`] (durations in milliseconds).
+    pub fn to_env(&self) -> Vec<(&'static str, String)> {
+        SETTINGS
+            .iter()
+            .filter_map(|s| Some((s.name, s.write(self)?)))
+            .collect()
+    }
+
+    /// A configuration before any setting is read: every field is filled
+    /// from [`SETTINGS`] before it is used.
+    fn unread() -> Self {
+        Config {
+            managed_user_path: None,
+            deactivate_after: Duration::ZERO,
+            delete_after: Duration::ZERO,
+            idle_before_deactivate: Duration::ZERO,
+            test_consecutive: 0,
+            test_timeout: Duration::ZERO,
+            test_spacing: Duration::ZERO,
+            secret_prefix: String::new(),
+            admin_secret_prefix: String::new(),
             alibaba: AlibabaSettings {
-                user_pattern: pattern(ALIBABA_USER_PATTERN)?,
-                ram_endpoint: endpoint(ALIBABA_RAM_ENDPOINT)?,
-                sts_endpoint: endpoint(ALIBABA_STS_ENDPOINT)?,
+                user_pattern: None,
+                ram_endpoint: Endpoint(String::new()),
+                sts_endpoint: Endpoint(String::new()),
             },
             scloud: SCloudSettings {
-                user_pattern: pattern(SCLOUD_USER_PATTERN)?,
-                endpoint: endpoint(SCLOUD_ENDPOINT)?,
-                key_limit: number(SCLOUD_KEY_LIMIT, 100)? as usize,
+                user_pattern: None,
+                endpoint: Endpoint(String::new()),
+                key_limit: 0,
             },
-        })
+        }
     }
 }
 
@@ -307,14 +552,14 @@ fn valid_secret_prefix(name: &'static str, p: &str) -> Result<String> {
 }
 
 /// The admin prefix must never hold an owning secret.
-fn secret_prefix_of_admins(owners: &str, admins: &str) -> Result<String> {
+fn secret_prefix_of_admins(name: &'static str, owners: &str, admins: &str) -> Result<String> {
     let clash = crate::model::Provider::ALL
         .iter()
         .map(|p| format!("{owners}{}/", p.name()))
         .find(|owning| admins.starts_with(owning.as_str()) || owning.starts_with(admins));
     match clash {
         Some(owning) => Err(Error::Config {
-            name: ADMIN_SECRET_PREFIX,
+            name,
             reason: format!(
                 "{admins:?} overlaps the owning secrets' names {owning}...: an admin secret must never be an owning secret; choose another prefix"
             ),
@@ -484,6 +729,129 @@ mod tests {
                 "{pairs:?}: {err} should name {setting}"
             );
             assert_eq!(err.kind(), "InvalidConfig");
+        }
+    }
+
+    #[test]
+    fn to_env_reads_back_as_the_same_config() {
+        let defaults = config(&[]).unwrap();
+        let back = |c: &Config| {
+            let env: HashMap<&str, String> = c.to_env().into_iter().collect();
+            Config::from_lookup(|k| env.get(k).cloned()).unwrap()
+        };
+        assert_eq!(back(&defaults), defaults);
+        // Every field away from its default, so a field the table missed
+        // would come back different.
+        let every = config(&[
+            (MANAGED_USER_PATH, "/ops/"),
+            (DEACTIVATE_AFTER, "0s"),
+            (DELETE_AFTER, "90m"),
+            (IDLE_BEFORE_DEACTIVATE, "1500us"),
+            (TEST_CONSECUTIVE, "7"),
+            (TEST_TIMEOUT, "3s"),
+            (TEST_SPACING, "250ms"),
+            (ALIBABA_USER_PATTERN, "ops-.*"),
+            (ALIBABA_RAM_ENDPOINT, "http://127.0.0.1:4100"),
+            (ALIBABA_STS_ENDPOINT, "http://localhost:4101"),
+            (SCLOUD_USER_PATTERN, "ci|bot"),
+            (SCLOUD_ENDPOINT, "https://api.example.com"),
+            (SCLOUD_KEY_LIMIT, "5"),
+            (SECRET_PREFIX, "keys/"),
+            (ADMIN_SECRET_PREFIX, "admins/"),
+        ])
+        .unwrap();
+        assert_eq!(back(&every), every);
+        let names: Vec<&str> = every.to_env().into_iter().map(|(k, _)| k).collect();
+        let all: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        assert_eq!(names, all, "every setting is written when set");
+        assert!(every.to_env().contains(&(DELETE_AFTER, "5400000ms".into())));
+        // Unset optional settings are left out.
+        let optional: Vec<&str> = SETTINGS
+            .iter()
+            .filter(|s| s.default.is_none())
+            .map(|s| s.name)
+            .collect();
+        assert!(defaults.to_env().iter().all(|(k, _)| !optional.contains(k)));
+    }
+
+    #[test]
+    fn each_setting_is_declared_once() {
+        let mut names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), SETTINGS.len());
+        assert!(names.iter().all(|n| n.starts_with("REKEY_")));
+    }
+
+    /// The lines of the block under the first line of `lines` that reads
+    /// `key:` (those indented deeper), as YAML nests them.
+    fn yaml_block<'a>(lines: &[&'a str], key: &str) -> Vec<&'a str> {
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        let Some(start) = lines.iter().position(|l| l.trim() == format!("{key}:")) else {
+            return vec![];
+        };
+        let depth = indent(lines[start]);
+        lines[start + 1..]
+            .iter()
+            .take_while(|l| l.trim().is_empty() || indent(l) > depth)
+            .copied()
+            .collect()
+    }
+
+    #[test]
+    fn the_template_sets_each_setting_from_its_parameter_with_its_default() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
+        let text = std::fs::read_to_string(path).expect("infra/template.yaml");
+        let lines: Vec<&str> = text.lines().collect();
+        let parameter_block = yaml_block(&lines, "Parameters");
+        let parameters: Vec<&str> = parameter_block
+            .iter()
+            .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+            .filter_map(|l| l.trim().strip_suffix(':'))
+            .collect();
+        let globals = yaml_block(&lines, "Globals");
+        let variables: HashMap<&str, &str> = yaml_block(&globals, "Variables")
+            .into_iter()
+            .filter_map(|l| l.trim().split_once(": "))
+            .collect();
+        assert!(!parameters.is_empty() && !variables.is_empty());
+        for s in &SETTINGS {
+            match s.template {
+                Some(t) => {
+                    assert_eq!(
+                        variables.get(s.name).copied(),
+                        Some(t.yaml().as_str()),
+                        "the functions' {} in the template",
+                        s.name
+                    );
+                    assert!(
+                        parameters.contains(&t.parameter()),
+                        "parameter {} of {}",
+                        t.parameter(),
+                        s.name
+                    );
+                    // The parameter's default is the setting's, where the
+                    // setting has one.
+                    let default = yaml_block(&parameter_block, t.parameter())
+                        .iter()
+                        .find_map(|l| l.trim().strip_prefix("Default: "))
+                        .map(|d| d.trim_matches('"'));
+                    let as_setting = match t {
+                        TemplateValue::Ref(_) => default.map(str::to_owned),
+                        TemplateValue::Seconds(_) => default.map(|d| format!("{d}s")),
+                    };
+                    if let Some(d) = s.default {
+                        assert_eq!(as_setting.as_deref(), Some(d), "the default of {}", s.name);
+                    }
+                }
+                None => assert!(!variables.contains_key(s.name), "{}", s.name),
+            }
+        }
+        for name in variables.keys().filter(|k| k.starts_with("REKEY_")) {
+            assert!(
+                SETTINGS.iter().any(|s| s.name == *name),
+                "the template sets {name}, which is no setting"
+            );
         }
     }
 }

@@ -1,43 +1,15 @@
 //! The pipeline functions (rekey-create, rekey-test, rekey-finish) against
-//! moto, as Step Functions would call them.
+//! moto, as Step Functions would call them. A whole rotation through the
+//! pipeline, for every provider, is `providers::*::the_pipeline_rotates_a_secret`.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use rekey::model::{AWSCURRENT, AWSPENDING};
+use rekey::model::AWSPENDING;
 use rekey_testkit::{test_config, World, MANAGED_PATH};
-use serde_json::{json, Value};
-
-async fn run_pipeline(app: &rekey_testkit::App, secret: &str) -> Value {
-    let created = pipeline(app, "create", json!({ "SecretId": secret }))
-        .await
-        .unwrap();
-    let tested = pipeline(app, "test", created.clone()).await.unwrap();
-    assert_eq!(tested, created, "each function hands its input on");
-    pipeline(app, "finish", tested).await.unwrap()
-}
-
-#[tokio::test]
-async fn full_rotation_through_the_pipeline() {
-    let w = World::new().await;
-    let app = w.app(test_config());
-    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
-
-    let out = run_pipeline(&app, &secret).await;
-
-    assert_eq!(out["SecretId"], secret.as_str());
-    let token = out["ClientRequestToken"].as_str().unwrap();
-    assert_eq!(w.stages(&secret).await[token], vec![AWSCURRENT]);
-    let keys = w.keys(&user).await;
-    assert_eq!(keys.len(), 2);
-    assert_ne!(
-        w.current_credential(&secret).await.unwrap().access_key_id,
-        old.access_key_id
-    );
-    w.assert_invariants(&secret, &user).await;
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn a_given_token_is_used_and_every_function_is_idempotent() {

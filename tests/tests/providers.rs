@@ -2,16 +2,19 @@
 //! Secrets Manager on moto (signatures checked), the provider on its
 //! emulator (every signature checked with the provider's official SDK).
 //! Both signing modes: an admin key pair from `AdminSecretId`, and the
-//! user's own key. Each scenario runs once per provider (see the end).
+//! user's own key. Each scenario runs once per provider (see the end); the
+//! scenarios every provider shares (the key limit, idempotent steps,
+//! orphans, a pipeline rotation) run against AWS IAM on moto too, through
+//! [`Subject`].
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use rekey::model::{KeyStatus, Provider, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use rekey::model::{Credential, KeyStatus, Provider, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use rekey_testkit::emulator::{emulator, Emulator};
-use rekey_testkit::{version_with, App, World};
+use rekey_testkit::{test_config, version_with, App, World, MANAGED_PATH};
 use serde_json::{json, Value};
 
 /// How each provider words what the scenarios check.
@@ -60,6 +63,95 @@ async fn admin_world(kind: Provider) -> (World, &'static Emulator, String, App) 
     let admin = w.admin_secret(e).await;
     let app = w.app(e.config());
     (w, e, admin, app)
+}
+
+/// The provider a scenario shared by every provider runs against: IAM on
+/// moto (a user under the managed path, the function's own credentials),
+/// or the provider's emulator with an admin key pair from `AdminSecretId`.
+enum Subject {
+    Aws,
+    Emulated { e: &'static Emulator, admin: String },
+}
+
+impl Subject {
+    /// A world, the subject of provider `kind` and the steps set up for it.
+    async fn world(kind: Provider) -> (World, Subject, App) {
+        if kind == Provider::Aws {
+            let w = World::new().await;
+            let app = w.app(test_config());
+            return (w, Subject::Aws, app);
+        }
+        let (w, e, admin, app) = admin_world(kind).await;
+        (w, Subject::Emulated { e, admin }, app)
+    }
+
+    /// A new user rekey may manage.
+    async fn user(&self, w: &World) -> String {
+        match self {
+            Subject::Aws => w.user(MANAGED_PATH).await,
+            Subject::Emulated { e, .. } => e.user(false).await,
+        }
+    }
+
+    /// A new key of `user`, as an operator makes it (none may be logged).
+    async fn create_key(&self, w: &World, user: &str) -> Credential {
+        match self {
+            Subject::Aws => w.create_key(user).await,
+            Subject::Emulated { e, .. } => {
+                let key = e.create_key(user).await;
+                w.saw_credential(&key);
+                key
+            }
+        }
+    }
+
+    /// Deactivates a key of `user`, as an operator would.
+    async fn deactivate(&self, w: &World, user: &str, key_id: &str) {
+        match self {
+            Subject::Aws => w.deactivate(user, key_id).await,
+            Subject::Emulated { e, .. } => e.set_status(key_id, KeyStatus::Inactive).await,
+        }
+    }
+
+    /// The managed secret of `user`, holding `key` if given.
+    async fn secret(&self, w: &World, user: &str, key: Option<&Credential>) -> String {
+        match self {
+            Subject::Aws => w.managed_secret(user, key).await,
+            Subject::Emulated { e, admin } => w.provider_secret(e, user, key, Some(admin)).await,
+        }
+    }
+
+    /// A user with one key, and its managed secret holding it.
+    async fn enrolled(&self, w: &World) -> (String, Credential, String) {
+        let user = self.user(w).await;
+        let key = self.create_key(w, &user).await;
+        let secret = self.secret(w, &user, Some(&key)).await;
+        (user, key, secret)
+    }
+
+    /// The ids of the user's keys, oldest first.
+    async fn key_ids(&self, w: &World, user: &str) -> Vec<String> {
+        match self {
+            Subject::Aws => w.key_ids(user).await,
+            Subject::Emulated { e, .. } => e.key_ids(user).await,
+        }
+    }
+
+    /// Everything a refused step must leave as it was.
+    async fn snapshot(&self, w: &World, secret: &str, user: &str) -> Snapshot {
+        match self {
+            Subject::Aws => common::snapshot(w, secret, user).await,
+            Subject::Emulated { e, .. } => snapshot(w, e, secret, user).await,
+        }
+    }
+
+    /// The invariants every scenario ends with.
+    async fn assert_invariants(&self, w: &World, secret: &str, user: &str) {
+        match self {
+            Subject::Aws => w.assert_invariants(secret, user).await,
+            Subject::Emulated { e, .. } => w.assert_provider_invariants(e, secret, user).await,
+        }
+    }
 }
 
 async fn first_rotation_from_user_name_only_with_an_admin_key(kind: Provider) {
@@ -192,41 +284,41 @@ async fn self_rotation_without_the_policy_is_refused_and_changes_nothing(kind: P
 }
 
 async fn at_the_limit_the_inactive_key_is_deleted(kind: Provider) {
-    let (w, e, admin, app) = admin_world(kind).await;
-    let user = e.user(false).await;
-    let stale = e.create_key(&user).await;
-    e.set_status(&stale.access_key_id, KeyStatus::Inactive)
-        .await;
-    let current = e.create_key(&user).await;
-    w.saw_credential(&stale);
-    w.saw_credential(&current);
-    let secret = w
-        .provider_secret(e, &user, Some(&current), Some(&admin))
-        .await;
+    let (w, s, app) = Subject::world(kind).await;
+    let user = s.user(&w).await;
+    let stale = s.create_key(&w, &user).await;
+    s.deactivate(&w, &user, &stale.access_key_id).await;
+    let current = s.create_key(&w, &user).await;
+    let secret = s.secret(&w, &user, Some(&current)).await;
     let token = w.start_rotation(&secret).await;
 
     hook_rotation(&app, &secret, &token).await.unwrap();
 
-    let ids = e.key_ids(&user).await;
+    let ids = s.key_ids(&w, &user).await;
     assert_eq!(ids.len(), 2);
-    assert!(!ids.contains(&stale.access_key_id));
-    assert!(ids.contains(&current.access_key_id));
-    w.assert_provider_invariants(e, &secret, &user).await;
+    assert!(
+        !ids.contains(&stale.access_key_id),
+        "the inactive key was deleted"
+    );
+    assert!(
+        ids.contains(&current.access_key_id),
+        "the old current key stays"
+    );
+    s.assert_invariants(&w, &secret, &user).await;
 }
 
 async fn two_active_keys_block_with_a_clear_error_and_no_change(kind: Provider) {
-    let (w, e, admin, app) = admin_world(kind).await;
-    let user = e.user(false).await;
-    let current = e.create_key(&user).await;
-    let other = e.create_key(&user).await;
-    w.saw_credential(&current);
-    w.saw_credential(&other);
-    let secret = w
-        .provider_secret(e, &user, Some(&current), Some(&admin))
-        .await;
+    let (w, s, app) = Subject::world(kind).await;
+    let user = s.user(&w).await;
+    let current = s.create_key(&w, &user).await;
+    let other = s.create_key(&w, &user).await;
+    let secret = s.secret(&w, &user, Some(&current)).await;
     let token = w.start_rotation(&secret).await;
-    let before = snapshot(&w, e, &secret, &user).await;
-    let since = e.log().await.len();
+    let before = s.snapshot(&w, &secret, &user).await;
+    let since = match &s {
+        Subject::Emulated { e, .. } => e.log().await.len(),
+        Subject::Aws => 0,
+    };
 
     let msg = assert_error(
         hook(&app, "createSecret", &secret, &token).await,
@@ -239,56 +331,66 @@ async fn two_active_keys_block_with_a_clear_error_and_no_change(kind: Provider) 
         ],
     );
     w.assert_no_secret_in(&msg, "the error");
-    assert_eq!(snapshot(&w, e, &secret, &user).await, before);
-    let changes: Vec<_> = e
-        .requests_since(since, &user)
-        .await
-        .into_iter()
-        .filter(|r| r.changes_keys())
-        .collect();
-    assert!(changes.is_empty(), "{changes:?}");
-    w.assert_provider_invariants(e, &secret, &user).await;
+    assert_eq!(
+        s.snapshot(&w, &secret, &user).await,
+        before,
+        "nothing changed"
+    );
+    if let Subject::Emulated { e, .. } = &s {
+        let changes: Vec<_> = e
+            .requests_since(since, &user)
+            .await
+            .into_iter()
+            .filter(|r| r.changes_keys())
+            .collect();
+        assert!(changes.is_empty(), "{changes:?}");
+    }
+    s.assert_invariants(&w, &secret, &user).await;
 }
 
 async fn every_step_invoked_twice_gives_one_key(kind: Provider) {
-    let (w, e, admin, app) = admin_world(kind).await;
-    let (user, old, secret) = w.provider_enrolled(e, Some(&admin)).await;
+    let (w, s, app) = Subject::world(kind).await;
+    let (user, old, secret) = s.enrolled(&w).await;
     let token = w.start_rotation(&secret).await;
 
     for step in STEPS {
         hook(&app, step, &secret, &token).await.unwrap();
         hook(&app, step, &secret, &token).await.unwrap();
     }
-    assert_eq!(e.keys(&user).await.len(), 2, "one token creates one key");
-    let after = snapshot(&w, e, &secret, &user).await;
+    assert_eq!(
+        s.key_ids(&w, &user).await.len(),
+        2,
+        "one token creates one key"
+    );
+    let after = s.snapshot(&w, &secret, &user).await;
     hook_rotation(&app, &secret, &token).await.unwrap();
-    assert_eq!(snapshot(&w, e, &secret, &user).await, after);
+    assert_eq!(s.snapshot(&w, &secret, &user).await, after);
     assert_ne!(
         w.current_credential(&secret).await.unwrap().access_key_id,
         old.access_key_id
     );
-    w.assert_provider_invariants(e, &secret, &user).await;
+    s.assert_invariants(&w, &secret, &user).await;
 }
 
 async fn an_orphan_never_used_is_reclaimed(kind: Provider) {
-    let (w, e, admin, app) = admin_world(kind).await;
-    let (user, current, secret) = w.provider_enrolled(e, Some(&admin)).await;
+    let (w, s, app) = Subject::world(kind).await;
+    let (user, current, secret) = s.enrolled(&w).await;
     let token = w.start_rotation(&secret).await;
     next_second().await;
-    // A crash between CreateAccessKey and PutSecretValue.
-    let orphan = e.create_key(&user).await;
-    w.saw_credential(&orphan);
+    // A crash between CreateAccessKey and PutSecretValue: the key exists,
+    // no version holds it, it was never used.
+    let orphan = s.create_key(&w, &user).await;
 
     hook_rotation(&app, &secret, &token).await.unwrap();
 
-    let ids = e.key_ids(&user).await;
+    let ids = s.key_ids(&w, &user).await;
     assert_eq!(ids.len(), 2);
     assert!(
         !ids.contains(&orphan.access_key_id),
         "the orphan was reclaimed"
     );
     assert!(ids.contains(&current.access_key_id));
-    w.assert_provider_invariants(e, &secret, &user).await;
+    s.assert_invariants(&w, &secret, &user).await;
 }
 
 /// A key held by no version, younger than AWSCURRENT but used: a provider
@@ -444,23 +546,26 @@ async fn a_user_outside_the_pattern_is_refused_before_any_change(kind: Provider)
 }
 
 async fn the_pipeline_rotates_a_secret(kind: Provider) {
-    let (w, e, admin, app) = admin_world(kind).await;
-    let (user, old, secret) = w.provider_enrolled(e, Some(&admin)).await;
+    let (w, s, app) = Subject::world(kind).await;
+    let (user, old, secret) = s.enrolled(&w).await;
 
     let created = pipeline(&app, "create", json!({ "SecretId": secret }))
         .await
         .unwrap();
     let tested = pipeline(&app, "test", created.clone()).await.unwrap();
+    assert_eq!(tested, created, "each function hands its input on");
     let out = pipeline(&app, "finish", tested).await.unwrap();
 
+    assert_eq!(out["SecretId"], secret.as_str());
     let token = out["ClientRequestToken"].as_str().unwrap();
     assert_eq!(w.stages(&secret).await[token], vec![AWSCURRENT]);
+    assert_eq!(s.key_ids(&w, &user).await.len(), 2);
     assert_ne!(
         w.current_credential(&secret).await.unwrap().access_key_id,
         old.access_key_id
     );
     assert!(version_with(&w.stages(&secret).await, AWSPREVIOUS).is_some());
-    w.assert_provider_invariants(e, &secret, &user).await;
+    s.assert_invariants(&w, &secret, &user).await;
 }
 
 async fn a_new_key_unready_for_a_while_is_waited_for(kind: Provider) {
@@ -716,40 +821,61 @@ async fn finish_deactivates_only_a_key_of_the_user(kind: Provider) {
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
+/// The tests: `<provider>::<scenario>`, each scenario a function of the
+/// provider. `every_provider` scenarios run against AWS too (through
+/// [`Subject`]), `emulated` ones against the emulators only.
 macro_rules! for_each_provider {
-    ($($scenario:ident),* $(,)?) => {
+    (every_provider: [$($all:ident),* $(,)?], emulated: [$($emulated:ident),* $(,)?] $(,)?) => {
+        mod aws {
+            $(#[tokio::test]
+            async fn $all() {
+                super::$all(rekey::model::Provider::Aws).await
+            })*
+        }
         mod alibaba {
             $(#[tokio::test]
-            async fn $scenario() {
-                super::$scenario(rekey::model::Provider::Alibaba).await
+            async fn $all() {
+                super::$all(rekey::model::Provider::Alibaba).await
+            })*
+            $(#[tokio::test]
+            async fn $emulated() {
+                super::$emulated(rekey::model::Provider::Alibaba).await
             })*
         }
         mod scloud {
             $(#[tokio::test]
-            async fn $scenario() {
-                super::$scenario(rekey::model::Provider::SCloud).await
+            async fn $all() {
+                super::$all(rekey::model::Provider::SCloud).await
+            })*
+            $(#[tokio::test]
+            async fn $emulated() {
+                super::$emulated(rekey::model::Provider::SCloud).await
             })*
         }
     };
 }
 
 for_each_provider!(
-    first_rotation_from_user_name_only_with_an_admin_key,
-    rotation_with_an_admin_key_keeps_the_old_key_in_grace,
-    self_rotation_signs_with_the_users_own_keys,
-    self_rotation_without_the_policy_is_refused_and_changes_nothing,
-    at_the_limit_the_inactive_key_is_deleted,
-    two_active_keys_block_with_a_clear_error_and_no_change,
-    every_step_invoked_twice_gives_one_key,
-    an_orphan_never_used_is_reclaimed,
-    a_used_unreferenced_key_is_kept_where_use_is_reported,
-    an_unreferenced_key_older_than_current_is_never_reclaimed,
-    a_pending_key_that_fails_its_test_leaves_current_working,
-    cleanup_deactivates_then_deletes_on_its_periods,
-    a_user_outside_the_pattern_is_refused_before_any_change,
-    the_pipeline_rotates_a_secret,
-    a_new_key_unready_for_a_while_is_waited_for,
-    a_rotation_completes_while_the_provider_throttles,
-    bad_secrets_and_settings_are_refused_without_change,
-    finish_deactivates_only_a_key_of_the_user,
+    every_provider: [
+        at_the_limit_the_inactive_key_is_deleted,
+        two_active_keys_block_with_a_clear_error_and_no_change,
+        every_step_invoked_twice_gives_one_key,
+        an_orphan_never_used_is_reclaimed,
+        the_pipeline_rotates_a_secret,
+    ],
+    emulated: [
+        first_rotation_from_user_name_only_with_an_admin_key,
+        rotation_with_an_admin_key_keeps_the_old_key_in_grace,
+        self_rotation_signs_with_the_users_own_keys,
+        self_rotation_without_the_policy_is_refused_and_changes_nothing,
+        a_used_unreferenced_key_is_kept_where_use_is_reported,
+        an_unreferenced_key_older_than_current_is_never_reclaimed,
+        a_pending_key_that_fails_its_test_leaves_current_working,
+        cleanup_deactivates_then_deletes_on_its_periods,
+        a_user_outside_the_pattern_is_refused_before_any_change,
+        a_new_key_unready_for_a_while_is_waited_for,
+        a_rotation_completes_while_the_provider_throttles,
+        bad_secrets_and_settings_are_refused_without_change,
+        finish_deactivates_only_a_key_of_the_user,
+    ],
 );

@@ -1,0 +1,406 @@
+//! The AWS adapters' error mapping, without a server: the SDK clients get an
+//! HTTP client that answers every request with a canned response (the
+//! SDK's `HttpClient` extension point, as its `test-util` clients use it),
+//! so each service error rekey tells apart is checked in milliseconds.
+//!
+//! Secrets Manager speaks JSON (`{"__type": code, "message": ...}`), IAM
+//! speaks XML (`<ErrorResponse><Error><Code>`); both as the services send
+//! them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use rekey::model::{Credential, Sensitive};
+use rekey::ports::{KeyApi, Select, Vault};
+use rekey::providers::{AwsClients, AwsIam};
+use rekey::vault::SecretsManager;
+use rekey::Error;
+
+/// A secret no error may quote.
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+/// What the canned server answers: the operation (from `X-Amz-Target` or
+/// the form's `Action`) -> status and body.
+type Answer = dyn Fn(&str) -> (u16, String) + Send + Sync;
+
+/// An HTTP client that never opens a connection: each request is answered
+/// by `answer`, and counted.
+#[derive(Clone)]
+struct Canned {
+    answer: Arc<Answer>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Canned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Canned")
+    }
+}
+
+impl HttpConnector for Canned {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let operation = match request.headers().get("x-amz-target") {
+            Some(target) => target.rsplit('.').next().unwrap_or_default().to_owned(),
+            None => {
+                let body = String::from_utf8_lossy(request.body().bytes().unwrap_or_default());
+                body.split('&')
+                    .find_map(|p| p.strip_prefix("Action="))
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+        };
+        let (status, body) = (self.answer)(&operation);
+        let json = body.starts_with('{');
+        let mut response = HttpResponse::new(
+            StatusCode::try_from(status).expect("a status code"),
+            SdkBody::from(body),
+        );
+        response.headers_mut().insert(
+            "content-type",
+            if json {
+                "application/x-amz-json-1.1"
+            } else {
+                "text/xml"
+            },
+        );
+        response
+            .headers_mut()
+            .insert("x-amzn-requestid", "00000000-0000-0000-0000-000000000000");
+        HttpConnectorFuture::ready(Ok(response))
+    }
+}
+
+impl HttpClient for Canned {
+    fn http_connector(
+        &self,
+        _: &HttpConnectorSettings,
+        _: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
+    }
+}
+
+/// An SDK configuration whose every call `answer` answers, one attempt per
+/// call (no retries, no waiting), and the count of requests sent.
+async fn sdk(
+    answer: impl Fn(&str) -> (u16, String) + Send + Sync + 'static,
+) -> (SdkConfig, Arc<AtomicUsize>) {
+    sdk_with(RetryConfig::disabled(), answer).await
+}
+
+/// [`sdk`] with `retry` instead.
+async fn sdk_with(
+    retry: RetryConfig,
+    answer: impl Fn(&str) -> (u16, String) + Send + Sync + 'static,
+) -> (SdkConfig, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let client = Canned {
+        answer: Arc::new(answer),
+        calls: calls.clone(),
+    };
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "AKIDCANNED",
+            "canned",
+            None,
+            None,
+            "canned",
+        ))
+        .endpoint_url("https://canned.invalid")
+        .retry_config(retry)
+        .http_client(SharedHttpClient::new(client))
+        .load()
+        .await;
+    (config, calls)
+}
+
+/// A Secrets Manager error answer.
+fn sm_error(status: u16, code: &str, message: &str) -> (u16, String) {
+    let body = serde_json::json!({ "__type": code, "message": message });
+    (status, body.to_string())
+}
+
+/// An IAM (query protocol) error answer.
+fn iam_error(status: u16, code: &str, message: &str) -> (u16, String) {
+    (
+        status,
+        format!(
+            "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>1</RequestId></ErrorResponse>"
+        ),
+    )
+}
+
+/// An IAM GetUser answer: a user under `path`, tagged `rekey:owner=owner`.
+fn get_user(path: &str, owner: &str) -> (u16, String) {
+    (
+        200,
+        format!(
+            "<GetUserResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><GetUserResult><User>\
+             <Path>{path}</Path><UserName>alice</UserName><UserId>AIDACANNED</UserId>\
+             <Arn>arn:aws:iam::123456789012:user{path}alice</Arn><CreateDate>2026-01-01T00:00:00Z</CreateDate>\
+             <Tags><member><Key>rekey:owner</Key><Value>{owner}</Value></member></Tags>\
+             </User></GetUserResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetUserResponse>"
+        ),
+    )
+}
+
+fn assert_no_secret(err: &Error) {
+    assert!(!err.to_string().contains(SECRET), "{err}");
+    assert!(!format!("{err:?}").contains(SECRET), "{err:?}");
+}
+
+mod secrets_manager {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unknown_secret_is_secret_not_found() {
+        let (sdk, calls) = sdk(|_| {
+            sm_error(
+                400,
+                "ResourceNotFoundException",
+                "Secrets Manager can't find the specified secret.",
+            )
+        })
+        .await;
+        let err = SecretsManager::new(&sdk)
+            .describe("rekey/aws/alice")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::SecretNotFound { secret_id } if secret_id == "rekey/aws/alice"),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), "SecretNotFound");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_version_reads_as_none() {
+        let (sdk, _) = sdk(|_| sm_error(400, "ResourceNotFoundException", "no such version")).await;
+        let read = SecretsManager::new(&sdk)
+            .read("rekey/aws/alice", Select::Stage("AWSPENDING"))
+            .await
+            .unwrap();
+        assert!(read.is_none());
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retryable() {
+        let (sdk, _) = sdk(|_| sm_error(400, "ThrottlingException", "Rate exceeded")).await;
+        let err = SecretsManager::new(&sdk)
+            .describe("rekey/aws/alice")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "ServiceUnavailable", "{err}");
+        assert!(err.is_retryable());
+        assert!(err.to_string().contains("ThrottlingException"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn access_denied_is_a_service_error_with_its_code() {
+        let message = "User: arn:aws:sts::123456789012:assumed-role/rekey is not authorized to perform: secretsmanager:TagResource";
+        let (sdk, _) = sdk(move |_| sm_error(400, "AccessDeniedException", message)).await;
+        let err = SecretsManager::new(&sdk)
+            .tag(
+                "rekey/aws/alice",
+                &[("rekey:created:AKIA1".into(), "now".into())],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "ServiceError", "{err}");
+        assert!(!err.is_retryable());
+        match &err {
+            Error::Service {
+                service,
+                operation,
+                code,
+                message: m,
+                ..
+            } => {
+                assert_eq!((*service, *operation), ("Secrets Manager", "TagResource"));
+                assert_eq!(code, "AccessDeniedException");
+                assert_eq!(m, message, "the service's message is kept");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_store_never_quotes_the_secret() {
+        // A service message that echoes the request must not reach the error.
+        let (sdk, _) = sdk(|_| {
+            sm_error(
+                400,
+                "InvalidRequestException",
+                &format!("cannot store {{\"SecretAccessKey\":\"{SECRET}\"}}"),
+            )
+        })
+        .await;
+        let value = Sensitive::new(format!("{{\"SecretAccessKey\":\"{SECRET}\"}}"));
+        let err = SecretsManager::new(&sdk)
+            .put_pending("rekey/aws/alice", "token-1", &value)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "ServiceError");
+        assert!(err.to_string().contains("InvalidRequestException"), "{err}");
+        assert_no_secret(&err);
+    }
+
+    #[tokio::test]
+    async fn a_server_fault_is_retryable() {
+        let (sdk, _) = sdk(|_| sm_error(500, "InternalServiceError", "try again")).await;
+        let err = SecretsManager::new(&sdk).list_managed().await.unwrap_err();
+        assert_eq!(err.kind(), "ServiceUnavailable", "{err}");
+    }
+}
+
+mod iam {
+    use super::*;
+
+    const OWNER: &str =
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:rekey/aws/alice-AbCdEf";
+
+    async fn aws_iam(
+        answer: impl Fn(&str) -> (u16, String) + Send + Sync + 'static,
+    ) -> (AwsIam, Arc<AtomicUsize>) {
+        let (sdk, calls) = sdk(answer).await;
+        (AwsIam::new(&AwsClients::new(&sdk), "/rekey/"), calls)
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_is_user_not_found() {
+        let (iam, _) = aws_iam(|_| {
+            iam_error(
+                404,
+                "NoSuchEntity",
+                "The user with name alice cannot be found.",
+            )
+        })
+        .await;
+        for err in [
+            iam.ensure_managed("alice", OWNER).await.unwrap_err(),
+            iam.list_keys("alice").await.unwrap_err(),
+            iam.create_key("alice").await.unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, Error::UserNotFound { user } if user == "alice"),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_user_the_role_may_not_read_is_not_managed() {
+        let (iam, _) = aws_iam(|_| {
+            iam_error(
+                403,
+                "AccessDenied",
+                "not authorized to perform: iam:GetUser",
+            )
+        })
+        .await;
+        let err = iam.ensure_managed("alice", OWNER).await.unwrap_err();
+        assert_eq!(err.kind(), "UserNotManaged", "{err}");
+        assert!(
+            err.to_string().contains("REKEY_MANAGED_USER_PATH /rekey/"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_user_outside_the_managed_path_is_not_managed() {
+        let (iam, _) = aws_iam(|op| match op {
+            "GetUser" => get_user("/elsewhere/", OWNER),
+            _ => panic!("only GetUser is called, not {op}"),
+        })
+        .await;
+        let err = iam.ensure_managed("alice", OWNER).await.unwrap_err();
+        assert_eq!(err.kind(), "UserNotManaged", "{err}");
+        assert!(err.to_string().contains("/elsewhere/"), "{err}");
+        // Under the path and enrolled to this secret, the same user is managed.
+        let (iam, _) = aws_iam(|_| get_user("/rekey/", OWNER)).await;
+        iam.ensure_managed("alice", OWNER).await.unwrap();
+        let err = iam
+            .ensure_managed("alice", "rekey/aws/someone-else")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "SecretNotOwner", "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_key_limit_is_key_limit_reached() {
+        let (iam, _) = aws_iam(|_| {
+            iam_error(
+                409,
+                "LimitExceeded",
+                "Cannot exceed quota for AccessKeysPerUser: 2",
+            )
+        })
+        .await;
+        let err = iam.create_key("alice").await.unwrap_err();
+        assert_eq!(err.kind(), "KeyLimitReached", "{err}");
+        assert!(err.to_string().contains("alice"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn create_key_alone_is_never_retried() {
+        // With the functions' retries (backoff shortened), a transient
+        // fault is retried on every call but CreateAccessKey: a retry after
+        // a lost answer would make a second key.
+        let retry = rekey::sdk::retry_config().with_initial_backoff(Duration::from_millis(1));
+        let (sdk, calls) = sdk_with(retry, |_| iam_error(500, "ServiceFailure", "try again")).await;
+        let iam = AwsIam::new(&AwsClients::new(&sdk), "/rekey/");
+        assert!(iam.list_keys("alice").await.unwrap_err().is_retryable());
+        assert_eq!(
+            calls.swap(0, Ordering::SeqCst),
+            5,
+            "ListAccessKeys is retried"
+        );
+        assert!(iam.create_key("alice").await.unwrap_err().is_retryable());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "CreateAccessKey is not");
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_never_quotes_the_answer() {
+        let (iam, _) =
+            aws_iam(|_| iam_error(500, "ServiceFailure", &format!("lost key {SECRET}"))).await;
+        let err = iam.create_key("alice").await.unwrap_err();
+        assert_eq!(err.kind(), "ServiceUnavailable", "{err}");
+        assert!(err.to_string().contains("CreateAccessKey"), "{err}");
+        assert_no_secret(&err);
+    }
+
+    #[tokio::test]
+    async fn a_probe_refused_by_sts_is_a_service_error() {
+        let (sdk, _) = sdk(|_| {
+            iam_error(
+                403,
+                "InvalidClientTokenId",
+                "The security token included in the request is invalid.",
+            )
+        })
+        .await;
+        let probe = Credential {
+            access_key_id: "AKIANEWKEY".into(),
+            secret: Sensitive::new(SECRET),
+        };
+        let err = AwsClients::new(&sdk).whoami(&probe).await.unwrap_err();
+        assert_eq!(err.kind(), "ServiceError", "{err}");
+        assert!(err.to_string().contains("InvalidClientTokenId"), "{err}");
+        assert_no_secret(&err);
+    }
+}
