@@ -6,7 +6,37 @@
 
 use std::fmt;
 
+/// rekey's result: an [`Error`] unless told otherwise.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every error type a function can report: each name [`Error::kind`] can
+/// return. The README's Errors table lists exactly these, and the state
+/// machine matches on no other (tested below).
+pub const ERROR_TYPES: &[&str] = &[
+    "InvalidEvent",
+    "InvalidConfig",
+    "SecretNotFound",
+    "SecretNotManaged",
+    "SecretPaused",
+    "InvalidSecret",
+    "UnknownProvider",
+    "SecretNotOwner",
+    "RotationNotEnabled",
+    "RotationOwnedByHook",
+    "RotationInProgress",
+    "RotationAbandoned",
+    "TokenNotFound",
+    "TokenNotPending",
+    "UserNotManaged",
+    "UserNotFound",
+    "KeyLimitReached",
+    "KeyNotReady",
+    "KeyIdentityMismatch",
+    "SignerRejected",
+    "InternalError",
+    "ServiceUnavailable",
+    "ServiceError",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -104,6 +134,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A fault inside rekey or its runtime, not of the event, the secret or
+    /// a service: trying again does not help.
+    #[error("internal error in rekey ({operation}): {reason}. This is not a fault of the secret, the event or the provider, and retrying will not help: report it to rekey's maintainers with this message")]
+    Internal {
+        /// What rekey was doing.
+        operation: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+
     #[error("{service} {operation} failed: {code}: {message}")]
     Service {
         service: &'static str,
@@ -147,6 +187,7 @@ impl Error {
             Error::KeyNotReady { .. } => "KeyNotReady",
             Error::KeyIdentityMismatch { .. } => "KeyIdentityMismatch",
             Error::SignerRejected { .. } => "SignerRejected",
+            Error::Internal { .. } => "InternalError",
             Error::Service { retryable, .. } => {
                 if *retryable {
                     "ServiceUnavailable"
@@ -183,6 +224,246 @@ impl From<Error> for lambda_runtime::Diagnostic {
         lambda_runtime::Diagnostic {
             error_type: e.kind().to_owned(),
             error_message: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// One error of every variant (both kinds of `Service`).
+    fn one_of_each() -> Vec<Error> {
+        let s = || "x".to_owned();
+        vec![
+            Error::InvalidEvent(s()),
+            Error::Config {
+                name: "REKEY_X",
+                reason: s(),
+            },
+            Error::SecretNotFound { secret_id: s() },
+            Error::SecretNotManaged { secret_id: s() },
+            Error::SecretPaused { secret_id: s() },
+            Error::invalid_secret("s", "v", "r"),
+            Error::UnknownProvider {
+                secret_id: s(),
+                provider: s(),
+            },
+            Error::SecretNotOwner {
+                secret_id: s(),
+                reason: s(),
+            },
+            Error::RotationNotEnabled { secret_id: s() },
+            Error::RotationOwnedByHook { secret_id: s() },
+            Error::RotationInProgress {
+                secret_id: s(),
+                other_token: s(),
+            },
+            Error::RotationAbandoned {
+                secret_id: s(),
+                token: s(),
+                reason: s(),
+            },
+            Error::TokenNotFound {
+                secret_id: s(),
+                token: s(),
+            },
+            Error::TokenNotPending {
+                secret_id: s(),
+                token: s(),
+            },
+            Error::UserNotManaged {
+                user: s(),
+                reason: s(),
+            },
+            Error::UserNotFound { user: s() },
+            Error::KeyLimitReached(s()),
+            Error::KeyNotReady {
+                user: s(),
+                key_id: s(),
+                reason: s(),
+            },
+            Error::KeyIdentityMismatch {
+                secret_id: s(),
+                key_id: s(),
+                user: s(),
+                actual: s(),
+            },
+            Error::SignerRejected {
+                service: "IAM",
+                operation: "ListAccessKeys",
+                signer: s(),
+                reason: s(),
+            },
+            Error::Internal {
+                operation: "open provider",
+                reason: s(),
+            },
+            Error::Service {
+                service: "IAM",
+                operation: "ListAccessKeys",
+                code: s(),
+                message: s(),
+                retryable: true,
+            },
+            Error::Service {
+                service: "IAM",
+                operation: "ListAccessKeys",
+                code: s(),
+                message: s(),
+                retryable: false,
+            },
+        ]
+    }
+
+    /// No wildcard: a new variant does not compile until it is matched
+    /// here, which is the cue to give it an example in `one_of_each` and
+    /// its name in `ERROR_TYPES`.
+    fn variant(e: &Error) -> &'static str {
+        match e {
+            Error::InvalidEvent(_) => "InvalidEvent",
+            Error::Config { .. } => "Config",
+            Error::SecretNotFound { .. } => "SecretNotFound",
+            Error::SecretNotManaged { .. } => "SecretNotManaged",
+            Error::SecretPaused { .. } => "SecretPaused",
+            Error::InvalidSecret { .. } => "InvalidSecret",
+            Error::UnknownProvider { .. } => "UnknownProvider",
+            Error::SecretNotOwner { .. } => "SecretNotOwner",
+            Error::RotationNotEnabled { .. } => "RotationNotEnabled",
+            Error::RotationOwnedByHook { .. } => "RotationOwnedByHook",
+            Error::RotationInProgress { .. } => "RotationInProgress",
+            Error::RotationAbandoned { .. } => "RotationAbandoned",
+            Error::TokenNotFound { .. } => "TokenNotFound",
+            Error::TokenNotPending { .. } => "TokenNotPending",
+            Error::UserNotManaged { .. } => "UserNotManaged",
+            Error::UserNotFound { .. } => "UserNotFound",
+            Error::KeyLimitReached(_) => "KeyLimitReached",
+            Error::KeyNotReady { .. } => "KeyNotReady",
+            Error::KeyIdentityMismatch { .. } => "KeyIdentityMismatch",
+            Error::SignerRejected { .. } => "SignerRejected",
+            Error::Internal { .. } => "Internal",
+            Error::Service { .. } => "Service",
+        }
+    }
+
+    #[test]
+    fn error_types_lists_every_kind() {
+        let examples = one_of_each();
+        let variants: BTreeSet<_> = examples.iter().map(variant).collect();
+        assert_eq!(
+            variants.len(),
+            examples.len() - 1,
+            "one example of each variant (two of Service)"
+        );
+        let kinds: BTreeSet<_> = examples.iter().map(Error::kind).collect();
+        let listed: BTreeSet<_> = ERROR_TYPES.iter().copied().collect();
+        assert_eq!(
+            listed.len(),
+            ERROR_TYPES.len(),
+            "ERROR_TYPES has no repeats"
+        );
+        assert_eq!(kinds, listed);
+    }
+
+    /// Every name `kind` can return is a literal in its body: those are
+    /// `ERROR_TYPES`, whether or not `one_of_each` has an example of it.
+    #[test]
+    fn error_types_are_the_names_in_kind() {
+        let source = include_str!("error.rs");
+        let start = source.find("pub fn kind(&self)").unwrap();
+        let end = start + source[start..].find("pub fn is_retryable").unwrap();
+        let names: BTreeSet<_> = source[start..end].split('"').skip(1).step_by(2).collect();
+        let listed: BTreeSet<_> = ERROR_TYPES.iter().copied().collect();
+        assert_eq!(names, listed);
+    }
+
+    #[test]
+    fn internal_errors_are_not_retried_and_say_what_to_do() {
+        let e = Error::Internal {
+            operation: "open provider",
+            reason: "no key pair".into(),
+        };
+        assert_eq!(e.kind(), "InternalError");
+        assert!(!e.is_retryable());
+        assert!(e.to_string().contains("report it to rekey's maintainers"));
+    }
+
+    fn workspace_file(path: &str) -> String {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The error types in the first column of the README's Errors table.
+    fn readme_error_types() -> BTreeSet<String> {
+        let readme = workspace_file("README.md");
+        let section = readme
+            .split("\n## Errors\n")
+            .nth(1)
+            .expect("the README has an Errors section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .flat_map(|l| {
+                let first = l.split('|').nth(1).unwrap_or_default();
+                first
+                    .split(',')
+                    .map(|n| n.trim().trim_matches('`').to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_error_type() {
+        let mut listed = readme_error_types();
+        // The runtime's own error for input that is not JSON, listed for
+        // the operator: rekey never sees the event.
+        assert!(listed.remove("lambda_runtime::deserializer::DeserializeError"));
+        let want: BTreeSet<String> = ERROR_TYPES.iter().map(|&n| n.to_owned()).collect();
+        assert_eq!(listed, want, "README.md's Errors table");
+    }
+
+    fn error_equals(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    if k == "ErrorEquals" {
+                        let names = v.as_array().expect("ErrorEquals is a list");
+                        out.extend(names.iter().map(|n| n.as_str().unwrap().to_owned()));
+                    } else {
+                        error_equals(v, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| error_equals(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_state_machine_matches_only_known_error_types() {
+        // The template substitutes `${...}`; unquoted ones are numbers.
+        let text = workspace_file("infra/statemachine/rotation.asl.json");
+        let text = regex_lite::Regex::new(r":\s*\$\{\w+\}")
+            .unwrap()
+            .replace_all(&text, ": 0");
+        let asl: serde_json::Value =
+            serde_json::from_str(&text).expect("the state machine is JSON");
+        let mut names = Vec::new();
+        error_equals(&asl, &mut names);
+        assert!(names.iter().any(|n| n == "KeyNotReady"), "{names:?}");
+        for name in names {
+            // States.*, Lambda.*, SecretsManager.*: errors of Step
+            // Functions and of its service integrations, not rekey's.
+            if name.contains('.') {
+                continue;
+            }
+            assert!(
+                ERROR_TYPES.contains(&name.as_str()),
+                "the state machine matches {name}, which no function reports"
+            );
         }
     }
 }
