@@ -38,6 +38,7 @@ pub const ERROR_TYPES: &[&str] = &[
     "ServiceError",
 ];
 
+/// Every failure of every step; [`Error::kind`] is its Lambda error type.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The event given to a function is malformed.
@@ -46,87 +47,170 @@ pub enum Error {
 
     /// A setting in the environment is missing or invalid.
     #[error("invalid setting {name}: {reason}")]
-    Config { name: &'static str, reason: String },
+    Config {
+        /// The setting's name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 
+    /// The secret does not exist (or the function may not read it).
     #[error(
         "secret {secret_id} was not found: check the SecretId and that the function may read it"
     )]
-    SecretNotFound { secret_id: String },
+    SecretNotFound {
+        /// The secret's name or ARN.
+        secret_id: String,
+    },
 
+    /// The secret is not tagged `rekey:managed`.
     #[error("secret {secret_id} is not managed by rekey: tag it rekey:managed=true to manage it")]
-    SecretNotManaged { secret_id: String },
+    SecretNotManaged {
+        /// The secret's name or ARN.
+        secret_id: String,
+    },
 
+    /// The secret is tagged `rekey:paused`.
     #[error(
         "secret {secret_id} is paused (tag rekey:paused=true): remove the tag to resume rotation"
     )]
-    SecretPaused { secret_id: String },
+    SecretPaused {
+        /// The secret's name or ARN.
+        secret_id: String,
+    },
 
+    /// A version of the secret holds no valid managed secret.
     #[error("secret {secret_id} holds an invalid value in {version}: {reason}")]
     InvalidSecret {
+        /// The secret's name or ARN.
         secret_id: String,
+        /// The version (its stage or id).
         version: String,
+        /// What is wrong with the value.
         reason: String,
     },
 
+    /// The secret names a provider rekey does not support.
     #[error("secret {secret_id} names provider {provider:?}, which rekey does not support (supported: {})", crate::model::Provider::names())]
-    UnknownProvider { secret_id: String, provider: String },
+    UnknownProvider {
+        /// The secret's name or ARN.
+        secret_id: String,
+        /// The provider it names.
+        provider: String,
+    },
 
+    /// The secret is not its user's owning secret.
     #[error("secret {secret_id} does not own the keys it names: {reason}")]
-    SecretNotOwner { secret_id: String, reason: String },
+    SecretNotOwner {
+        /// The secret's name or ARN.
+        secret_id: String,
+        /// Which ownership rule it breaks, and the fix.
+        reason: String,
+    },
 
+    /// The hook was called for a secret without Secrets Manager rotation.
     #[error("secret {secret_id}: rotation is not enabled; the rotation hook only serves secrets with Secrets Manager rotation turned on")]
-    RotationNotEnabled { secret_id: String },
+    RotationNotEnabled {
+        /// The secret's name or ARN.
+        secret_id: String,
+    },
 
+    /// The pipeline was called for a secret the hook rotates.
     #[error("secret {secret_id} has Secrets Manager rotation enabled, so it belongs to the rotation hook; turn rotation off to rotate it with the pipeline")]
-    RotationOwnedByHook { secret_id: String },
+    RotationOwnedByHook {
+        /// The secret's name or ARN.
+        secret_id: String,
+    },
 
+    /// Another token's rotation is in progress.
     #[error("secret {secret_id}: another rotation (token {other_token}) is in progress; let it finish, or remove its AWSPENDING label to abandon it")]
     RotationInProgress {
+        /// The secret's name or ARN.
         secret_id: String,
+        /// The token of the rotation in progress.
         other_token: String,
     },
 
+    /// A rotation that can never finish lost AWSPENDING.
     #[error("secret {secret_id}: the rotation of token {token} can never finish ({reason}), so AWSPENDING was taken off its version; nothing else changed. The next rotation starts with a new token: the pipeline's next run, or Secrets Manager's next rotation of the hook")]
     RotationAbandoned {
+        /// The secret's name or ARN.
         secret_id: String,
+        /// The abandoned rotation's token.
         token: String,
+        /// Why it can never finish.
         reason: String,
     },
 
+    /// The token has no version of the secret.
     #[error("secret {secret_id} has no version for token {token}: start the rotation (createSecret / rekey-create) with this token first")]
-    TokenNotFound { secret_id: String, token: String },
+    TokenNotFound {
+        /// The secret's name or ARN.
+        secret_id: String,
+        /// The rotation's token.
+        token: String,
+    },
 
+    /// The token's version is not AWSPENDING.
     #[error("secret {secret_id}: version {token} is not AWSPENDING, so it is not part of a rotation in progress")]
-    TokenNotPending { secret_id: String, token: String },
+    TokenNotPending {
+        /// The secret's name or ARN.
+        secret_id: String,
+        /// The rotation's token.
+        token: String,
+    },
 
+    /// The user is outside what rekey may manage.
     #[error("user {user} is not managed by rekey: {reason}")]
-    UserNotManaged { user: String, reason: String },
+    UserNotManaged {
+        /// The user's name in the provider.
+        user: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
 
+    /// The user does not exist.
     #[error("user {user} does not exist in the provider: fix UserName in the secret")]
-    UserNotFound { user: String },
+    UserNotFound {
+        /// The user's name in the provider.
+        user: String,
+    },
 
+    /// The user has its limit of keys and none may be removed; the
+    /// message names each key and why it stays.
     #[error("{0}")]
     KeyLimitReached(String),
 
+    /// The new key does not authenticate yet.
     #[error("the new key {key_id} of user {user} does not authenticate yet: {reason}")]
     KeyNotReady {
+        /// The user's name in the provider.
         user: String,
+        /// The new key's id.
         key_id: String,
+        /// What the provider answered.
         reason: String,
     },
 
+    /// A key authenticates as someone other than the secret's user.
     #[error("the key {key_id} in secret {secret_id} authenticates as {actual}, not as user {user}: fix the secret")]
     KeyIdentityMismatch {
+        /// The secret's name or ARN.
         secret_id: String,
+        /// The key's id.
         key_id: String,
+        /// The user's name in the provider.
         user: String,
+        /// Whom it authenticates as.
         actual: String,
     },
 
     /// The provider refused the key pair that signs rekey's calls.
     #[error("{service} {operation}: the key {signer} that signs rekey's calls was refused: {reason}. Fix that key, or grant it the policy the README gives for this provider")]
     SignerRejected {
+        /// The provider's service.
         service: &'static str,
+        /// The refused call.
         operation: &'static str,
         /// The key id and where it came from.
         signer: String,
@@ -144,12 +228,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// Any other failure of a service call.
     #[error("{service} {operation} failed: {code}: {message}")]
     Service {
+        /// The service.
         service: &'static str,
+        /// The failed call.
         operation: &'static str,
+        /// The service's error code.
         code: String,
+        /// The service's message (withheld when the call carries secret
+        /// material).
         message: String,
+        /// Whether trying again later may succeed (`ServiceUnavailable`).
         retryable: bool,
     },
 }
@@ -210,6 +301,8 @@ impl Error {
         )
     }
 
+    /// An [`Error::InvalidSecret`]: `version` of `secret_id` holds no valid
+    /// managed secret, for `reason`.
     pub fn invalid_secret(secret_id: &str, version: &str, reason: impl fmt::Display) -> Self {
         Error::InvalidSecret {
             secret_id: secret_id.to_owned(),
