@@ -1,5 +1,5 @@
-//! Deterministic simulation: the real handlers (`rekey::lambda::{hook,
-//! create, test, finish, cleanup}`) against the in-memory ports of
+//! Deterministic simulation: the real handlers (`rekey::lambda::handle`, every
+//! `Function`) against the in-memory ports of
 //! `rekey_testkit::sim`, driven by a seeded random sequence of rotations,
 //! retries, cleanup runs, time jumps, faults and operator actions. Safety is
 //! checked after every action, liveness at the end (faults and operators
