@@ -1,7 +1,7 @@
 //! rekey: automated access-key rotation for AWS Lambda.
 //!
 //! The functions under `functions/` are thin: each calls [`lambda::serve`]
-//! with one handler from [`lambda`]. The protocol lives in [`steps`], the
+//! with its [`lambda::Function`]. The protocol lives in [`steps`], the
 //! decisions in [`plan`], the I/O behind the traits in [`ports`].
 
 pub mod config;

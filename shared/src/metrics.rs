@@ -1,25 +1,35 @@
 //! Metrics in CloudWatch embedded metric format: one JSON line on stdout per
 //! event, which CloudWatch Logs turns into metrics in the `rekey` namespace.
 //! Only counts, ages, ids and reasons go in: never secret material.
+//!
+//! What each function records: [`count_created`], [`count_finished`],
+//! [`count_skipped`], [`count_cleanup`] and, for any failure,
+//! [`count_failure`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use crate::error::Error;
+use crate::lambda::Function;
+use crate::steps::{CleanupReport, Created, Finished};
+
+/// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "rekey";
 
 /// One EMF record: metrics that share the `Function` dimension (plus any
 /// extra dimensions).
 #[derive(Debug, Clone)]
 pub struct Record {
-    function: &'static str,
+    function: Function,
     dimensions: Vec<(&'static str, String)>,
     metrics: Vec<(&'static str, f64, &'static str)>,
     properties: Vec<(&'static str, String)>,
 }
 
 impl Record {
-    pub fn new(function: &'static str) -> Self {
+    /// An empty record of `function`.
+    pub fn new(function: Function) -> Self {
         Record {
             function,
             dimensions: Vec::new(),
@@ -28,11 +38,13 @@ impl Record {
         }
     }
 
+    /// An extra dimension (e.g. the `ErrorType` of a failure).
     pub fn dimension(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.dimensions.push((name, value.into()));
         self
     }
 
+    /// A count (CloudWatch unit `Count`); a zero count is left out.
     pub fn count(mut self, name: &'static str, n: usize) -> Self {
         if n > 0 {
             self.metrics.push((name, n as f64, "Count"));
@@ -83,7 +95,7 @@ impl Record {
                 }],
             }),
         );
-        root.insert("Function".into(), self.function.into());
+        root.insert("Function".into(), self.function.name().into());
         for (k, v) in self.dimensions.iter().chain(&self.properties) {
             root.insert((*k).into(), v.clone().into());
         }
@@ -101,6 +113,86 @@ impl Record {
     }
 }
 
+/// The metric a failure of `function` counts. rekey-test's `KeyNotReady` is
+/// Step Functions' cue to wait: counted apart; the run alerts when the
+/// retries run out.
+pub fn failure_metric(function: Function, error: &Error) -> &'static str {
+    match (function, error) {
+        (Function::Cleanup, _) => "CleanupFailed",
+        (Function::Test, Error::KeyNotReady { .. }) => "KeyNotReady",
+        _ => "RotationsFailed",
+    }
+}
+
+/// A failed invocation of `function` on `secret_id` (empty when the event
+/// could not be read), by its error type.
+pub fn count_failure(function: Function, secret_id: &str, error: &Error) {
+    Record::new(function)
+        .dimension("ErrorType", error.kind())
+        .count(failure_metric(function, error), 1)
+        .property("SecretId", secret_id)
+        .emit();
+}
+
+/// What a create step did: a new key (and the keys deleted to make room),
+/// or a secret skipped as not due.
+pub fn count_created(function: Function, secret_id: &str, created: &Created) {
+    match created {
+        Created::New { removed, .. } => Record::new(function)
+            .count("KeysCreated", 1)
+            .count("KeysDeleted", removed.len())
+            .property("SecretId", secret_id)
+            .emit(),
+        Created::NotDue { .. } => count_skipped(function, secret_id, "not-due"),
+        Created::AlreadyPending { .. } | Created::AlreadyCurrent => {}
+    }
+}
+
+/// A rotation promoted by a finish step (and whether it deactivated the
+/// superseded key at once).
+pub fn count_finished(function: Function, secret_id: &str, finished: &Finished) {
+    if let Finished::Promoted { deactivated } = finished {
+        Record::new(function)
+            .count("RotationsSucceeded", 1)
+            .count("KeysDeactivated", usize::from(deactivated.is_some()))
+            .property("SecretId", secret_id)
+            .emit();
+    }
+}
+
+/// A secret `function` passed over, and why (`paused`, `not-due`, or the
+/// error type cleanup met).
+pub fn count_skipped(function: Function, secret_id: &str, reason: &str) {
+    Record::new(function)
+        .dimension("Reason", reason)
+        .count("SecretsSkipped", 1)
+        .property("SecretId", secret_id)
+        .emit();
+}
+
+/// Metrics for each secret of a cleanup report, made at `now`.
+pub fn count_cleanup(report: &CleanupReport, now: SystemTime) {
+    for s in &report.secrets {
+        if let Some(error_type) = s.error_type {
+            count_skipped(Function::Cleanup, &s.secret_id, error_type);
+        }
+        let mut record = Record::new(Function::Cleanup)
+            .count("KeysDeactivated", s.deactivated.len())
+            .count("KeysDeleted", s.deleted.len())
+            .count("KeysInUse", s.in_use.len())
+            .property("SecretId", s.secret_id.as_str());
+        if let Some(age) = s
+            .current_since
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .and_then(|t| now.duration_since(t).ok())
+        {
+            record = record.value("CurrentVersionAgeDays", age.as_secs_f64() / 86_400.0);
+        }
+        record.emit();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,7 +200,7 @@ mod tests {
 
     #[test]
     fn emf_line_declares_its_metrics_and_dimensions() {
-        let line = Record::new("cleanup")
+        let line = Record::new(Function::Cleanup)
             .dimension("Reason", "paused")
             .count("SecretsSkipped", 2)
             .count("KeysDeleted", 0)
@@ -136,8 +228,37 @@ mod tests {
     }
 
     #[test]
+    fn failures_count_by_function_and_error() {
+        let not_ready = Error::KeyNotReady {
+            user: "u".into(),
+            key_id: "k".into(),
+            reason: "r".into(),
+        };
+        let invalid = Error::InvalidEvent("x".into());
+        assert_eq!(failure_metric(Function::Test, &not_ready), "KeyNotReady");
+        assert_eq!(
+            failure_metric(Function::Finish, &not_ready),
+            "RotationsFailed"
+        );
+        assert_eq!(
+            failure_metric(Function::Hook, &not_ready),
+            "RotationsFailed"
+        );
+        assert_eq!(failure_metric(Function::Test, &invalid), "RotationsFailed");
+        assert_eq!(
+            failure_metric(Function::Create, &invalid),
+            "RotationsFailed"
+        );
+        assert_eq!(
+            failure_metric(Function::Cleanup, &not_ready),
+            "CleanupFailed"
+        );
+        assert_eq!(failure_metric(Function::Cleanup, &invalid), "CleanupFailed");
+    }
+
+    #[test]
     fn nothing_to_report_is_no_line() {
-        assert!(Record::new("create")
+        assert!(Record::new(Function::Create)
             .count("KeysCreated", 0)
             .to_line(SystemTime::now())
             .is_none());

@@ -95,13 +95,13 @@ async fn the_calls_of_every_step_are_the_documented_ones() {
     let (_, _, secret) = w.enrolled(MANAGED_PATH).await;
     proxy.clear_log();
     let mut pipeline_rows = Vec::new();
-    let created = pipeline(&app, "create", json!({ "SecretId": secret }))
+    let created = invoke(&app, Function::Create, json!({ "SecretId": secret }))
         .await
         .unwrap();
     pipeline_rows.extend(rows(&proxy, "rekey-create"));
-    pipeline(&app, "test", created.clone()).await.unwrap();
+    invoke(&app, Function::Test, created.clone()).await.unwrap();
     pipeline_rows.extend(rows(&proxy, "rekey-test"));
-    pipeline(&app, "finish", created).await.unwrap();
+    invoke(&app, Function::Finish, created).await.unwrap();
     pipeline_rows.extend(rows(&proxy, "rekey-finish"));
     let report = cleanup(&app, &secret).await;
     // Empty lists are left out of the report.

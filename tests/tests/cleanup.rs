@@ -137,19 +137,24 @@ async fn with_a_secret_id_errors_are_the_functions_errors() {
     let paused = w.managed_secret(&user, None).await;
     w.tag(&paused, "rekey:paused", "true").await;
     assert_error(
-        pipeline(&app, "cleanup", json!({"SecretId": paused})).await,
+        invoke(&app, Function::Cleanup, json!({"SecretId": paused})).await,
         "SecretPaused",
         &[],
     );
     assert_error(
-        pipeline(&app, "cleanup", json!({"SecretId": "rekey-test/nope"})).await,
+        invoke(
+            &app,
+            Function::Cleanup,
+            json!({"SecretId": "rekey-test/nope"}),
+        )
+        .await,
         "SecretNotFound",
         &["rekey-test/nope"],
     );
     let outsider = w.user("/other/").await;
     let secret = w.managed_secret(&outsider, None).await;
     assert_error(
-        pipeline(&app, "cleanup", json!({"SecretId": secret})).await,
+        invoke(&app, Function::Cleanup, json!({"SecretId": secret})).await,
         "UserNotManaged",
         &[&outsider],
     );

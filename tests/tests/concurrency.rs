@@ -15,10 +15,10 @@ use serde_json::{json, Value};
 /// retried a few times). Returns the last error type, if any.
 async fn pipeline_run(app: &rekey_testkit::App, secret: &str) -> Result<Value, String> {
     let mut input = json!({ "SecretId": secret });
-    for state in ["create", "test", "finish"] {
+    for state in [Function::Create, Function::Test, Function::Finish] {
         let mut attempts = 0;
         input = loop {
-            match pipeline(app, state, input.clone()).await {
+            match invoke(app, state, input.clone()).await {
                 Ok(out) => break out,
                 Err(e) if e.error_type == "KeyNotReady" && attempts < 3 => {
                     attempts += 1;
@@ -80,7 +80,7 @@ async fn cleanup_during_a_rotation() {
 
     let cleanup_loop = async {
         for _ in 0..30 {
-            let _ = pipeline(&cleaner, "cleanup", json!({ "SecretId": secret })).await;
+            let _ = invoke(&cleaner, Function::Cleanup, json!({ "SecretId": secret })).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::pipeline;
+use common::{invoke, Function};
 use lambda_runtime::{Context, LambdaEvent};
 use rekey_testkit::{test_config, workspace_root, World};
 use serde_json::Value;
@@ -21,10 +21,15 @@ async fn sample_events_parse() {
         let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
         let event: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let result = if name.starts_with("hook-") {
-            rekey::lambda::hook(&app, LambdaEvent::new(event, Context::default())).await
+            rekey::lambda::handle(
+                &app,
+                Function::Hook,
+                LambdaEvent::new(event, Context::default()),
+            )
+            .await
         } else {
-            let function = name.split('-').next().unwrap();
-            pipeline(&app, function, event).await
+            let function = name.split('-').next().unwrap().parse().unwrap();
+            invoke(&app, function, event).await
         };
         // The demo secret does not exist here: anything but a parse error.
         match result {

@@ -154,14 +154,14 @@ async fn drive(driver: Driver, app: &rekey_testkit::App, secret: &str, token: &s
         }
         Driver::Pipeline => {
             let mut input = serde_json::json!({"SecretId": secret, "ClientRequestToken": token});
-            for state in ["create", "test", "finish"] {
+            for state in [Function::Create, Function::Test, Function::Finish] {
                 let mut attempt = 0;
                 input = loop {
-                    match pipeline(app, state, input.clone()).await {
+                    match invoke(app, state, input.clone()).await {
                         Ok(out) => break out,
                         Err(e) => {
                             let retried = e.error_type == "ServiceUnavailable"
-                                || (state != "create" && e.error_type == "KeyNotReady");
+                                || (state != Function::Create && e.error_type == "KeyNotReady");
                             attempt += 1;
                             if !retried || attempt >= ATTEMPTS {
                                 return false;
@@ -582,15 +582,19 @@ async fn rekey_test_reports_key_not_ready_until_the_key_is_ready() {
         for_: Duration::from_secs(15),
     });
     let app = w.app_via(&proxy, test_config()).await;
-    let created = pipeline(&app, "create", serde_json::json!({ "SecretId": secret }))
-        .await
-        .unwrap();
+    let created = invoke(
+        &app,
+        Function::Create,
+        serde_json::json!({ "SecretId": secret }),
+    )
+    .await
+    .unwrap();
 
     // Step Functions: retry KeyNotReady after a pause, for a while.
     let mut not_ready = 0;
     let started = std::time::Instant::now();
     let tested = loop {
-        match pipeline(&app, "test", created.clone()).await {
+        match invoke(&app, Function::Test, created.clone()).await {
             Ok(out) => break out,
             Err(e) => {
                 assert_eq!(e.error_type, "KeyNotReady", "{}", e.error_message);
@@ -604,7 +608,7 @@ async fn rekey_test_reports_key_not_ready_until_the_key_is_ready() {
         not_ready >= 5,
         "KeyNotReady while the key was unready ({not_ready})"
     );
-    pipeline(&app, "finish", tested).await.unwrap();
+    invoke(&app, Function::Finish, tested).await.unwrap();
     let r = Rotation {
         token: created["ClientRequestToken"].as_str().unwrap().to_owned(),
         old: old.access_key_id,

@@ -408,8 +408,9 @@ async fn malformed_hook_events_are_refused() {
         json!({"SecretId": "x", "ClientRequestToken": "11111111-2222-3333-4444-555555555555", "Step": 1}),
     ];
     for event in events {
-        let got = rekey::lambda::hook(
+        let got = rekey::lambda::handle(
             &app,
+            Function::Hook,
             lambda_runtime::LambdaEvent::new(event.clone(), Default::default()),
         )
         .await;

@@ -107,7 +107,7 @@ async fn a_rotation_whose_key_was_deactivated_is_replaced_not_resumed() {
     let w = World::new().await;
     let app = w.app(test_config());
     let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
-    let first = pipeline(&app, "create", json!({ "SecretId": secret }))
+    let first = invoke(&app, Function::Create, json!({ "SecretId": secret }))
         .await
         .unwrap();
     let dead_token = first["ClientRequestToken"].as_str().unwrap().to_owned();
@@ -119,9 +119,9 @@ async fn a_rotation_whose_key_was_deactivated_is_replaced_not_resumed() {
 
     // The scheduled run: a new token, Resume.
     let token = uuid::Uuid::new_v4().to_string();
-    let created = pipeline(
+    let created = invoke(
         &app,
-        "create",
+        Function::Create,
         json!({ "SecretId": secret, "ClientRequestToken": token, "Resume": true }),
     )
     .await
@@ -141,8 +141,8 @@ async fn a_rotation_whose_key_was_deactivated_is_replaced_not_resumed() {
             .is_some_and(|s| s.iter().any(|s| s == AWSPENDING)),
         "the dead version lost AWSPENDING"
     );
-    let tested = pipeline(&app, "test", created).await.unwrap();
-    pipeline(&app, "finish", tested).await.unwrap();
+    let tested = invoke(&app, Function::Test, created).await.unwrap();
+    invoke(&app, Function::Finish, tested).await.unwrap();
     let keys = w.keys(&user).await;
     assert!(
         !keys.iter().any(|k| k.id == dead_key),
@@ -153,9 +153,9 @@ async fn a_rotation_whose_key_was_deactivated_is_replaced_not_resumed() {
 
     // The same token retried by Step Functions is refused, not resumed.
     assert_error(
-        pipeline(
+        invoke(
             &app,
-            "create",
+            Function::Create,
             json!({ "SecretId": secret, "ClientRequestToken": dead_token }),
         )
         .await,

@@ -24,7 +24,7 @@ async fn a_second_secret_for_a_user_is_refused_everywhere() {
         .secret_named(&format!("team/{user}"), &value, &managed)
         .await;
     // The pipeline's create has a pending rotation of the owner to reclaim.
-    pipeline(&app, "create", json!({ "SecretId": owner }))
+    invoke(&app, Function::Create, json!({ "SecretId": owner }))
         .await
         .unwrap();
     let before = snapshot(&w, &owner, &user).await;
@@ -43,12 +43,12 @@ async fn a_second_secret_for_a_user_is_refused_everywhere() {
         )
         .await;
     assert_error(
-        pipeline(&app, "create", json!({ "SecretId": piped })).await,
+        invoke(&app, Function::Create, json!({ "SecretId": piped })).await,
         "SecretNotOwner",
         &[],
     );
     assert_error(
-        pipeline(&app, "cleanup", json!({ "SecretId": second })).await,
+        invoke(&app, Function::Cleanup, json!({ "SecretId": second })).await,
         "SecretNotOwner",
         &[],
     );
@@ -74,7 +74,7 @@ async fn the_user_must_be_enrolled_to_this_very_secret() {
         .await;
     let before = snapshot(&w, &again, &user).await;
     let msg = assert_error(
-        pipeline(&app, "create", json!({ "SecretId": again })).await,
+        invoke(&app, Function::Create, json!({ "SecretId": again })).await,
         "SecretNotOwner",
         &["enrolled to another secret", "tag-user", &again],
     );
@@ -83,10 +83,10 @@ async fn the_user_must_be_enrolled_to_this_very_secret() {
 
     // The operator re-enrols the user: the rotation goes through.
     w.enrol(&user, &again).await;
-    let created = pipeline(&app, "create", json!({ "SecretId": again }))
+    let created = invoke(&app, Function::Create, json!({ "SecretId": again }))
         .await
         .unwrap();
-    let tested = pipeline(&app, "test", created).await.unwrap();
-    pipeline(&app, "finish", tested).await.unwrap();
+    let tested = invoke(&app, Function::Test, created).await.unwrap();
+    invoke(&app, Function::Finish, tested).await.unwrap();
     w.assert_invariants(&again, &user).await;
 }

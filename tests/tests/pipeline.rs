@@ -19,14 +19,21 @@ async fn a_given_token_is_used_and_every_function_is_idempotent() {
     let secret = w.managed_secret(&user, None).await;
     let token = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
     let input = json!({ "SecretId": secret, "ClientRequestToken": token });
-    for function in ["create", "create", "test", "test", "finish", "finish"] {
-        let out = pipeline(&app, function, input.clone()).await.unwrap();
+    for function in [
+        Function::Create,
+        Function::Create,
+        Function::Test,
+        Function::Test,
+        Function::Finish,
+        Function::Finish,
+    ] {
+        let out = invoke(&app, function, input.clone()).await.unwrap();
         assert_eq!(out["ClientRequestToken"], token);
     }
     // Running the whole pipeline again with the token changes nothing.
     let before = snapshot(&w, &secret, &user).await;
-    for function in ["create", "test", "finish"] {
-        pipeline(&app, function, input.clone()).await.unwrap();
+    for function in [Function::Create, Function::Test, Function::Finish] {
+        invoke(&app, function, input.clone()).await.unwrap();
     }
     assert_eq!(snapshot(&w, &secret, &user).await, before);
     assert_eq!(w.keys(&user).await.len(), 1);
@@ -41,9 +48,9 @@ async fn the_pipeline_refuses_a_secret_the_hook_owns() {
     let secret = w.managed_secret(&user, None).await;
     let token = w.start_rotation(&secret).await;
     let before = snapshot(&w, &secret, &user).await;
-    for function in ["create", "test", "finish"] {
+    for function in [Function::Create, Function::Test, Function::Finish] {
         assert_error(
-            pipeline(
+            invoke(
                 &app,
                 function,
                 json!({"SecretId": secret, "ClientRequestToken": token}),
@@ -63,21 +70,21 @@ async fn a_second_rotation_is_refused_while_one_is_in_progress() {
     let app = w.app(test_config());
     let user = w.user(MANAGED_PATH).await;
     let secret = w.managed_secret(&user, None).await;
-    let first = pipeline(&app, "create", json!({ "SecretId": secret }))
+    let first = invoke(&app, Function::Create, json!({ "SecretId": secret }))
         .await
         .unwrap();
     let before = snapshot(&w, &secret, &user).await;
 
     assert_error(
-        pipeline(&app, "create", json!({ "SecretId": secret })).await,
+        invoke(&app, Function::Create, json!({ "SecretId": secret })).await,
         "RotationInProgress",
         &[first["ClientRequestToken"].as_str().unwrap()],
     );
     assert_eq!(snapshot(&w, &secret, &user).await, before);
 
     // The first one can still finish.
-    let tested = pipeline(&app, "test", first).await.unwrap();
-    pipeline(&app, "finish", tested).await.unwrap();
+    let tested = invoke(&app, Function::Test, first).await.unwrap();
+    invoke(&app, Function::Finish, tested).await.unwrap();
     w.assert_invariants(&secret, &user).await;
 }
 
@@ -86,7 +93,7 @@ async fn a_dead_pending_key_is_not_ready_for_test_nor_finish() {
     let w = World::new().await;
     let app = w.app(test_config());
     let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
-    let created = pipeline(&app, "create", json!({ "SecretId": secret }))
+    let created = invoke(&app, Function::Create, json!({ "SecretId": secret }))
         .await
         .unwrap();
     let pending = w.value(&secret, AWSPENDING).await.unwrap();
@@ -98,7 +105,7 @@ async fn a_dead_pending_key_is_not_ready_for_test_nor_finish() {
 
     let started = std::time::Instant::now();
     assert_error(
-        pipeline(&app, "test", created.clone()).await,
+        invoke(&app, Function::Test, created.clone()).await,
         "KeyNotReady",
         &[&new_id],
     );
@@ -108,7 +115,7 @@ async fn a_dead_pending_key_is_not_ready_for_test_nor_finish() {
     );
     // finish probes once more and refuses to promote it.
     assert_error(
-        pipeline(&app, "finish", created).await,
+        invoke(&app, Function::Finish, created).await,
         "KeyNotReady",
         &[&new_id],
     );
@@ -130,21 +137,21 @@ async fn the_scheduled_pipeline_resumes_a_stalled_rotation() {
     let app = w.app(test_config());
     let user = w.user(MANAGED_PATH).await;
     let secret = w.managed_secret(&user, None).await;
-    let first = pipeline(&app, "create", json!({ "SecretId": secret }))
+    let first = invoke(&app, Function::Create, json!({ "SecretId": secret }))
         .await
         .unwrap();
 
-    let resumed = pipeline(
+    let resumed = invoke(
         &app,
-        "create",
+        Function::Create,
         json!({ "SecretId": secret, "Resume": true }),
     )
     .await
     .unwrap();
     assert_eq!(resumed["ClientRequestToken"], first["ClientRequestToken"]);
     assert_eq!(w.keys(&user).await.len(), 1, "no second key");
-    let tested = pipeline(&app, "test", resumed).await.unwrap();
-    pipeline(&app, "finish", tested).await.unwrap();
+    let tested = invoke(&app, Function::Test, resumed).await.unwrap();
+    invoke(&app, Function::Finish, tested).await.unwrap();
     w.assert_invariants(&secret, &user).await;
 }
 
@@ -156,12 +163,12 @@ async fn paused_secrets_are_skipped_by_the_pipeline() {
     let secret = w.managed_secret(&user, None).await;
     w.tag(&secret, "rekey:paused", "true").await;
     let before = snapshot(&w, &secret, &user).await;
-    let out = pipeline(&app, "create", json!({ "SecretId": secret }))
+    let out = invoke(&app, Function::Create, json!({ "SecretId": secret }))
         .await
         .unwrap();
     assert_eq!(out["Skipped"], "paused");
-    for function in ["test", "finish"] {
-        let again = pipeline(&app, function, out.clone()).await.unwrap();
+    for function in [Function::Test, Function::Finish] {
+        let again = invoke(&app, function, out.clone()).await.unwrap();
         assert_eq!(again["Skipped"], "paused");
     }
     assert_eq!(snapshot(&w, &secret, &user).await, before);
@@ -173,26 +180,29 @@ async fn malformed_pipeline_events_are_refused() {
     let w = World::new().await;
     let app = w.app(test_config());
     let cases = [
-        ("create", json!({})),
-        ("create", json!([])),
-        ("create", json!({"SecretId": null})),
-        ("create", json!({"SecretId": ["a"]})),
-        ("create", json!({"SecretId": "s", "ClientRequestToken": 12})),
+        (Function::Create, json!({})),
+        (Function::Create, json!([])),
+        (Function::Create, json!({"SecretId": null})),
+        (Function::Create, json!({"SecretId": ["a"]})),
         (
-            "create",
+            Function::Create,
+            json!({"SecretId": "s", "ClientRequestToken": 12}),
+        ),
+        (
+            Function::Create,
             json!({"SecretId": "s", "ClientRequestToken": "../../etc/passwd-is-not-a-token-value"}),
         ),
-        ("test", json!({"SecretId": "s"})),
-        ("finish", json!({"SecretId": "s"})),
+        (Function::Test, json!({"SecretId": "s"})),
+        (Function::Finish, json!({"SecretId": "s"})),
         (
-            "finish",
+            Function::Finish,
             json!({"SecretId": "s\u{0000}x", "ClientRequestToken": "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"}),
         ),
-        ("cleanup", json!({"SecretId": 1})),
-        ("cleanup", json!("everything")),
+        (Function::Cleanup, json!({"SecretId": 1})),
+        (Function::Cleanup, json!("everything")),
     ];
     for (function, event) in cases {
-        let err = pipeline(&app, function, event.clone())
+        let err = invoke(&app, function, event.clone())
             .await
             .expect_err(&event.to_string());
         assert_eq!(
@@ -211,9 +221,9 @@ async fn pipeline_test_and_finish_need_an_existing_token() {
     let secret = w.managed_secret(&user, None).await;
     let input =
         json!({"SecretId": secret, "ClientRequestToken": "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"});
-    for function in ["test", "finish"] {
+    for function in [Function::Test, Function::Finish] {
         assert_error(
-            pipeline(&app, function, input.clone()).await,
+            invoke(&app, function, input.clone()).await,
             "TokenNotFound",
             &["rekey-create"],
         );
@@ -230,9 +240,9 @@ async fn create_skips_a_secret_that_is_not_due() {
     let secret = w.managed_secret(&user, None).await;
     let before = snapshot(&w, &secret, &user).await;
 
-    let out = pipeline(
+    let out = invoke(
         &app,
-        "create",
+        Function::Create,
         json!({"SecretId": secret, "RotationPeriod": "30d"}),
     )
     .await
@@ -244,9 +254,9 @@ async fn create_skips_a_secret_that_is_not_due() {
         "nothing changed"
     );
 
-    let out = pipeline(
+    let out = invoke(
         &app,
-        "create",
+        Function::Create,
         json!({"SecretId": secret, "RotationPeriod": "0s"}),
     )
     .await
@@ -255,9 +265,9 @@ async fn create_skips_a_secret_that_is_not_due() {
     assert_eq!(w.keys(&user).await.len(), 1);
 
     assert_error(
-        pipeline(
+        invoke(
             &app,
-            "create",
+            Function::Create,
             json!({"SecretId": secret, "RotationPeriod": "monthly"}),
         )
         .await,

@@ -527,7 +527,7 @@ async fn a_user_outside_the_pattern_is_refused_before_any_change(kind: Provider)
     let since = e.log().await.len();
 
     assert_error(
-        pipeline(&app, "cleanup", json!({ "SecretId": secret })).await,
+        invoke(&app, Function::Cleanup, json!({ "SecretId": secret })).await,
         "UserNotManaged",
         &[&user],
     );
@@ -549,12 +549,12 @@ async fn the_pipeline_rotates_a_secret(kind: Provider) {
     let (w, s, app) = Subject::world(kind).await;
     let (user, old, secret) = s.enrolled(&w).await;
 
-    let created = pipeline(&app, "create", json!({ "SecretId": secret }))
+    let created = invoke(&app, Function::Create, json!({ "SecretId": secret }))
         .await
         .unwrap();
-    let tested = pipeline(&app, "test", created.clone()).await.unwrap();
+    let tested = invoke(&app, Function::Test, created.clone()).await.unwrap();
     assert_eq!(tested, created, "each function hands its input on");
-    let out = pipeline(&app, "finish", tested).await.unwrap();
+    let out = invoke(&app, Function::Finish, tested).await.unwrap();
 
     assert_eq!(out["SecretId"], secret.as_str());
     let token = out["ClientRequestToken"].as_str().unwrap();
@@ -579,18 +579,18 @@ async fn a_new_key_unready_for_a_while_is_waited_for(kind: Provider) {
 
     // The pipeline's rekey-test reports KeyNotReady at once...
     let (user, _, secret) = w.provider_enrolled(&e, Some(&admin)).await;
-    let created = pipeline(&app, "create", json!({ "SecretId": secret }))
+    let created = invoke(&app, Function::Create, json!({ "SecretId": secret }))
         .await
         .unwrap();
     assert_error(
-        pipeline(&app, "test", created.clone()).await,
+        invoke(&app, Function::Test, created.clone()).await,
         "KeyNotReady",
         &[dialect(kind).unknown_key],
     );
     // ... and passes once the key is ready.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    pipeline(&app, "test", created.clone()).await.unwrap();
-    pipeline(&app, "finish", created).await.unwrap();
+    invoke(&app, Function::Test, created.clone()).await.unwrap();
+    invoke(&app, Function::Finish, created).await.unwrap();
     w.assert_provider_invariants(&e, &secret, &user).await;
 
     // The hook's testSecret waits inside the function.
@@ -718,7 +718,7 @@ async fn bad_secrets_and_settings_are_refused_without_change(kind: Provider) {
     let since = e.log().await.len();
     for (value, error_type, mentions) in cases {
         let secret = w.secret(&value, &[("rekey:managed", "true")]).await;
-        let cleaned = pipeline(&app, "cleanup", json!({ "SecretId": secret })).await;
+        let cleaned = invoke(&app, Function::Cleanup, json!({ "SecretId": secret })).await;
         let token = w.start_rotation(&secret).await;
         let before = snapshot(&w, e, &secret, &user).await;
         for result in [cleaned, hook(&app, "createSecret", &secret, &token).await] {

@@ -1,5 +1,5 @@
-//! Deterministic simulation: the real handlers (`rekey::lambda::{hook,
-//! create, test, finish, cleanup}`) against the in-memory ports of
+//! Deterministic simulation: the real handlers (`rekey::lambda::handle`, every
+//! `Function`) against the in-memory ports of
 //! `rekey_testkit::sim`, driven by a seeded random sequence of rotations,
 //! retries, cleanup runs, time jumps, faults and operator actions. Safety is
 //! checked after every action, liveness at the end (faults and operators
@@ -18,6 +18,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use rekey::lambda::Function;
 use rekey::model::{KeyStatus, Provider, AWSCURRENT, AWSPENDING, AWSPREVIOUS, TAG_PAUSED};
 use rekey::{Config, Driver, Rekey};
 use rekey_testkit::sim::{Actor, Fault, Op, Sim};
@@ -279,7 +280,7 @@ impl World {
 
     /// Invokes a handler as Lambda would, checks what it returned, and
     /// gives the keys rekey created meanwhile to the token.
-    fn invoke(&mut self, function: &str, event: Value) -> Result<Outcome, String> {
+    fn invoke(&mut self, function: Function, event: Value) -> Result<Outcome, String> {
         let now_ms = self
             .sim
             .now()
@@ -291,21 +292,12 @@ impl World {
         let event = LambdaEvent::new(event.clone(), context);
         let app = &self.app;
         let payload = event.payload.clone();
-        let out = run(async {
-            match function {
-                "hook" => rekey::lambda::hook(app, event).await,
-                "create" => rekey::lambda::create(app, event).await,
-                "test" => rekey::lambda::test(app, event).await,
-                "finish" => rekey::lambda::finish(app, event).await,
-                "cleanup" => rekey::lambda::cleanup(app, event).await,
-                other => panic!("no function {other}"),
-            }
-        });
+        let out = run(async { rekey::lambda::handle(app, function, event).await });
         let text = match &out {
             Ok(v) => v.to_string(),
             Err(d) => format!("{}: {}", d.error_type, d.error_message),
         };
-        let step = payload["Step"].as_str().unwrap_or(function);
+        let step = payload["Step"].as_str().unwrap_or(function.name());
         let short = |v: &Value| v.as_str().map(|s| s.chars().take(8).collect::<String>());
         let token = match &out {
             Ok(v) if v["ClientRequestToken"].is_string() => v["ClientRequestToken"].clone(),
@@ -317,7 +309,7 @@ impl World {
             .map(|m| m.user.clone())
             .unwrap_or_else(|| "*".into());
         let shown = match &out {
-            Ok(v) if function == "cleanup" => self.cleanup_summary(v),
+            Ok(v) if function == Function::Cleanup => self.cleanup_summary(v),
             _ => truncate(&text, 160),
         };
         self.note(format!(
@@ -387,7 +379,7 @@ impl World {
     fn hook(&mut self, i: usize, step: &str, token: &str) -> Result<Outcome, String> {
         let event =
             json!({"SecretId": self.secrets[i].arn, "ClientRequestToken": token, "Step": step});
-        self.invoke("hook", event)
+        self.invoke(Function::Hook, event)
     }
 
     /// Whether createSecret would be refused for the limit: at the limit,
@@ -461,7 +453,7 @@ impl World {
         if let Some(p) = period {
             event["RotationPeriod"] = p.into();
         }
-        let out = match self.invoke("create", event)? {
+        let out = match self.invoke(Function::Create, event)? {
             Ok(out) => out,
             Err(d) => return Ok(Some(d)),
         };
@@ -472,7 +464,7 @@ impl World {
         self.secrets[i].last_token = Some(token.clone());
         let event = json!({"SecretId": self.secrets[i].arn, "ClientRequestToken": token});
         for attempt in 0..8 {
-            match self.invoke("test", event.clone())? {
+            match self.invoke(Function::Test, event.clone())? {
                 Ok(_) => break,
                 Err(d) if d.error_type == "KeyNotReady" && attempt < 7 => {
                     self.sim.advance(Duration::from_secs(15))
@@ -480,7 +472,7 @@ impl World {
                 Err(d) => return Ok(Some(d)),
             }
         }
-        Ok(self.invoke("finish", event)?.err())
+        Ok(self.invoke(Function::Finish, event)?.err())
     }
 
     fn rotate(&mut self, i: usize, period: Option<&str>) -> Result<Option<Diagnostic>, String> {
@@ -533,8 +525,10 @@ impl World {
                 self.hook(i, step, &token).map(drop)?;
             }
             Driver::Pipeline => {
-                let function = self.rng.pick(&["create", "test", "finish"]);
-                if function == "create" && self.strands_by_rotating(i) {
+                let function = self
+                    .rng
+                    .pick(&[Function::Create, Function::Test, Function::Finish]);
+                if function == Function::Create && self.strands_by_rotating(i) {
                     return Ok(());
                 }
                 let event = json!({"SecretId": self.secrets[i].arn, "ClientRequestToken": token});
@@ -549,7 +543,7 @@ impl World {
             Some(i) => json!({"SecretId": self.secrets[i].arn}),
             None => json!({}),
         };
-        self.invoke("cleanup", event).map(drop)?;
+        self.invoke(Function::Cleanup, event).map(drop)?;
         Ok(())
     }
 
@@ -890,17 +884,17 @@ impl World {
         let pipeline_token = self.rng.token();
         let calls = [
             (
-                "create",
+                Function::Create,
                 json!({"SecretId": stray, "ClientRequestToken": pipeline_token}),
             ),
-            ("cleanup", json!({"SecretId": stray})),
+            (Function::Cleanup, json!({"SecretId": stray})),
             (
-                "hook",
+                Function::Hook,
                 json!({"SecretId": stray, "ClientRequestToken": token, "Step": "createSecret"}),
             ),
         ];
         for (function, event) in calls {
-            if function == "hook" {
+            if function == Function::Hook {
                 // Rotation on, as Secrets Manager starts it for the hook.
                 self.sim.state().start_rotation(&stray, &token);
             }

@@ -52,7 +52,7 @@ async fn a_sweep_handles_the_good_and_reports_the_broken() {
     let mut config = test_config();
     config.deactivate_after = Duration::ZERO;
     let sweep = w.app(config);
-    let out = pipeline(&sweep, "cleanup", json!({})).await.unwrap();
+    let out = invoke(&sweep, Function::Cleanup, json!({})).await.unwrap();
     let secrets = out["Secrets"].as_array().unwrap();
     let find = |id: &str| secrets.iter().find(|s| s["SecretId"] == id).cloned();
 

@@ -1,6 +1,6 @@
-//! `rekey-cleanup`: see `rekey::lambda::cleanup`.
+//! `rekey-cleanup`: see `rekey::lambda::Function::Cleanup`.
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    rekey::lambda::serve(rekey::lambda::cleanup).await
+    rekey::lambda::serve(rekey::lambda::Function::Cleanup).await
 }

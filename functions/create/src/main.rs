@@ -1,6 +1,6 @@
-//! `rekey-create`: see `rekey::lambda::create`.
+//! `rekey-create`: see `rekey::lambda::Function::Create`.
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    rekey::lambda::serve(rekey::lambda::create).await
+    rekey::lambda::serve(rekey::lambda::Function::Create).await
 }

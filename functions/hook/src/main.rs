@@ -1,6 +1,6 @@
-//! `rekey-hook`: see `rekey::lambda::hook`.
+//! `rekey-hook`: see `rekey::lambda::Function::Hook`.
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    rekey::lambda::serve(rekey::lambda::hook).await
+    rekey::lambda::serve(rekey::lambda::Function::Hook).await
 }

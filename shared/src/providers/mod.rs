@@ -45,12 +45,9 @@ impl LiveProviders {
         if let Some(client) = self.http.get() {
             return Ok(client.clone());
         }
-        let client = HttpClient::new().map_err(|e| Error::Service {
-            service: "rekey",
+        let client = HttpClient::new().map_err(|e| Error::Internal {
             operation: "TLS set-up",
-            code: "NoRootCertificates".into(),
-            message: format!("the system's root certificates could not be loaded: {e}"),
-            retryable: false,
+            reason: format!("the system's root certificates could not be loaded: {e}"),
         })?;
         Ok(self.http.get_or_init(|| client).clone())
     }
@@ -80,12 +77,9 @@ fn unexpected(service: &'static str, operation: &'static str, what: String) -> E
 
 /// The signer a key-pair provider needs; the steps always give one.
 fn need_signer(signer: Option<Signer>, kind: Provider) -> Result<Signer> {
-    signer.ok_or_else(|| Error::Service {
-        service: "rekey",
+    signer.ok_or_else(|| Error::Internal {
         operation: "open provider",
-        code: "NoSigner".into(),
-        message: format!("no key pair was given to sign {} calls", kind.name()),
-        retryable: false,
+        reason: format!("no key pair was given to sign {} calls", kind.name()),
     })
 }
 

@@ -5,16 +5,22 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+pub use rekey::lambda::Function;
 use rekey::model::{KeyStatus, AWSCURRENT};
 use rekey_testkit::{App, World};
 use serde_json::{json, Value};
 
 pub const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
 
+/// Invokes `function` with `event`, as Lambda would.
+pub async fn invoke(app: &App, function: Function, event: Value) -> Result<Value, Diagnostic> {
+    rekey::lambda::handle(app, function, LambdaEvent::new(event, Context::default())).await
+}
+
 /// Invokes the hook handler as Secrets Manager would.
 pub async fn hook(app: &App, step: &str, secret: &str, token: &str) -> Result<Value, Diagnostic> {
     let event = json!({"SecretId": secret, "ClientRequestToken": token, "Step": step});
-    rekey::lambda::hook(app, LambdaEvent::new(event, Context::default())).await
+    invoke(app, Function::Hook, event).await
 }
 
 /// Runs the four hook steps for a rotation Secrets Manager has started.
@@ -25,20 +31,9 @@ pub async fn hook_rotation(app: &App, secret: &str, token: &str) -> Result<(), D
     Ok(())
 }
 
-pub async fn pipeline(app: &App, function: &str, event: Value) -> Result<Value, Diagnostic> {
-    let event = LambdaEvent::new(event, Context::default());
-    match function {
-        "create" => rekey::lambda::create(app, event).await,
-        "test" => rekey::lambda::test(app, event).await,
-        "finish" => rekey::lambda::finish(app, event).await,
-        "cleanup" => rekey::lambda::cleanup(app, event).await,
-        other => panic!("no function {other}"),
-    }
-}
-
 /// rekey-cleanup on one secret: its report for that secret.
 pub async fn cleanup(app: &App, secret: &str) -> Value {
-    let out = pipeline(app, "cleanup", json!({ "SecretId": secret }))
+    let out = invoke(app, Function::Cleanup, json!({ "SecretId": secret }))
         .await
         .unwrap();
     out["Secrets"][0].clone()
