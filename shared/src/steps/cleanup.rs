@@ -250,3 +250,44 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_keeps_its_field_names() {
+        let report = CleanupReport {
+            secrets: vec![SecretCleanup {
+                secret_id: "s".into(),
+                status: "cleaned",
+                reason: Some("r".into()),
+                error_type: Some("E"),
+                current_since: Some("2026-01-01T00:00:00Z".into()),
+                deactivated: vec!["A".into()],
+                deleted: vec!["B".into()],
+                in_use: vec![InUse {
+                    access_key_id: "C".into(),
+                    last_used: "2026-01-02T00:00:00Z".into(),
+                    service: None,
+                }],
+                waiting: vec![Pending {
+                    access_key_id: "D".into(),
+                    next: "deletion",
+                    due: "2026-01-03T00:00:00Z".into(),
+                }],
+                abandoned: Some("T".into()),
+            }],
+        };
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            concat!(
+                r#"{"Secrets":[{"SecretId":"s","Status":"cleaned","Reason":"r","ErrorType":"E","#,
+                r#""CurrentSince":"2026-01-01T00:00:00Z","Deactivated":["A"],"Deleted":["B"],"#,
+                r#""InUse":[{"AccessKeyId":"C","LastUsed":"2026-01-02T00:00:00Z","Service":null}],"#,
+                r#""Waiting":[{"AccessKeyId":"D","Next":"deletion","Due":"2026-01-03T00:00:00Z"}],"#,
+                r#""Abandoned":"T"}]}"#
+            )
+        );
+    }
+}
