@@ -213,7 +213,7 @@ fn check_name(name: &str, max: usize, punctuation: &'static str) -> Result<(), N
 
 /// Why an admin secret's value is not a key pair. Its `Display` completes
 /// "its AdminSecretId ... does not hold a key pair ...: ", and never holds
-/// the value.
+/// the value (invariant no-secret-material).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyPairError {
     /// Not JSON; where the parser stopped.

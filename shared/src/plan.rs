@@ -332,10 +332,13 @@ pub struct CleanupInput<'a> {
 /// AWSPREVIOUS version holds it (`previous`, read by `Rekey::previous_key`),
 /// or rekey's records make it rekey's to retire ([`Records::retirable`]).
 /// The one rule by which create and cleanup tell a superseded key.
-/// Create once counted a `created` record at once; the rule now waits
-/// for the key to settle as cleanup does (a key just made may be between
-/// its record and its store), which is safe for both: create only names
-/// such a key differently when it is blocked at the key limit.
+/// Create once counted a `created` record at once, cleanup only once the
+/// key has settled (`PENDING_SETTLE`: a key just made may be between its
+/// record and its store). The settled rule is the one safe for both:
+/// cleanup must not retire a key about to be stored, and in create the
+/// role of a non-orphan key changes no deletion, only how the
+/// `KeyLimitReached` message names it (a young one is "held by no
+/// version" rather than "a superseded key").
 pub fn is_superseded(
     key: &AccessKey,
     previous: Option<&str>,

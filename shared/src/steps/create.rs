@@ -223,7 +223,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         Ok(removed)
     }
 
-    /// Creates the new key (never retried) and records it. The record
+    /// Creates the new key (never retried: invariant one-key-per-token)
+    /// and records it. The record
     /// first: whatever happens to the key from here on (not stored,
     /// abandoned, relabelled), cleanup knows it is rekey's (invariant
     /// retire-by-record). A key that cannot be recorded is deleted.

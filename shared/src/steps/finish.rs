@@ -44,8 +44,9 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         {
             return Ok(done);
         }
-        // Never promote a version that holds no working key: one more probe
-        // (finish may be called without a test before it).
+        // Invariant current-key-works: never promote a version that holds
+        // no working key: one more probe (finish may be called without a
+        // test before it).
         let pending = self.read_pending(secret_id, token).await?.ok_or_else(|| {
             Error::invalid_secret(
                 secret_id,
@@ -77,17 +78,13 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         }
         self.promote(secret_id, token, &current_version).await?;
         info!(key_id = new_key, "promoted the new key to AWSCURRENT");
-
-        let mut deactivated = None;
-        if let Some(old) = old_key {
-            if self.config.deactivate_after.is_zero()
-                && self
-                    .deactivate_at_once(secret_id, &info.arn, &pending, &old)
-                    .await
-            {
-                deactivated = Some(old);
-            }
-        }
+        let deactivated = match old_key {
+            Some(old) if self.config.deactivate_after.is_zero() => self
+                .deactivate_at_once(secret_id, &info.arn, &pending, &old)
+                .await
+                .then_some(old),
+            _ => None,
+        };
         Ok(Finished::Promoted { deactivated })
     }
 
@@ -213,7 +210,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
 
     /// With `REKEY_DEACTIVATE_AFTER=0s`, deactivates the superseded key at
     /// once (signed as the now current secret says) and records it
-    /// inactive. A failure leaves the rotation finished: the key's
+    /// inactive. Invariant current-key-kept: only the key AWSCURRENT held
+    /// before, never the one it holds now. A failure leaves the rotation finished: the key's
     /// superseded record has cleanup deactivate it. Returns whether it did.
     async fn deactivate_at_once(
         &self,
