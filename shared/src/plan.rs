@@ -186,7 +186,12 @@ pub enum PendingFacts<'a> {
     /// Manager before it calls createSecret).
     Empty,
     /// It holds this new key.
-    Key { id: &'a str, created: SystemTime },
+    Key {
+        /// The new key.
+        id: &'a str,
+        /// When the version was created.
+        created: SystemTime,
+    },
     /// It is not a valid secret, or names another user or provider.
     Foreign,
     /// It was promoted already and superseded since (AWSPENDING is a

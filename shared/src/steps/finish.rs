@@ -3,7 +3,7 @@
 
 use tracing::{info, warn};
 
-use super::{label, pending_version, Driver, Probing, Rekey, TokenState};
+use super::{label, other_key, pending_version, Driver, Probing, Rekey, TokenState};
 use crate::error::{Error, Result};
 use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::timestamp;
@@ -66,7 +66,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 Error::invalid_secret(secret_id, AWSCURRENT, "no version is AWSCURRENT")
             })?
             .to_owned();
-        let old_key = self.superseded_key(secret_id, &pending, &new_key).await?;
+        let old_key = self.superseded_key(secret_id, &pending).await?;
         // Invariant retire-by-record: the record first. Once the old key is
         // superseded, nothing can lose the fact, whatever labels move
         // later. A failed record fails the step before anything changed.
@@ -116,12 +116,11 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     }
 
     /// The key the AWSCURRENT version holds, which promoting `pending`
-    /// supersedes: only a key of the same user, other than `new_key`.
+    /// supersedes: only a key of the same user, other than the new key.
     async fn superseded_key(
         &self,
         secret_id: &str,
         pending: &ManagedSecret,
-        new_key: &str,
     ) -> Result<Option<String>> {
         let current: Option<ManagedSecret> = self
             .vault
@@ -129,11 +128,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             .await?
             .and_then(|v| ManagedSecret::parse(v.value.expose()).ok());
         Ok(current
-            .as_ref()
             .filter(|c| c.same_user(pending))
-            .and_then(ManagedSecret::key_id)
-            .filter(|old| *old != new_key)
-            .map(str::to_owned))
+            .and_then(|c| other_key(&c, pending)))
     }
 
     /// Moves AWSCURRENT onto the token's version (AWSPREVIOUS follows by

@@ -60,6 +60,7 @@ pub(crate) struct InProgress {
 }
 
 impl InProgress {
+    /// What `plan::dead_pending` needs to know of it.
     pub fn facts(&self) -> PendingFacts<'_> {
         match (&self.key, self.foreign) {
             _ if self.promoted => PendingFacts::Promoted,
@@ -409,12 +410,14 @@ fn token_state(
     }
 }
 
-/// The key `secret` holds, when it is not the key `current` holds. The
-/// caller has checked that both name the same user.
-fn other_key(secret: &ManagedSecret, current: &ManagedSecret) -> Option<String> {
+/// The key `secret` holds, when it is not the key `other` holds: the one
+/// rule by which in_progress, previous_key and finish tell a version's key
+/// from the current one. The caller has checked that both name the same
+/// user.
+fn other_key(secret: &ManagedSecret, other: &ManagedSecret) -> Option<String> {
     secret
         .key_id()
-        .filter(|id| Some(*id) != current.key_id())
+        .filter(|id| Some(*id) != other.key_id())
         .map(str::to_owned)
 }
 
