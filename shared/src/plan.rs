@@ -103,6 +103,26 @@ pub fn is_orphan_candidate(facts: &KeyFacts, current_version_created: SystemTime
         && whole_seconds(facts.key.created) > whole_seconds(current_version_created)
 }
 
+/// Whether making room may delete anything: the user is at the limit, or
+/// a key held by no version but AWSCURRENT's may be an orphan. If not,
+/// create reads nothing more (no AWSPREVIOUS, no last use).
+pub fn room_may_be_needed(
+    keys: &[AccessKey],
+    current: Option<&str>,
+    limit: usize,
+    current_version_created: SystemTime,
+) -> bool {
+    keys.len() >= limit
+        || keys.iter().any(|key| {
+            let facts = KeyFacts {
+                role: label_role(key, current, None),
+                key: key.clone(),
+                last_used: None,
+            };
+            is_orphan_candidate(&facts, current_version_created)
+        })
+}
+
 /// Secrets Manager dates versions to the second, IAM dates keys finer: a
 /// key made in the same second as the version is not counted as newer.
 fn whole_seconds(t: SystemTime) -> u64 {
@@ -576,6 +596,18 @@ mod tests {
             orphans: orphans.iter().map(|s| s.to_string()).collect(),
             inactive: inactive.map(str::to_owned),
         })
+    }
+
+    #[test]
+    fn room_is_looked_into_at_the_limit_or_for_a_possible_orphan() {
+        let cur = key("CUR", Active, 900);
+        let young = key("YOUNG", Active, 2_000);
+        let old = key("OLD", Active, 500);
+        let needed = |keys: &[AccessKey]| room_may_be_needed(keys, Some("CUR"), 2, at(1_000));
+        assert!(!needed(std::slice::from_ref(&cur)));
+        assert!(!needed(std::slice::from_ref(&old)));
+        assert!(needed(std::slice::from_ref(&young)));
+        assert!(needed(&[cur, old]));
     }
 
     #[test]

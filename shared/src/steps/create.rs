@@ -131,21 +131,15 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let user = secret.current.user_name.as_str();
         let current_key = secret.current.key_id();
         let limit = provider.key_limit();
-        let candidates = keys.iter().any(|key| {
-            let facts = KeyFacts {
-                role: plan::label_role(key, current_key, None),
-                key: key.clone(),
-                last_used: None,
-            };
-            plan::is_orphan_candidate(&facts, secret.current_created)
-        });
-        if keys.len() < limit && !candidates {
+        if !plan::room_may_be_needed(&keys, current_key, limit, secret.current_created) {
             return Ok(Vec::new());
         }
         // More is needed: the superseded keys (the previous version's and
         // those rekey recorded), their grace periods, and the last use of
         // orphan candidates.
-        let previous = (self.previous_key(secret.secret_id, secret.info, secret.current)).await?;
+        let previous = self
+            .previous_key(secret.secret_id, secret.info, secret.current)
+            .await?;
         let records = load_records(secret.info);
         let roles = RoleFacts {
             current: current_key,
