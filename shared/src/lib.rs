@@ -14,6 +14,7 @@ pub mod ownership;
 pub mod plan;
 pub mod ports;
 pub mod providers;
+pub mod records;
 pub mod sdk;
 pub mod steps;
 pub mod vault;

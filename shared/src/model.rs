@@ -1,5 +1,8 @@
 //! The data rekey works with: access keys, the managed secret's JSON, the
-//! Secrets Manager stages and tags.
+//! Secrets Manager stages. rekey's tags are in `records`.
+//!
+//! Invariant no-secret-material: [`Sensitive`] has no `Display` and a
+//! redacted `Debug`, and no error here ever holds a secret's value.
 
 use std::fmt;
 use std::time::SystemTime;
@@ -9,11 +12,6 @@ use serde_json::{Map, Value};
 pub const AWSCURRENT: &str = "AWSCURRENT";
 pub const AWSPENDING: &str = "AWSPENDING";
 pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
-
-/// A secret is managed by rekey when it carries this tag with value `true`.
-pub const TAG_MANAGED: &str = "rekey:managed";
-/// `rekey:paused` = `true` pauses a managed secret.
-pub const TAG_PAUSED: &str = "rekey:paused";
 
 /// A string that must never be shown: its `Debug` is redacted and it has no
 /// `Display`, so it cannot reach a log line or an error message by accident.
@@ -128,7 +126,7 @@ impl Provider {
     }
 
     /// The provider's rule for access key ids.
-    pub fn validate_key_id(self, id: &str) -> Result<(), String> {
+    pub fn validate_key_id(self, id: &str) -> Result<(), NameError> {
         let (min, extra) = match self {
             Provider::Aws | Provider::Alibaba => (16, ""),
             // UCloud-style public keys may look like `someone@example.com1296...`.
@@ -140,15 +138,13 @@ impl Provider {
                 .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
         {
             Ok(())
-        } else if extra.is_empty() {
-            Err(format!("must be {min} to 128 letters and digits"))
         } else {
-            Err(format!("must be {min} to 128 letters, digits and {extra}"))
+            Err(NameError::KeyIdForm { min, extra })
         }
     }
 
     /// The provider's rule for user names.
-    pub fn validate_user_name(self, name: &str) -> Result<(), String> {
+    pub fn validate_user_name(self, name: &str) -> Result<(), NameError> {
         match self {
             // 1..=128 characters of `[\w+=,.@-]`.
             Provider::Aws => check_name(name, 128, "_+=,.@-"),
@@ -161,19 +157,98 @@ impl Provider {
     }
 }
 
-fn check_name(name: &str, max: usize, punctuation: &str) -> Result<(), String> {
+/// Why a key id or user name breaks its provider's rule. Its `Display`
+/// completes "field UserName ..." or "field AccessKeyId ...".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameError {
+    /// A key id of the wrong length or characters: `min` to 128 letters,
+    /// digits and `extra`.
+    KeyIdForm {
+        /// The shortest id the provider issues.
+        min: usize,
+        /// The characters other than letters and digits it may hold.
+        extra: &'static str,
+    },
+    /// A name that is empty or longer than `max`.
+    Length {
+        /// The longest name the provider accepts.
+        max: usize,
+    },
+    /// A name with a character other than letters, digits and `punctuation`.
+    Characters {
+        /// The other characters a name may hold.
+        punctuation: &'static str,
+    },
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::KeyIdForm { min, extra: "" } => {
+                write!(f, "must be {min} to 128 letters and digits")
+            }
+            NameError::KeyIdForm { min, extra } => {
+                write!(f, "must be {min} to 128 letters, digits and {extra}")
+            }
+            NameError::Length { max } => write!(f, "must be 1 to {max} characters long"),
+            NameError::Characters { punctuation } => {
+                write!(f, "may contain only letters, digits and {punctuation}")
+            }
+        }
+    }
+}
+
+fn check_name(name: &str, max: usize, punctuation: &'static str) -> Result<(), NameError> {
     if name.is_empty() || name.len() > max {
-        return Err(format!("must be 1 to {max} characters long"));
+        return Err(NameError::Length { max });
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || punctuation.contains(c))
     {
-        return Err(format!(
-            "may contain only letters, digits and {punctuation}"
-        ));
+        return Err(NameError::Characters { punctuation });
     }
     Ok(())
+}
+
+/// Why an admin secret's value is not a key pair. Its `Display` completes
+/// "its AdminSecretId ... does not hold a key pair ...: ", and never holds
+/// the value (invariant no-secret-material).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyPairError {
+    /// Not JSON; where the parser stopped.
+    NotJson {
+        /// The line of the error.
+        line: usize,
+        /// The column of the error.
+        column: usize,
+    },
+    /// JSON, but not an object: what it is (see `json_type`).
+    NotObject(&'static str),
+    /// A field is wrong (the reason, without the value).
+    BadField(String),
+    /// No key: the secret field the provider needs beside `AccessKeyId`.
+    Missing {
+        /// The provider's secret field.
+        secret_field: &'static str,
+    },
+}
+
+impl fmt::Display for KeyPairError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyPairError::NotJson { line, column } => {
+                write!(f, "it is not valid JSON (line {line}, column {column})")
+            }
+            KeyPairError::NotObject(found) => {
+                write!(f, "it must be a JSON object, found {found}")
+            }
+            KeyPairError::BadField(why) => f.write_str(why),
+            KeyPairError::Missing { secret_field } => {
+                write!(f, "it must hold fields AccessKeyId and {secret_field}")
+            }
+        }
+    }
 }
 
 /// Why a SecretString could not be used. Never holds the value itself.
@@ -310,31 +385,29 @@ impl ManagedSecret {
     /// The key pair held by an admin secret (`AdminSecretId`): a JSON object
     /// with `AccessKeyId` and the provider's secret field. Other fields are
     /// ignored.
-    pub fn parse_key_pair(text: &str, provider: Provider) -> Result<Credential, String> {
+    pub fn parse_key_pair(text: &str, provider: Provider) -> Result<Credential, KeyPairError> {
         let invalid = |e: SecretFormatError| match e {
-            SecretFormatError::Invalid(why) | SecretFormatError::UnknownProvider(why) => why,
+            SecretFormatError::Invalid(why) | SecretFormatError::UnknownProvider(why) => {
+                KeyPairError::BadField(why)
+            }
         };
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            format!(
-                "it is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            )
+        let value: Value = serde_json::from_str(text).map_err(|e| KeyPairError::NotJson {
+            line: e.line(),
+            column: e.column(),
         })?;
         let Value::Object(fields) = value else {
-            return Err(format!(
-                "it must be a JSON object, found {}",
-                json_type(&value)
-            ));
+            return Err(KeyPairError::NotObject(json_type(&value)));
         };
         credential_fields(&fields, provider)
             .map_err(invalid)?
-            .ok_or_else(|| {
-                format!(
-                    "it must hold fields AccessKeyId and {}",
-                    provider.secret_field()
-                )
+            .ok_or(KeyPairError::Missing {
+                secret_field: provider.secret_field(),
             })
+    }
+
+    /// Whether `other` names the same user of the same provider.
+    pub fn same_user(&self, other: &ManagedSecret) -> bool {
+        self.user_name == other.user_name && self.provider == other.provider
     }
 
     pub fn key_id(&self) -> Option<&str> {
@@ -618,7 +691,9 @@ mod tests {
                 "must be given together",
             ),
         ] {
-            let msg = ManagedSecret::parse_key_pair(text, Provider::Alibaba).unwrap_err();
+            let msg = ManagedSecret::parse_key_pair(text, Provider::Alibaba)
+                .unwrap_err()
+                .to_string();
             assert!(msg.contains(want), "{text}: {msg}");
             assert!(!msg.contains("topsecretvalue"), "{msg}");
         }

@@ -1,4 +1,4 @@
-//! Ownership (design invariant 5): each (provider, user) is owned by exactly
+//! Ownership (invariant one-owner): each (provider, user) is owned by exactly
 //! one managed secret, by construction.
 //!
 //! - The owning secret's name is derived: `<REKEY_SECRET_PREFIX><provider>/<user>`

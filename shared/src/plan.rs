@@ -2,11 +2,14 @@
 //! cleanup may do to superseded and inactive keys. No I/O here; the steps
 //! gather the facts, ask a function below, and carry out its answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use serde::Serialize;
+
 use crate::model::{AccessKey, KeyStatus, LastUsed};
+use crate::records::{trusted_since, Records};
 
 /// What a key is to the secret being rotated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +28,9 @@ pub enum KeyRole {
 /// A key of the user, with what the step knows about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyFacts {
+    /// The key, as the provider lists it.
     pub key: AccessKey,
+    /// What it is to the secret (see [`key_role`]).
     pub role: KeyRole,
     /// `None` when not looked up (only orphan candidates are).
     pub last_used: Option<LastUsed>,
@@ -34,6 +39,7 @@ pub struct KeyFacts {
 /// The facts about the secret that making room depends on.
 #[derive(Clone, Debug)]
 pub struct RoomContext<'a> {
+    /// The user, for the message when blocked.
     pub user: &'a str,
     /// The provider's per-user key limit.
     pub limit: usize,
@@ -56,8 +62,11 @@ pub struct Room {
 /// Why no key may be removed: every key with the reason it stays.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Blocked {
+    /// The user at its limit.
     pub user: String,
+    /// The provider's per-user key limit.
     pub limit: usize,
+    /// Every key with the reason it stays: (key id, reason).
     pub kept: Vec<(String, String)>,
 }
 
@@ -94,6 +103,26 @@ pub fn is_orphan_candidate(facts: &KeyFacts, current_version_created: SystemTime
         && whole_seconds(facts.key.created) > whole_seconds(current_version_created)
 }
 
+/// Whether making room may delete anything: the user is at the limit, or
+/// a key held by no version but AWSCURRENT's may be an orphan. If not,
+/// create reads nothing more (no AWSPREVIOUS, no last use).
+pub fn room_may_be_needed(
+    keys: &[AccessKey],
+    current: Option<&str>,
+    limit: usize,
+    current_version_created: SystemTime,
+) -> bool {
+    keys.len() >= limit
+        || keys.iter().any(|key| {
+            let facts = KeyFacts {
+                role: label_role(key, current, None),
+                key: key.clone(),
+                last_used: None,
+            };
+            is_orphan_candidate(&facts, current_version_created)
+        })
+}
+
 /// Secrets Manager dates versions to the second, IAM dates keys finer: a
 /// key made in the same second as the version is not counted as newer.
 fn whole_seconds(t: SystemTime) -> u64 {
@@ -102,7 +131,8 @@ fn whole_seconds(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Decides how to make room for a new key (design invariants 1, 3 and 5):
+/// Decides how to make room for a new key (invariants current-key-kept,
+/// key-limit and one-key-per-token):
 /// every orphan is reclaimed; if the user is still at the limit, the oldest
 /// INACTIVE key goes, whatever its age; otherwise nothing may be removed and
 /// the answer is why. The AWSCURRENT and AWSPENDING keys never go.
@@ -176,7 +206,12 @@ pub enum PendingFacts<'a> {
     /// Manager before it calls createSecret).
     Empty,
     /// It holds this new key.
-    Key { id: &'a str, created: SystemTime },
+    Key {
+        /// The new key.
+        id: &'a str,
+        /// When the version was created.
+        created: SystemTime,
+    },
     /// It is not a valid secret, or names another user or provider.
     Foreign,
     /// It was promoted already and superseded since (AWSPENDING is a
@@ -189,8 +224,8 @@ pub enum PendingFacts<'a> {
 /// not judged dead for a key missing from the list.
 pub const PENDING_SETTLE: Duration = Duration::from_secs(15 * 60);
 
-/// Why the rotation in progress can never finish, if it cannot (design
-/// invariant 7): its version names someone else, or holds a key the user no
+/// Why the rotation in progress can never finish, if it cannot (invariant
+/// liveness): its version names someone else, or holds a key the user no
 /// longer has active. Such a version is replaced, never resumed: AWSPENDING
 /// is taken off it so the next rotation starts with a new token (versions
 /// are immutable).
@@ -238,45 +273,6 @@ pub fn recently_used(last: &LastUsed, now: SystemTime, idle_before: Duration) ->
     }
 }
 
-/// When cleanup first saw a key superseded or inactive. Kept outside the
-/// function (in the secret's tags) so it survives crashes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Records {
-    /// Keys rekey created for this secret (`rekey:created:<id>`), so that a
-    /// key that never became current (an abandoned rotation) or left the
-    /// labels (a rollback, an edit) is still known to be rekey's to retire.
-    pub created: BTreeMap<String, SystemTime>,
-    pub superseded: BTreeMap<String, SystemTime>,
-    pub inactive: BTreeMap<String, SystemTime>,
-}
-
-/// How long after a key's creation rekey writes its `created` record at
-/// most (create records a key right after making it). A record outside
-/// this window was not written by rekey for that key, and a tag is no
-/// proof (anyone who may tag the secret can write one).
-pub const CREATED_RECORD_WINDOW: Duration = Duration::from_secs(10 * 60);
-
-impl Records {
-    /// Whether rekey recorded that it made `key` for this secret: a
-    /// `created` record written within `CREATED_RECORD_WINDOW` of the
-    /// key's creation, which the provider reports and no tag can change.
-    pub fn made_by_rekey(&self, key: &AccessKey) -> bool {
-        self.created.get(&key.id).is_some_and(|t| {
-            let made = key.created - Duration::from_secs(1); // providers date to the second
-            *t >= made && *t <= key.created + CREATED_RECORD_WINDOW
-        })
-    }
-
-    /// Whether `key` is rekey's to retire once it is neither current nor
-    /// pending: recorded superseded, or made by rekey (an abandoned
-    /// rotation's key, one rolled back from, one never stored) and settled
-    /// (a key just made may be between its record and its store).
-    pub fn retirable(&self, key: &AccessKey, now: SystemTime) -> bool {
-        self.superseded.contains_key(&key.id)
-            || (self.made_by_rekey(key) && key.created + PENDING_SETTLE <= now)
-    }
-}
-
 /// What cleanup may do to one secret's user's keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -295,107 +291,238 @@ pub enum Action {
     ForgetTimers(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Due {
+/// The next step in a key's retirement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetirementStep {
+    /// A superseded key is deactivated at the end of its grace period.
     Deactivation,
+    /// An inactive key is deleted at the end of its deletion period.
     Deletion,
 }
 
-/// A key whose next step is not due yet.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Waiting {
+/// A key waiting for its next retirement step, and when that step is due.
+/// In cleanup's report: `{"AccessKeyId", "Next", "Due"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Scheduled {
+    /// The key.
+    #[serde(rename = "AccessKeyId")]
     pub key_id: String,
-    pub due: Due,
-    pub at: SystemTime,
+    /// Its next step: `deactivation` or `deletion`.
+    #[serde(rename = "Next")]
+    pub next: RetirementStep,
+    /// When that step is due (RFC 3339 to the second in the report).
+    #[serde(rename = "Due", serialize_with = "serialize_timestamp")]
+    pub due: SystemTime,
 }
 
+fn serialize_timestamp<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&timestamp(*t))
+}
+
+/// What cleanup does now, and what it leaves for a later run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CleanupPlan {
+    /// What to do now, in order.
     pub actions: Vec<Action>,
-    pub waiting: Vec<Waiting>,
+    /// Keys whose next retirement step is not due yet.
+    pub waiting: Vec<Scheduled>,
 }
 
+/// The facts cleanup decides on.
 pub struct CleanupInput<'a> {
+    /// The user's keys, as the provider lists them.
     pub keys: &'a [AccessKey],
+    /// The key the AWSCURRENT version holds.
     pub current: Option<&'a str>,
     /// The key of the rotation in progress, if its version holds one.
     pub pending: Option<&'a str>,
+    /// The key the AWSPREVIOUS version holds (see `Rekey::previous_key`).
     pub previous: Option<&'a str>,
+    /// rekey's records on the secret.
     pub records: &'a Records,
     /// No record is trusted to be earlier than this: the creation of the
     /// AWSCURRENT version, which rekey (or an edit) made after any key it
     /// superseded was superseded.
     pub floor: SystemTime,
+    /// The time now.
     pub now: SystemTime,
+    /// `REKEY_DEACTIVATE_AFTER`: a superseded key's grace period.
     pub deactivate_after: Duration,
+    /// `REKEY_DELETE_AFTER`: an inactive key's deletion period.
     pub delete_after: Duration,
 }
 
-/// When a period started: the record, never earlier than `floor` (a
-/// record is a tag anyone who may tag the secret can write; design
-/// invariant 6).
-pub fn trusted_since(record: SystemTime, floor: SystemTime) -> SystemTime {
-    record.max(floor)
+/// Whether `key`, neither current nor pending, is superseded: the
+/// AWSPREVIOUS version holds it (`previous`, read by `Rekey::previous_key`),
+/// or rekey's records make it rekey's to retire ([`Records::retirable`]).
+/// The one rule by which create and cleanup tell a superseded key.
+/// Create once counted a `created` record at once, cleanup only once the
+/// key has settled (`PENDING_SETTLE`: a key just made may be between its
+/// record and its store). The settled rule is the one safe for both:
+/// cleanup must not retire a key about to be stored, and in create the
+/// role of a non-orphan key changes no deletion, only how the
+/// `KeyLimitReached` message names it (a young one is "held by no
+/// version" rather than "a superseded key").
+pub fn is_superseded(
+    key: &AccessKey,
+    previous: Option<&str>,
+    records: &Records,
+    now: SystemTime,
+) -> bool {
+    previous == Some(key.id.as_str()) || records.retirable(key, now)
 }
 
-/// Decides cleanup for one secret (design invariants 1 and 6). A key is
-/// superseded when rekey recorded it so (`rekey:superseded:<id>`), created
-/// it for this secret (`rekey:created:<id>`: it is not current, so it was
-/// superseded or abandoned), or the AWSPREVIOUS version holds it: it is deactivated once `deactivate_after`
-/// has passed since; any inactive key is deleted once `delete_after` has
-/// passed since it became inactive. A missing record starts its clock now.
-/// The AWSCURRENT and AWSPENDING keys are never touched, and their records
-/// (left by a rollback) are dropped.
+/// What a key is to the secret, for making room. `last_used` is known
+/// for orphan candidates only.
+pub struct RoleFacts<'a> {
+    /// The key the AWSCURRENT version holds.
+    pub current: Option<&'a str>,
+    /// The key the AWSPREVIOUS version holds.
+    pub previous: Option<&'a str>,
+    /// rekey's records on the secret.
+    pub records: &'a Records,
+    /// When the AWSCURRENT version was created: an orphan is newer.
+    pub current_version_created: SystemTime,
+    /// The time now.
+    pub now: SystemTime,
+}
+
+/// The role of `key` by the labels alone: the AWSCURRENT key is `Current`,
+/// the AWSPREVIOUS key `Previous`, any other `Unreferenced`.
+pub fn label_role(key: &AccessKey, current: Option<&str>, previous: Option<&str>) -> KeyRole {
+    let id = Some(key.id.as_str());
+    if id == current {
+        KeyRole::Current
+    } else if id == previous {
+        KeyRole::Previous
+    } else {
+        KeyRole::Unreferenced
+    }
+}
+
+/// The role of `key` when making room: the AWSCURRENT key is `Current`;
+/// the AWSPREVIOUS key is `Previous`; an orphan (never stored, never
+/// used) is `Unreferenced`, reclaimed whatever its records say, so a
+/// token's retry never leaves a second key of its own (invariant
+/// one-key-per-token); a key rekey's records retire (see
+/// [`is_superseded`]) is `Previous` and waits for cleanup.
+pub fn key_role(key: &AccessKey, last_used: Option<&LastUsed>, facts: &RoleFacts<'_>) -> KeyRole {
+    let by_label = label_role(key, facts.current, facts.previous);
+    if by_label != KeyRole::Unreferenced {
+        return by_label;
+    }
+    let unreferenced = KeyFacts {
+        key: key.clone(),
+        role: KeyRole::Unreferenced,
+        last_used: last_used.cloned(),
+    };
+    if !is_orphan(&unreferenced, facts.current_version_created)
+        && is_superseded(key, facts.previous, facts.records, facts.now)
+    {
+        KeyRole::Previous
+    } else {
+        KeyRole::Unreferenced
+    }
+}
+
+/// Decides cleanup for one secret (invariants current-key-kept and
+/// retire-by-record). A key is superseded when [`is_superseded`] says so:
+/// it is deactivated once `deactivate_after` has passed since; any
+/// inactive key is deleted once `delete_after` has passed since it became
+/// inactive. A missing record starts its clock now. The AWSCURRENT and
+/// AWSPENDING keys are never touched, and their records (left by a
+/// rollback) are dropped.
 pub fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupPlan {
     let mut plan = CleanupPlan::default();
-    let protected = |id: &str| input.current == Some(id) || input.pending == Some(id);
     for key in input.keys {
-        if protected(&key.id) {
+        if protected(input, &key.id) {
             continue;
+        }
+        if let Some(retirement) = next_retirement(input, key) {
+            plan_retirement(input, retirement, &mut plan);
+        }
+    }
+    plan.actions.extend(stale_records(input));
+    plan
+}
+
+/// Invariant current-key-kept: the AWSCURRENT key, and the key of the
+/// rotation in progress, are never retired.
+fn protected(input: &CleanupInput<'_>, id: &str) -> bool {
+    input.current == Some(id) || input.pending == Some(id)
+}
+
+/// One key's next retirement step: its record (if any), the action that
+/// starts its clock, the action when due, and the period.
+struct Retirement {
+    key_id: String,
+    recorded: Option<SystemTime>,
+    record: Action,
+    act: Action,
+    next: RetirementStep,
+    period: Duration,
+}
+
+/// The next retirement step of an unprotected key: deactivation of a
+/// superseded active key, deletion of an inactive key; `None` for an
+/// active key that is not superseded.
+fn next_retirement(input: &CleanupInput<'_>, key: &AccessKey) -> Option<Retirement> {
+    let id = key.id.clone();
+    Some(match key.status {
+        KeyStatus::Active if !is_superseded(key, input.previous, input.records, input.now) => {
+            return None
         }
         // A key known only by its `created` record starts its grace period
         // when cleanup first sees it so (a rollback may have made it
         // current until moments ago).
-        let recorded = match key.status {
-            KeyStatus::Active => input.records.superseded.get(&key.id).copied(),
-            KeyStatus::Inactive => input.records.inactive.get(&key.id).copied(),
-        };
-        let superseded =
-            input.previous == Some(key.id.as_str()) || input.records.retirable(key, input.now);
-        let (record, act, due, period) = match key.status {
-            KeyStatus::Active if !superseded => continue,
-            KeyStatus::Active => (
-                Action::RecordSuperseded(key.id.clone()),
-                Action::Deactivate(key.id.clone()),
-                Due::Deactivation,
-                input.deactivate_after,
-            ),
-            KeyStatus::Inactive => (
-                Action::RecordInactive(key.id.clone()),
-                Action::Delete(key.id.clone()),
-                Due::Deletion,
-                input.delete_after,
-            ),
-        };
-        let since = match recorded {
-            Some(t) => trusted_since(t, input.floor),
-            None => {
-                plan.actions.push(record);
-                input.now
-            }
-        };
-        let at = since + period;
-        if input.now >= at {
-            plan.actions.push(act);
-        } else {
-            plan.waiting.push(Waiting {
-                key_id: key.id.clone(),
-                due,
-                at,
-            });
+        KeyStatus::Active => Retirement {
+            recorded: input.records.superseded.get(&id).copied(),
+            record: Action::RecordSuperseded(id.clone()),
+            act: Action::Deactivate(id.clone()),
+            next: RetirementStep::Deactivation,
+            period: input.deactivate_after,
+            key_id: id,
+        },
+        KeyStatus::Inactive => Retirement {
+            recorded: input.records.inactive.get(&id).copied(),
+            record: Action::RecordInactive(id.clone()),
+            act: Action::Delete(id.clone()),
+            next: RetirementStep::Deletion,
+            period: input.delete_after,
+            key_id: id,
+        },
+    })
+}
+
+/// Starts the clock of `r` if it has no record, then acts if it is due,
+/// else schedules it.
+fn plan_retirement(input: &CleanupInput<'_>, r: Retirement, plan: &mut CleanupPlan) {
+    let since = match r.recorded {
+        Some(t) => trusted_since(t, input.floor),
+        None => {
+            plan.actions.push(r.record);
+            input.now
         }
+    };
+    let due = since + r.period;
+    if input.now >= due {
+        plan.actions.push(r.act);
+    } else {
+        plan.waiting.push(Scheduled {
+            key_id: r.key_id,
+            next: r.next,
+            due,
+        });
     }
-    let records = &input.records;
+}
+
+/// The records to drop: every record of a key that no longer exists
+/// (`Forget`), then the timer records of the current or pending key
+/// (`ForgetTimers`).
+fn stale_records(input: &CleanupInput<'_>) -> Vec<Action> {
+    let records = input.records;
+    let listed = |id: &String| input.keys.iter().any(|k| &k.id == id);
     // A `created` record younger than PENDING_SETTLE may be a key the
     // provider does not list yet: it is kept.
     let young = |id: &String| {
@@ -404,23 +531,20 @@ pub fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupPlan {
             .get(id)
             .is_some_and(|t| *t + PENDING_SETTLE > input.now)
     };
-    let gone: std::collections::BTreeSet<&String> = (records.created.keys())
+    let gone: BTreeSet<&String> = (records.created.keys())
         .chain(records.superseded.keys())
         .chain(records.inactive.keys())
-        .filter(|id| !input.keys.iter().any(|k| &k.id == *id) && !young(id))
+        .filter(|id| !listed(id) && !young(id))
         .collect();
-    let timers_of_protected: std::collections::BTreeSet<&String> = (records.superseded.keys())
+    let timers_of_protected: BTreeSet<&String> = (records.superseded.keys())
         .chain(records.inactive.keys())
-        .filter(|id| protected(id) && input.keys.iter().any(|k| &k.id == *id))
+        .filter(|id| protected(input, id) && listed(id))
         .collect();
-    plan.actions
-        .extend(gone.into_iter().map(|id| Action::Forget(id.clone())));
-    plan.actions.extend(
-        timers_of_protected
-            .into_iter()
-            .map(|id| Action::ForgetTimers(id.clone())),
-    );
-    plan
+    let forget = gone.into_iter().map(|id| Action::Forget(id.clone()));
+    let forget_timers = timers_of_protected
+        .into_iter()
+        .map(|id| Action::ForgetTimers(id.clone()));
+    forget.chain(forget_timers).collect()
 }
 
 #[cfg(test)]
@@ -472,6 +596,18 @@ mod tests {
             orphans: orphans.iter().map(|s| s.to_string()).collect(),
             inactive: inactive.map(str::to_owned),
         })
+    }
+
+    #[test]
+    fn room_is_looked_into_at_the_limit_or_for_a_possible_orphan() {
+        let cur = key("CUR", Active, 900);
+        let young = key("YOUNG", Active, 2_000);
+        let old = key("OLD", Active, 500);
+        let needed = |keys: &[AccessKey]| room_may_be_needed(keys, Some("CUR"), 2, at(1_000));
+        assert!(!needed(std::slice::from_ref(&cur)));
+        assert!(!needed(std::slice::from_ref(&old)));
+        assert!(needed(std::slice::from_ref(&young)));
+        assert!(needed(&[cur, old]));
     }
 
     #[test]
@@ -627,7 +763,7 @@ mod tests {
         let none = Records::default();
         let plan = plan_cleanup(&cleanup_input(&keys, &none, 50));
         assert_eq!(plan.actions, vec![Action::RecordSuperseded("PREV".into())]);
-        assert_eq!(plan.waiting[0].at, at(150));
+        assert_eq!(plan.waiting[0].due, at(150));
 
         let mut rec = Records::default();
         rec.superseded.insert("PREV".into(), at(50));
@@ -676,7 +812,7 @@ mod tests {
         input.floor = at(100);
         let plan = plan_cleanup(&input);
         assert!(plan.actions.is_empty());
-        assert_eq!(plan.waiting[0].at, at(200));
+        assert_eq!(plan.waiting[0].due, at(200));
     }
 
     #[test]
@@ -717,7 +853,7 @@ mod tests {
         input.previous = None;
         let plan = plan_cleanup(&input);
         assert_eq!(plan.actions, vec![Action::RecordSuperseded("LOST".into())]);
-        assert_eq!(plan.waiting[0].at, at(settled + 100));
+        assert_eq!(plan.waiting[0].due, at(settled + 100));
         // While it is pending it is left alone, record and all.
         input.pending = Some("LOST");
         assert!(plan_cleanup(&input).actions.is_empty());
@@ -728,17 +864,43 @@ mod tests {
     }
 
     #[test]
-    fn a_created_record_counts_only_near_the_keys_creation() {
-        // A record written by hand for an operator's key long after it was
-        // made does not make it rekey's to retire.
-        let hand = key("HAND", Active, 20);
-        let mut rec = Records::default();
-        rec.created.insert("HAND".into(), at(5_000));
-        assert!(!rec.made_by_rekey(&hand));
-        rec.created.insert("HAND".into(), at(21));
-        assert!(rec.made_by_rekey(&hand));
-        rec.created.insert("HAND".into(), at(1));
-        assert!(!rec.made_by_rekey(&hand));
+    fn key_roles_follow_labels_then_records_and_orphans_stay_unreferenced() {
+        let mut records = Records::default();
+        for id in ["MADE", "ORPHAN", "YOUNG"] {
+            records.created.insert(id.into(), at(2_000));
+        }
+        records.superseded.insert("OLD".into(), at(1));
+        let settled = 2_000 + PENDING_SETTLE.as_secs();
+        let facts = RoleFacts {
+            current: Some("CUR"),
+            previous: Some("PREV"),
+            records: &records,
+            current_version_created: at(1_000),
+            now: at(settled),
+        };
+        let used = LastUsed::At {
+            when: at(2_100),
+            service: None,
+        };
+        let role = |id: &str, created: u64, last: Option<&LastUsed>| {
+            key_role(&key(id, Active, created), last, &facts)
+        };
+        assert_eq!(role("CUR", 900, None), Current);
+        assert_eq!(role("PREV", 2_000, Some(&LastUsed::Never)), Previous);
+        assert_eq!(role("OLD", 500, None), Previous);
+        assert_eq!(role("MADE", 2_000, Some(&used)), Previous);
+        assert_eq!(role("ORPHAN", 2_000, Some(&LastUsed::Never)), Unreferenced);
+        assert_eq!(role("HAND", 500, None), Unreferenced);
+        // A key rekey just made is not yet superseded (it may be between
+        // its record and its store).
+        let young = RoleFacts {
+            now: at(2_100),
+            ..facts
+        };
+        assert_eq!(
+            key_role(&key("YOUNG", Active, 2_000), Some(&used), &young),
+            Unreferenced
+        );
     }
 
     #[test]

@@ -55,9 +55,15 @@ pub struct SecretVersion {
 /// Which version to read: always by stage or by id, never the default.
 #[derive(Clone, Copy, Debug)]
 pub enum Select<'a> {
+    /// The version that carries this stage.
     Stage(&'a str),
-    /// A version id, and the stage it must carry.
-    Version(&'a str, &'a str),
+    /// A version by its id, which must carry `stage`.
+    Version {
+        /// The version id (a rotation's token).
+        id: &'a str,
+        /// The stage it must carry.
+        stage: &'a str,
+    },
 }
 
 pub trait Vault {

@@ -16,10 +16,11 @@ use std::time::{Duration, SystemTime};
 
 use rekey::model::{
     AccessKey, Credential, KeyStatus, LastUsed, ManagedSecret, Provider, Sensitive, AWSCURRENT,
-    AWSPENDING, AWSPREVIOUS, TAG_MANAGED,
+    AWSPENDING, AWSPREVIOUS,
 };
 use rekey::ports::Vault;
 use rekey::ports::{Clock, KeyApi, Providers, SecretInfo, SecretVersion, Select, Signer};
+use rekey::records::TAG_MANAGED;
 use rekey::{Error, Result};
 
 /// The calls a fault can hit.
@@ -634,7 +635,7 @@ impl Vault for Sim {
         })?;
         let (id, stage) = match which {
             Select::Stage(stage) => (None, stage),
-            Select::Version(id, stage) => (Some(id), stage),
+            Select::Version { id, stage } => (Some(id), stage),
         };
         let version = secret
             .versions

@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use rekey::lambda::Function;
-use rekey::model::{KeyStatus, Provider, AWSCURRENT, AWSPENDING, AWSPREVIOUS, TAG_PAUSED};
+use rekey::model::{KeyStatus, Provider, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use rekey::records::{TAG_MANAGED, TAG_PAUSED};
 use rekey::{Config, Driver, Rekey};
 use rekey_testkit::sim::{Actor, Fault, Op, Sim};
 use serde_json::{json, Value};
@@ -871,10 +872,10 @@ impl World {
         }
         let Some(value) = value else { return };
         let name = format!("team/{user}-{}", self.rng.below(1_000_000));
-        let stray =
-            self.sim
-                .state()
-                .create_secret(&name, &value, &[(rekey::model::TAG_MANAGED, "true")]);
+        let stray = self
+            .sim
+            .state()
+            .create_secret(&name, &value, &[(TAG_MANAGED, "true")]);
         self.note(format!("operator: enrol a second secret {name} for {user}"));
         let rekey_effects = |s: &rekey_testkit::sim::State| {
             s.effects.iter().filter(|e| e.actor == Actor::Rekey).count()
@@ -920,7 +921,7 @@ impl World {
                 "rekey changed keys for the second secret {name} of {user}"
             ));
         }
-        s.set_tag(&stray, rekey::model::TAG_MANAGED, None);
+        s.set_tag(&stray, TAG_MANAGED, None);
     }
 
     fn step(&mut self) -> Result<(), String> {

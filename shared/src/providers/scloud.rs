@@ -128,7 +128,7 @@ impl KeyApi for SCloud {
             .get("AccessKey")
             .and_then(Value::as_object)
             .ok_or_else(|| unexpected(SERVICE, op, "AccessKey is missing".into()))?;
-        let id = key_id(key).map_err(|why| unexpected(SERVICE, op, why))?;
+        let id = key_id(key).map_err(|why| unexpected(SERVICE, op, why.to_string()))?;
         match key.get("AccessKeySecret").and_then(Value::as_str) {
             Some(secret) if !secret.is_empty() => Ok(Credential {
                 access_key_id: id,
@@ -225,7 +225,7 @@ fn parse_keys(out: &Map<String, Value>) -> Result<Vec<AccessKey>> {
             let key = entry.as_object().ok_or_else(|| {
                 unexpected(SERVICE, op, "an AccessKey entry is not an object".into())
             })?;
-            let id = key_id(key).map_err(|why| unexpected(SERVICE, op, why))?;
+            let id = key_id(key).map_err(|why| unexpected(SERVICE, op, why.to_string()))?;
             let status = match key.get("Status").and_then(Value::as_str) {
                 Some(s) if s.eq_ignore_ascii_case("active") => KeyStatus::Active,
                 Some(s) if s.eq_ignore_ascii_case("inactive") => KeyStatus::Inactive,
@@ -257,11 +257,29 @@ fn parse_keys(out: &Map<String, Value>) -> Result<Vec<AccessKey>> {
         .collect()
 }
 
-fn key_id(key: &Map<String, Value>) -> Result<String, String> {
+fn key_id(key: &Map<String, Value>) -> Result<String, BadKeyId> {
     match key.get("AccessKeyID").or_else(|| key.get("AccessKeyId")) {
         Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
-        Some(other) => Err(format!("AccessKeyID {other} is not a key id")),
-        None => Err("AccessKeyID is missing".into()),
+        Some(other) => Err(BadKeyId::NotAnId(other.clone())),
+        None => Err(BadKeyId::Missing),
+    }
+}
+
+/// Why an AccessKey entry's id could not be read.
+#[derive(Clone, Debug, PartialEq)]
+enum BadKeyId {
+    /// The field holds this value, which is not a key id.
+    NotAnId(Value),
+    /// Neither `AccessKeyID` nor `AccessKeyId` is there.
+    Missing,
+}
+
+impl std::fmt::Display for BadKeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadKeyId::NotAnId(other) => write!(f, "AccessKeyID {other} is not a key id"),
+            BadKeyId::Missing => f.write_str("AccessKeyID is missing"),
+        }
     }
 }
 

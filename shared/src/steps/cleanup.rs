@@ -1,95 +1,84 @@
 //! rekey-cleanup: deactivate superseded keys after their grace period and
-//! delete inactive keys after theirs. When each period started is kept in
-//! the secret's tags (`rekey:superseded:<key id>`, `rekey:inactive:<key id>`)
-//! so it survives crashes; a missing record starts its clock now.
+//! delete inactive keys after theirs (`plan::plan_cleanup` decides). When
+//! each period started is kept in rekey's records (`records`), so it
+//! survives crashes; a missing record starts its clock now.
+
+use std::time::SystemTime;
 
 use futures::StreamExt;
 use serde::Serialize;
 use tracing::{info, warn, Instrument};
 
-use super::Rekey;
-use crate::error::{Error, Result};
-use crate::model::{LastUsed, AWSCURRENT, AWSPENDING, TAG_MANAGED, TAG_PAUSED};
-use crate::plan::{self, timestamp, Action, CleanupInput, Due, Records};
+use super::{check_managed, InProgress, Rekey};
+use crate::error::Result;
+use crate::model::{AccessKey, LastUsed, ManagedSecret, AWSCURRENT, AWSPENDING};
+use crate::plan::{self, timestamp, Action, CleanupInput, Scheduled};
 use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
+use crate::records::{self, load_records, record_tag, INACTIVE, SUPERSEDED};
 
-pub(crate) const CREATED: &str = "rekey:created:";
-pub(crate) const SUPERSEDED: &str = "rekey:superseded:";
-pub(crate) const INACTIVE: &str = "rekey:inactive:";
 /// Secrets cleaned at once during a sweep.
 const SWEEP_CONCURRENCY: usize = 4;
-
-pub(crate) fn record_tag(prefix: &str, key_id: &str) -> String {
-    format!("{prefix}{key_id}")
-}
-
-pub(crate) fn load_records(info: &SecretInfo) -> Records {
-    let mut records = Records::default();
-    for (tag, value) in &info.tags {
-        let Ok(when) = humantime::parse_rfc3339(value) else {
-            continue;
-        };
-        if let Some(id) = tag.strip_prefix(CREATED) {
-            records.created.insert(id.to_owned(), when);
-        } else if let Some(id) = tag.strip_prefix(SUPERSEDED) {
-            records.superseded.insert(id.to_owned(), when);
-        } else if let Some(id) = tag.strip_prefix(INACTIVE) {
-            records.inactive.insert(id.to_owned(), when);
-        }
-    }
-    records
-}
 
 /// What cleanup did to one secret.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct SecretCleanup {
+    /// The secret (its ARN in a sweep).
     pub secret_id: String,
     /// `cleaned` or `skipped`.
     pub status: &'static str,
+    /// Why it was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The error type it was skipped with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_type: Option<&'static str>,
     /// When the AWSCURRENT version was created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_since: Option<String>,
+    /// Keys deactivated in this run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deactivated: Vec<String>,
+    /// Keys deleted in this run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deleted: Vec<String>,
     /// Superseded keys left active because they are still being used.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub in_use: Vec<InUse>,
+    /// Keys whose next retirement step is not due yet.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub waiting: Vec<Pending>,
+    pub waiting: Vec<Scheduled>,
     /// The version of a rotation that could never finish, whose AWSPENDING
     /// label cleanup took off (its token).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abandoned: Option<String>,
 }
 
+/// A superseded key left active because it was used recently.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct InUse {
+    /// The key.
     pub access_key_id: String,
+    /// When it was last used (RFC 3339).
     pub last_used: String,
+    /// The service it was last used with, where the provider says.
     pub service: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "PascalCase")]
-pub struct Pending {
-    pub access_key_id: String,
-    /// `deactivation` or `deletion`.
-    pub next: &'static str,
-    pub due: String,
-}
-
+/// What a cleanup run did, secret by secret.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct CleanupReport {
+    /// One entry per secret.
     pub secrets: Vec<SecretCleanup>,
+}
+
+/// The tags cleanup writes and removes at the end of a run.
+#[derive(Default)]
+struct RecordChanges {
+    tags: Vec<(String, String)>,
+    untags: Vec<String>,
 }
 
 impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
@@ -124,17 +113,12 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         Ok(CleanupReport { secrets })
     }
 
-    /// Cleans one managed secret.
+    /// Cleans one managed secret (invariants current-key-kept,
+    /// retire-by-record and liveness: a rotation in progress does not
+    /// stop it).
     pub async fn cleanup(&self, secret_id: &str) -> Result<SecretCleanup> {
         let info = self.vault.describe(secret_id).await?;
-        let id = || secret_id.to_owned();
-        if !info.tag_is_true(TAG_MANAGED) {
-            return Err(Error::SecretNotManaged { secret_id: id() });
-        }
-        if info.tag_is_true(TAG_PAUSED) {
-            return Err(Error::SecretPaused { secret_id: id() });
-        }
-        let current_version = info.version_with(AWSCURRENT);
+        check_managed(secret_id, &info)?;
         let (current_read, current) = self
             .read_secret(secret_id, Select::Stage(AWSCURRENT))
             .await?;
@@ -142,35 +126,25 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let user = current.user_name.as_str();
         let provider = self.provider_for(secret_id, &current).await?;
         provider.ensure_managed(user, &info.arn).await?;
-        // A rotation in progress does not stop cleanup (a rotation blocked
-        // at the key limit waits for it): its key is left alone. Read before
-        // the key list, so a key it holds is in that list.
-        let pending = match info.version_with(AWSPENDING) {
-            Some(v) if Some(v) != current_version => {
-                Some(self.in_progress(secret_id, &info, v, &current).await?)
-            }
-            _ => None,
-        };
+        // Read before the key list, so a key it holds is in that list.
+        let pending = self.pending_rotation(secret_id, &info, &current).await?;
         let previous = self.previous_key(secret_id, &info, &current).await?;
         let keys = provider.list_keys(user).await?;
         let records = load_records(&info);
         let now = self.clock.now();
         let mut report = SecretCleanup {
-            secret_id: id(),
+            secret_id: secret_id.to_owned(),
             status: "cleaned",
             current_since: Some(timestamp(current_read.created)),
             ..Default::default()
         };
-        let mut pending_key = None;
-        if let Some(p) = &pending {
-            match plan::dead_pending(p.facts(), &keys, now) {
-                Some(reason) => {
-                    self.abandon(secret_id, p, reason).await?;
-                    report.abandoned = Some(p.version.clone());
-                }
-                None => pending_key = p.key.as_deref(),
+        let pending_key = match &pending {
+            Some(p) => {
+                self.leave_or_abandon(secret_id, p, &keys, now, &mut report)
+                    .await?
             }
-        }
+            None => None,
+        };
         let plan = plan::plan_cleanup(&CleanupInput {
             keys: &keys,
             current: current.key_id(),
@@ -182,71 +156,189 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             deactivate_after: self.config.deactivate_after,
             delete_after: self.config.delete_after,
         });
-        let stamp = timestamp(now);
-        let mut tags = Vec::new();
-        let mut untags = Vec::new();
+        let mut changes = RecordChanges::default();
         for action in plan.actions {
-            match action {
-                Action::RecordSuperseded(key) => {
-                    tags.push((record_tag(SUPERSEDED, &key), stamp.clone()))
+            self.carry_out(&provider, user, action, now, &mut changes, &mut report)
+                .await?;
+        }
+        self.write_records(secret_id, &info, changes, &report.deleted)
+            .await?;
+        report.waiting = plan.waiting;
+        Ok(report)
+    }
+
+    /// The rotation in progress, if AWSPENDING is on a version other than
+    /// AWSCURRENT's. It does not stop cleanup (a rotation blocked at the
+    /// key limit waits for it): its key is left alone.
+    async fn pending_rotation(
+        &self,
+        secret_id: &str,
+        info: &SecretInfo,
+        current: &ManagedSecret,
+    ) -> Result<Option<InProgress>> {
+        match info.version_with(AWSPENDING) {
+            Some(v) if Some(v) != info.version_with(AWSCURRENT) => {
+                Ok(Some(self.in_progress(secret_id, info, v, current).await?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The key of the rotation in progress, to be left alone; or, when it
+    /// can never finish, none: AWSPENDING is taken off its version
+    /// (invariant liveness) and the report says so.
+    async fn leave_or_abandon<'p>(
+        &self,
+        secret_id: &str,
+        pending: &'p InProgress,
+        keys: &[AccessKey],
+        now: SystemTime,
+        report: &mut SecretCleanup,
+    ) -> Result<Option<&'p str>> {
+        match plan::dead_pending(pending.facts(), keys, now) {
+            Some(reason) => {
+                self.abandon(secret_id, pending, reason).await?;
+                report.abandoned = Some(pending.version.clone());
+                Ok(None)
+            }
+            None => Ok(pending.key.as_deref()),
+        }
+    }
+
+    /// Carries out one action of the plan; records go to `changes`, and
+    /// what was done to `report`.
+    async fn carry_out(
+        &self,
+        provider: &P::KeyApi,
+        user: &str,
+        action: Action,
+        now: SystemTime,
+        changes: &mut RecordChanges,
+        report: &mut SecretCleanup,
+    ) -> Result<()> {
+        let stamp = || timestamp(now);
+        match action {
+            Action::RecordSuperseded(key) => {
+                changes.tags.push((record_tag(SUPERSEDED, &key), stamp()))
+            }
+            Action::RecordInactive(key) => changes.tags.push((record_tag(INACTIVE, &key), stamp())),
+            Action::Deactivate(key) => {
+                if let Some(in_use) = self.still_in_use(provider, user, &key, now).await? {
+                    report.in_use.push(in_use);
+                    return Ok(());
                 }
-                Action::RecordInactive(key) => {
-                    tags.push((record_tag(INACTIVE, &key), stamp.clone()))
-                }
-                Action::Deactivate(key) => {
-                    let last = provider.last_used(user, &key).await?;
-                    if plan::recently_used(&last, now, self.config.idle_before_deactivate) {
-                        let LastUsed::At { when, service } = last else {
-                            unreachable!()
-                        };
-                        warn!(
-                            key_id = key,
-                            last_used = timestamp(when),
-                            service = service.as_deref().unwrap_or("unknown"),
-                            "the superseded key is still in use; it stays active and the next run tries again"
-                        );
-                        report.in_use.push(InUse {
-                            access_key_id: key,
-                            last_used: timestamp(when),
-                            service,
-                        });
-                        continue;
-                    }
-                    provider.deactivate_key(user, &key).await?;
-                    info!(key_id = key, user, "deactivated the superseded key");
-                    tags.push((record_tag(INACTIVE, &key), stamp.clone()));
-                    report.deactivated.push(key);
-                }
-                Action::Delete(key) => {
-                    provider.delete_key(user, &key).await?;
-                    info!(key_id = key, user, "deleted the inactive key");
-                    untags.extend([CREATED, SUPERSEDED, INACTIVE].map(|p| record_tag(p, &key)));
-                    report.deleted.push(key);
-                }
-                Action::Forget(key) => {
-                    untags.extend([CREATED, SUPERSEDED, INACTIVE].map(|p| record_tag(p, &key)));
-                }
-                Action::ForgetTimers(key) => {
-                    untags.extend([SUPERSEDED, INACTIVE].map(|p| record_tag(p, &key)));
-                }
+                provider.deactivate_key(user, &key).await?;
+                info!(key_id = key, user, "deactivated the superseded key");
+                changes.tags.push((record_tag(INACTIVE, &key), stamp()));
+                report.deactivated.push(key);
+            }
+            Action::Delete(key) => {
+                provider.delete_key(user, &key).await?;
+                info!(key_id = key, user, "deleted the inactive key");
+                changes
+                    .untags
+                    .extend(records::ALL.map(|p| record_tag(p, &key)));
+                report.deleted.push(key);
+            }
+            Action::Forget(key) => {
+                changes
+                    .untags
+                    .extend(records::ALL.map(|p| record_tag(p, &key)));
+            }
+            Action::ForgetTimers(key) => {
+                changes
+                    .untags
+                    .extend(records::TIMERS.map(|p| record_tag(p, &key)));
             }
         }
-        untags.retain(|t| info.tags.contains_key(t));
-        tags.retain(|(t, _)| !report.deleted.iter().any(|k| *t == record_tag(INACTIVE, k)));
-        self.vault.tag(secret_id, &tags).await?;
-        self.vault.untag(secret_id, &untags).await?;
-        report.waiting = plan
-            .waiting
-            .into_iter()
-            .map(|w| Pending {
-                access_key_id: w.key_id,
-                next: match w.due {
-                    Due::Deactivation => "deactivation",
-                    Due::Deletion => "deletion",
-                },
-                due: timestamp(w.at),
-            })
-            .collect();
-        Ok(report)
+        Ok(())
+    }
+
+    /// When the superseded `key` was used within `REKEY_IDLE_BEFORE_DEACTIVATE`,
+    /// it stays active and the next run tries again: what the report says.
+    async fn still_in_use(
+        &self,
+        provider: &P::KeyApi,
+        user: &str,
+        key: &str,
+        now: SystemTime,
+    ) -> Result<Option<InUse>> {
+        let last = provider.last_used(user, key).await?;
+        if !plan::recently_used(&last, now, self.config.idle_before_deactivate) {
+            return Ok(None);
+        }
+        let LastUsed::At { when, service } = last else {
+            unreachable!()
+        };
+        warn!(
+            key_id = key,
+            last_used = timestamp(when),
+            service = service.as_deref().unwrap_or("unknown"),
+            "the superseded key is still in use; it stays active and the next run tries again"
+        );
+        Ok(Some(InUse {
+            access_key_id: key.to_owned(),
+            last_used: timestamp(when),
+            service,
+        }))
+    }
+
+    /// Writes the new records and removes the dropped ones: only tags the
+    /// secret has are removed, and a deleted key gets no `inactive` record.
+    async fn write_records(
+        &self,
+        secret_id: &str,
+        info: &SecretInfo,
+        mut changes: RecordChanges,
+        deleted: &[String],
+    ) -> Result<()> {
+        changes.untags.retain(|t| info.tags.contains_key(t));
+        changes
+            .tags
+            .retain(|(t, _)| !deleted.iter().any(|k| *t == record_tag(INACTIVE, k)));
+        self.vault.tag(secret_id, &changes.tags).await?;
+        self.vault.untag(secret_id, &changes.untags).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::RetirementStep;
+
+    #[test]
+    fn the_report_keeps_its_field_names() {
+        let report = CleanupReport {
+            secrets: vec![SecretCleanup {
+                secret_id: "s".into(),
+                status: "cleaned",
+                reason: Some("r".into()),
+                error_type: Some("E"),
+                current_since: Some("2026-01-01T00:00:00Z".into()),
+                deactivated: vec!["A".into()],
+                deleted: vec!["B".into()],
+                in_use: vec![InUse {
+                    access_key_id: "C".into(),
+                    last_used: "2026-01-02T00:00:00Z".into(),
+                    service: None,
+                }],
+                waiting: vec![Scheduled {
+                    key_id: "D".into(),
+                    next: RetirementStep::Deletion,
+                    due: humantime::parse_rfc3339("2026-01-03T00:00:00Z").unwrap(),
+                }],
+                abandoned: Some("T".into()),
+            }],
+        };
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            concat!(
+                r#"{"Secrets":[{"SecretId":"s","Status":"cleaned","Reason":"r","ErrorType":"E","#,
+                r#""CurrentSince":"2026-01-01T00:00:00Z","Deactivated":["A"],"Deleted":["B"],"#,
+                r#""InUse":[{"AccessKeyId":"C","LastUsed":"2026-01-02T00:00:00Z","Service":null}],"#,
+                r#""Waiting":[{"AccessKeyId":"D","Next":"deletion","Due":"2026-01-03T00:00:00Z"}],"#,
+                r#""Abandoned":"T"}]}"#
+            )
+        );
     }
 }

@@ -1,18 +1,17 @@
 //! createSecret / rekey-create: make room under the key limit, create the
 //! new key, and store it as the token's AWSPENDING version.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
-use super::{Driver, Rekey, TokenState};
+use super::{Driver, InProgress, Rekey, TokenState};
 use crate::error::{Error, Result};
-use crate::model::AccessKey;
-use crate::model::{ManagedSecret, AWSCURRENT};
-use crate::plan::{self, KeyFacts, KeyRole, PendingFacts, RoomContext};
-use crate::ports::SecretInfo;
-use crate::ports::{Clock, KeyApi, Providers, Select, Vault};
-use crate::steps::cleanup::{load_records, record_tag, CREATED};
+use crate::model::{AccessKey, Credential, ManagedSecret, AWSCURRENT};
+use crate::plan::{self, KeyFacts, PendingFacts, RoleFacts, Room, RoomContext};
+use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
+use crate::records::{load_records, record_tag, trusted_since, Records, CREATED};
 
 /// What createSecret found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,18 +19,27 @@ pub enum Created {
     /// A new key was created and stored as AWSPENDING, after deleting
     /// the keys in `removed` (orphans, or an inactive key at the limit).
     New {
+        /// The new key.
         key_id: String,
+        /// The keys deleted to make room.
         removed: Vec<String>,
     },
     /// The token's version already holds its new key.
-    AlreadyPending { key_id: String },
+    AlreadyPending {
+        /// The key it holds.
+        key_id: String,
+    },
     /// The token's version is already AWSCURRENT.
     AlreadyCurrent,
     /// The AWSCURRENT version is younger than the rotation period.
-    NotDue { current_since: SystemTime },
+    NotDue {
+        /// When the AWSCURRENT version was created.
+        current_since: SystemTime,
+    },
 }
 
 impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
+    /// createSecret: make a new key for the token, or find the one it made.
     pub async fn create(&self, secret_id: &str, token: &str, driver: Driver) -> Result<Created> {
         self.create_if_due(secret_id, token, driver, None).await
     }
@@ -71,147 +79,124 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         };
         let keys = provider.list_keys(user).await?;
         if let Some(p) = pending.filter(|p| !matches!(p.facts(), PendingFacts::Empty)) {
-            // A version that holds a key is immutable: resume it if it can
-            // still finish, else replace it (a new token).
-            if let Some(reason) = plan::dead_pending(p.facts(), &keys, self.clock.now()) {
-                self.abandon(secret_id, &p, reason).await?;
-                return Err(Error::RotationAbandoned {
-                    secret_id: secret_id.to_owned(),
-                    token: token.to_owned(),
-                    reason: reason.to_owned(),
-                });
-            }
-            let key_id = p.key.unwrap_or_default();
-            info!(key_id, "the token's version already holds its new key");
-            return Ok(Created::AlreadyPending { key_id });
+            return self.resume_or_abandon(secret_id, token, p, &keys).await;
         }
-        let removed = self
-            .make_room(
-                &provider,
-                secret_id,
-                &info,
-                &current,
-                current_version.created,
-                keys,
-            )
-            .await?;
-
-        let new_key = provider.create_key(user).await?;
+        let facts = SecretFacts {
+            secret_id,
+            info: &info,
+            current: &current,
+            current_created: current_version.created,
+        };
+        let removed = self.make_room(&provider, &facts, keys).await?;
+        let new_key = self.create_recorded_key(&provider, secret_id, user).await?;
         let key_id = new_key.access_key_id.clone();
-        info!(key_id, user, "created a new access key");
-        // The record first: whatever happens to the key from here on (not
-        // stored, abandoned, relabelled), cleanup knows it is rekey's.
-        if let Err(err) = self.record_created(secret_id, &key_id).await {
-            warn!(key_id, user, error = %err, "could not record the new key; deleting it");
-            if let Err(e) = provider.delete_key(user, &key_id).await {
-                warn!(key_id, user, error = %e, "could not delete the unrecorded key; the next attempt reclaims it");
-            }
-            return Err(err);
+        self.store_new_key(&provider, &facts, token, new_key)
+            .await?;
+        Ok(Created::New { key_id, removed })
+    }
+
+    /// A version that holds a key is immutable (invariant
+    /// one-key-per-token): resume it if it can still finish, else take
+    /// AWSPENDING off it so the next rotation comes with a new token
+    /// (invariant liveness).
+    async fn resume_or_abandon(
+        &self,
+        secret_id: &str,
+        token: &str,
+        pending: InProgress,
+        keys: &[AccessKey],
+    ) -> Result<Created> {
+        if let Some(reason) = plan::dead_pending(pending.facts(), keys, self.clock.now()) {
+            self.abandon(secret_id, &pending, reason).await?;
+            return Err(Error::RotationAbandoned {
+                secret_id: secret_id.to_owned(),
+                token: token.to_owned(),
+                reason: reason.to_owned(),
+            });
         }
-        let next = current.with_credential(new_key);
-        match self
-            .vault
-            .put_pending(secret_id, token, &next.to_secret_string())
-            .await
-        {
-            Ok(()) => Ok(Created::New { key_id, removed }),
-            Err(err) => {
-                // The write may have taken effect with its answer lost:
-                // delete the key only if the version is known not to hold
-                // it. When unsure, leave it: an orphan is reclaimed by the
-                // next attempt, and the record has cleanup retire it.
-                let stored = self.in_progress(secret_id, &info, token, &current).await;
-                match stored.map(|p| p.key) {
-                    Ok(Some(stored)) if stored == key_id => {
-                        return Ok(Created::New { key_id, removed });
-                    }
-                    Ok(_) => {
-                        warn!(key_id, user, error = %err, "storing the new key failed; deleting it");
-                        if let Err(e) = provider.delete_key(user, &key_id).await {
-                            warn!(key_id, user, error = %e, "could not delete the unstored key; the next attempt reclaims it");
-                        }
-                    }
-                    Err(e) => {
-                        warn!(key_id, user, error = %err, check = %e, "storing the new key failed and its state is unknown; the next attempt reclaims the key if it was not stored");
-                    }
-                }
-                Err(err)
-            }
-        }
+        let key_id = pending.key.unwrap_or_default();
+        info!(key_id, "the token's version already holds its new key");
+        Ok(Created::AlreadyPending { key_id })
     }
 
     /// Deletes what must go before a new key is created: every orphan and,
-    /// at the limit, the oldest inactive key (`plan::make_room` decides).
-    /// Returns the deleted key ids.
+    /// at the limit, the oldest inactive key (`plan::make_room` decides;
+    /// invariant key-limit). Returns the deleted key ids.
     async fn make_room(
         &self,
         provider: &P::KeyApi,
-        secret_id: &str,
-        info: &SecretInfo,
-        current: &ManagedSecret,
-        current_created: SystemTime,
+        secret: &SecretFacts<'_>,
         keys: Vec<AccessKey>,
     ) -> Result<Vec<String>> {
-        let user = current.user_name.as_str();
-        let mut facts: Vec<KeyFacts> = keys
-            .into_iter()
-            .map(|key| KeyFacts {
-                role: if Some(key.id.as_str()) == current.key_id() {
-                    KeyRole::Current
-                } else {
-                    KeyRole::Unreferenced
-                },
-                key,
-                last_used: None,
-            })
-            .collect();
+        let user = secret.current.user_name.as_str();
+        let current_key = secret.current.key_id();
         let limit = provider.key_limit();
-        let candidates = facts
-            .iter()
-            .any(|f| plan::is_orphan_candidate(f, current_created));
-        if facts.len() < limit && !candidates {
+        if !plan::room_may_be_needed(&keys, current_key, limit, secret.current_created) {
             return Ok(Vec::new());
         }
         // More is needed: the superseded keys (the previous version's and
         // those rekey recorded), their grace periods, and the last use of
         // orphan candidates.
-        let previous_key = self.previous_key(secret_id, info, current).await?;
-        let records = load_records(info);
-        for f in &mut facts {
-            if f.role == KeyRole::Unreferenced && previous_key.as_deref() == Some(&f.key.id) {
-                f.role = KeyRole::Previous;
-            }
-            if plan::is_orphan_candidate(f, current_created) {
-                f.last_used = Some(provider.last_used(user, &f.key.id).await?);
-            }
-            // A key known by rekey's records that is not an orphan (used, or
-            // older than the current version) was superseded or abandoned:
-            // it waits for cleanup like any superseded key. An orphan (never
-            // stored, never used) is reclaimed whatever its records say, so
-            // a token's retry never leaves a second key of its own.
-            if f.role == KeyRole::Unreferenced
-                && (records.superseded.contains_key(&f.key.id) || records.made_by_rekey(&f.key))
-                && !plan::is_orphan(f, current_created)
-            {
-                f.role = KeyRole::Previous;
-            }
-        }
-        let grace_ends = facts
-            .iter()
-            .filter_map(|f| {
-                let since = *records.superseded.get(&f.key.id)?;
-                let since = plan::trusted_since(since, current_created);
-                Some((f.key.id.clone(), since + self.config.deactivate_after))
-            })
-            .collect();
+        let previous = self
+            .previous_key(secret.secret_id, secret.info, secret.current)
+            .await?;
+        let records = load_records(secret.info);
+        let roles = RoleFacts {
+            current: current_key,
+            previous: previous.as_deref(),
+            records: &records,
+            current_version_created: secret.current_created,
+            now: self.clock.now(),
+        };
+        let facts = self.key_facts(provider, user, keys, &roles).await?;
         let ctx = RoomContext {
             user,
             limit,
-            current_version_created: current_created,
-            grace_ends,
+            current_version_created: secret.current_created,
+            grace_ends: grace_ends(
+                &facts,
+                &records,
+                secret.current_created,
+                self.config.deactivate_after,
+            ),
         };
         let room = plan::make_room(&facts, &ctx)
             .map_err(|blocked| Error::KeyLimitReached(blocked.to_string()))?;
+        self.delete_for_room(provider, user, room).await
+    }
+
+    /// Each key with its role (`plan::key_role`), and the last use of
+    /// those that may be orphans.
+    async fn key_facts(
+        &self,
+        provider: &P::KeyApi,
+        user: &str,
+        keys: Vec<AccessKey>,
+        roles: &RoleFacts<'_>,
+    ) -> Result<Vec<KeyFacts>> {
+        let mut facts = Vec::with_capacity(keys.len());
+        for key in keys {
+            let mut f = KeyFacts {
+                role: plan::label_role(&key, roles.current, roles.previous),
+                key,
+                last_used: None,
+            };
+            if plan::is_orphan_candidate(&f, roles.current_version_created) {
+                f.last_used = Some(provider.last_used(user, &f.key.id).await?);
+            }
+            f.role = plan::key_role(&f.key, f.last_used.as_ref(), roles);
+            facts.push(f);
+        }
+        Ok(facts)
+    }
+
+    /// Deletes the keys `room` names: the orphans, then the inactive key.
+    async fn delete_for_room(
+        &self,
+        provider: &P::KeyApi,
+        user: &str,
+        room: Room,
+    ) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for id in room.orphans {
             info!(
@@ -232,6 +217,70 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         Ok(removed)
     }
 
+    /// Creates the new key (never retried: invariant one-key-per-token)
+    /// and records it. The record
+    /// first: whatever happens to the key from here on (not stored,
+    /// abandoned, relabelled), cleanup knows it is rekey's (invariant
+    /// retire-by-record). A key that cannot be recorded is deleted.
+    async fn create_recorded_key(
+        &self,
+        provider: &P::KeyApi,
+        secret_id: &str,
+        user: &str,
+    ) -> Result<Credential> {
+        let new_key = provider.create_key(user).await?;
+        let key_id = new_key.access_key_id.as_str();
+        info!(key_id, user, "created a new access key");
+        if let Err(err) = self.record_created(secret_id, key_id).await {
+            warn!(key_id, user, error = %err, "could not record the new key; deleting it");
+            if let Err(e) = provider.delete_key(user, key_id).await {
+                warn!(key_id, user, error = %e, "could not delete the unrecorded key; the next attempt reclaims it");
+            }
+            return Err(err);
+        }
+        Ok(new_key)
+    }
+
+    /// Stores `new_key` as the token's AWSPENDING version. The write may
+    /// have taken effect with its answer lost: on failure, the key is
+    /// deleted only if the version is known not to hold it. When unsure,
+    /// it is left: an orphan is reclaimed by the next attempt, and the
+    /// record has cleanup retire it.
+    async fn store_new_key(
+        &self,
+        provider: &P::KeyApi,
+        secret: &SecretFacts<'_>,
+        token: &str,
+        new_key: Credential,
+    ) -> Result<()> {
+        let key_id = new_key.access_key_id.clone();
+        let next = secret.current.with_credential(new_key);
+        let Err(err) = self
+            .vault
+            .put_pending(secret.secret_id, token, &next.to_secret_string())
+            .await
+        else {
+            return Ok(());
+        };
+        let user = secret.current.user_name.as_str();
+        let stored = self
+            .in_progress(secret.secret_id, secret.info, token, secret.current)
+            .await;
+        match stored.map(|p| p.key) {
+            Ok(Some(stored)) if stored == key_id => return Ok(()),
+            Ok(_) => {
+                warn!(key_id, user, error = %err, "storing the new key failed; deleting it");
+                if let Err(e) = provider.delete_key(user, &key_id).await {
+                    warn!(key_id, user, error = %e, "could not delete the unstored key; the next attempt reclaims it");
+                }
+            }
+            Err(e) => {
+                warn!(key_id, user, error = %err, check = %e, "storing the new key failed and its state is unknown; the next attempt reclaims the key if it was not stored");
+            }
+        }
+        Err(err)
+    }
+
     /// Records that rekey made `key_id` for this secret, so that it is
     /// retired even if it is never stored, never becomes current (an
     /// abandoned rotation) or leaves the labels (a rollback, an edit).
@@ -240,4 +289,32 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let now = plan::timestamp(self.clock.now());
         self.vault.tag(secret_id, &[(tag, now)]).await
     }
+}
+
+/// What create read of the secret, which making room and storing the new
+/// key build on.
+struct SecretFacts<'a> {
+    secret_id: &'a str,
+    info: &'a SecretInfo,
+    /// The AWSCURRENT secret.
+    current: &'a ManagedSecret,
+    /// When the AWSCURRENT version was created.
+    current_created: SystemTime,
+}
+
+/// When each recorded superseded key's grace period ends: its record
+/// (never trusted before `floor`) plus `grace`.
+fn grace_ends(
+    facts: &[KeyFacts],
+    records: &Records,
+    floor: SystemTime,
+    grace: Duration,
+) -> BTreeMap<String, SystemTime> {
+    facts
+        .iter()
+        .filter_map(|f| {
+            let since = *records.superseded.get(&f.key.id)?;
+            Some((f.key.id.clone(), trusted_since(since, floor) + grace))
+        })
+        .collect()
 }

@@ -3,12 +3,12 @@
 
 use tracing::{info, warn};
 
-use super::cleanup::{record_tag, INACTIVE, SUPERSEDED};
-use super::{Driver, Probing, Rekey, TokenState};
+use super::{label, other_key, pending_version, Driver, Probing, Rekey, TokenState};
 use crate::error::{Error, Result};
 use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::timestamp;
-use crate::ports::{Clock, KeyApi, Providers, Select, Vault};
+use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
+use crate::records::{record_tag, INACTIVE, SUPERSEDED};
 
 /// What finishSecret found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,47 +16,47 @@ pub enum Finished {
     /// Promoted; `deactivated` is the superseded key if it was deactivated
     /// at once (`REKEY_DEACTIVATE_AFTER=0s`).
     Promoted {
+        /// The superseded key, if finish deactivated it.
         deactivated: Option<String>,
     },
+    /// The token's version was AWSCURRENT already.
     AlreadyCurrent,
 }
 
+/// How a stage moves with respect to the token's version.
+#[derive(Clone, Copy, Debug)]
+enum StageMove<'a> {
+    /// Onto the token's version, off the version `from` (if any).
+    Onto { from: Option<&'a str> },
+    /// Off the token's version.
+    Off,
+}
+
 impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
+    /// finishSecret: promote the token's version, after one more probe of
+    /// its key (invariant current-key-works), and start the superseded
+    /// key's grace period.
     pub async fn finish(&self, secret_id: &str, token: &str, driver: Driver) -> Result<Finished> {
         let (info, state) = self.guard(secret_id, token, driver).await?;
-        match state {
-            TokenState::Current => {
-                // A finish that stopped after promoting: tidy the label.
-                if info.has_stage(token, AWSPENDING) {
-                    self.vault
-                        .move_stage(secret_id, AWSPENDING, None, Some(token))
-                        .await?;
-                }
-                return Ok(Finished::AlreadyCurrent);
-            }
-            TokenState::Absent => {
-                return Err(Error::TokenNotFound {
-                    secret_id: secret_id.to_owned(),
-                    token: token.to_owned(),
-                })
-            }
-            TokenState::Pending => {}
+        if let Some(done) = self
+            .finished_already(secret_id, token, &info, state)
+            .await?
+        {
+            return Ok(done);
         }
-        // Never promote a version that holds no working key: one more probe
-        // (finish may be called without a test before it).
-        let (_, pending) = self
-            .read_secret(secret_id, Select::Version(token, AWSPENDING))
-            .await?;
+        // Invariant current-key-works: never promote a version that holds
+        // no working key: one more probe (finish may be called without a
+        // test before it).
+        let pending = self.read_pending(secret_id, token).await?.ok_or_else(|| {
+            Error::invalid_secret(
+                secret_id,
+                &label(pending_version(token)),
+                "it holds no value",
+            )
+        })?;
         // The version to promote must own its user; the key it supersedes
         // is retired only if the current version names the same user.
-        self.check_owner(secret_id, &info, &pending)?;
-        let Some(credential) = pending.credential.as_ref() else {
-            return Err(Error::invalid_secret(
-                secret_id,
-                AWSPENDING,
-                "it holds no access key",
-            ));
-        };
+        let credential = self.pending_credential(secret_id, &info, &pending)?;
         let new_key = credential.access_key_id.clone();
         self.probe(secret_id, &pending, credential, Probing::Once, 1)
             .await?;
@@ -66,19 +66,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 Error::invalid_secret(secret_id, AWSCURRENT, "no version is AWSCURRENT")
             })?
             .to_owned();
-        let previous: Option<ManagedSecret> = self
-            .vault
-            .read(secret_id, Select::Stage(AWSCURRENT))
-            .await?
-            .and_then(|v| ManagedSecret::parse(v.value.expose()).ok());
-        let old_key = previous
-            .as_ref()
-            .filter(|p| p.user_name == pending.user_name && p.provider == pending.provider)
-            .and_then(ManagedSecret::key_id)
-            .filter(|old| *old != new_key)
-            .map(str::to_owned);
-
-        // The record first (design invariant 6): once the old key is
+        let old_key = self.superseded_key(secret_id, &pending).await?;
+        // Invariant retire-by-record: the record first. Once the old key is
         // superseded, nothing can lose the fact, whatever labels move
         // later. A failed record fails the step before anything changed.
         if let Some(old) = &old_key {
@@ -87,40 +76,87 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 .tag(secret_id, &[(record_tag(SUPERSEDED, old), now)])
                 .await?;
         }
-        self.move_stage_checked(secret_id, AWSCURRENT, token, Some(&current_version), true)
-            .await?;
-        self.move_stage_checked(secret_id, AWSPENDING, token, None, false)
-            .await?;
+        self.promote(secret_id, token, &current_version).await?;
         info!(key_id = new_key, "promoted the new key to AWSCURRENT");
-
-        let mut deactivated = None;
-        if let Some(old) = old_key {
-            if self.config.deactivate_after.is_zero()
-                && self
-                    .deactivate_at_once(secret_id, &info.arn, &pending, &old)
-                    .await
-            {
-                deactivated = Some(old);
-            }
-        }
+        let deactivated = match old_key {
+            Some(old) if self.config.deactivate_after.is_zero() => self
+                .deactivate_at_once(secret_id, &info.arn, &pending, &old)
+                .await
+                .then_some(old),
+            _ => None,
+        };
         Ok(Finished::Promoted { deactivated })
     }
 
-    /// Puts `stage` on the token's version (`onto`) or takes it off. A call
-    /// whose answer was lost may have taken effect, and the SDK's retry of
-    /// it then fails: so on failure, look before reporting it.
+    /// The answer when there is nothing to promote: the token's version is
+    /// AWSCURRENT already (a finish that stopped after promoting: tidy the
+    /// label), or it does not exist.
+    async fn finished_already(
+        &self,
+        secret_id: &str,
+        token: &str,
+        info: &SecretInfo,
+        state: TokenState,
+    ) -> Result<Option<Finished>> {
+        match state {
+            TokenState::Current => {
+                if info.has_stage(token, AWSPENDING) {
+                    self.vault
+                        .move_stage(secret_id, AWSPENDING, None, Some(token))
+                        .await?;
+                }
+                Ok(Some(Finished::AlreadyCurrent))
+            }
+            TokenState::Absent => Err(Error::TokenNotFound {
+                secret_id: secret_id.to_owned(),
+                token: token.to_owned(),
+            }),
+            TokenState::Pending => Ok(None),
+        }
+    }
+
+    /// The key the AWSCURRENT version holds, which promoting `pending`
+    /// supersedes: only a key of the same user, other than the new key.
+    async fn superseded_key(
+        &self,
+        secret_id: &str,
+        pending: &ManagedSecret,
+    ) -> Result<Option<String>> {
+        let current: Option<ManagedSecret> = self
+            .vault
+            .read(secret_id, Select::Stage(AWSCURRENT))
+            .await?
+            .and_then(|v| ManagedSecret::parse(v.value.expose()).ok());
+        Ok(current
+            .filter(|c| c.same_user(pending))
+            .and_then(|c| other_key(&c, pending)))
+    }
+
+    /// Moves AWSCURRENT onto the token's version (AWSPREVIOUS follows by
+    /// itself), then takes AWSPENDING off it.
+    async fn promote(&self, secret_id: &str, token: &str, current_version: &str) -> Result<()> {
+        let onto = StageMove::Onto {
+            from: Some(current_version),
+        };
+        self.move_stage_checked(secret_id, AWSCURRENT, token, onto)
+            .await?;
+        self.move_stage_checked(secret_id, AWSPENDING, token, StageMove::Off)
+            .await
+    }
+
+    /// Moves `stage` onto or off the token's version. A call whose answer
+    /// was lost may have taken effect, and the SDK's retry of it then
+    /// fails: so on failure, look before reporting it.
     async fn move_stage_checked(
         &self,
         secret_id: &str,
         stage: &str,
         token: &str,
-        remove_from: Option<&str>,
-        onto: bool,
+        how: StageMove<'_>,
     ) -> Result<()> {
-        let (move_to, remove_from) = if onto {
-            (Some(token), remove_from)
-        } else {
-            (None, Some(token))
+        let (move_to, remove_from, wanted_on_token) = match how {
+            StageMove::Onto { from } => (Some(token), from, true),
+            StageMove::Off => (None, Some(token), false),
         };
         match self
             .vault
@@ -130,7 +166,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             Ok(()) => Ok(()),
             Err(err) => {
                 let info = self.vault.describe(secret_id).await?;
-                if info.has_stage(token, stage) == onto {
+                if info.has_stage(token, stage) == wanted_on_token {
                     Ok(())
                 } else {
                     Err(err)
@@ -141,7 +177,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
 
     /// Deactivates `key_id` if it is one of the user's keys: the id comes
     /// from a secret's value, and some providers (SCloud) change a key by id
-    /// alone, so it is checked against the owning user's key list first.
+    /// alone, so it is checked against the owning user's key list first
+    /// (invariant managed-users-only).
     async fn deactivate_own_key(
         &self,
         secret_id: &str,
@@ -169,7 +206,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
 
     /// With `REKEY_DEACTIVATE_AFTER=0s`, deactivates the superseded key at
     /// once (signed as the now current secret says) and records it
-    /// inactive. A failure leaves the rotation finished: the key's
+    /// inactive. Invariant current-key-kept: only the key AWSCURRENT held
+    /// before, never the one it holds now. A failure leaves the rotation finished: the key's
     /// superseded record has cleanup deactivate it. Returns whether it did.
     async fn deactivate_at_once(
         &self,

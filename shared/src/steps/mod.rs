@@ -19,14 +19,14 @@ use tracing::warn;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{
-    ManagedSecret, SecretFormatError, Signing, AWSCURRENT, AWSPENDING, AWSPREVIOUS, TAG_MANAGED,
-    TAG_PAUSED,
+    Credential, ManagedSecret, SecretFormatError, Signing, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
 };
 use crate::ownership;
 use crate::plan::PendingFacts;
 use crate::ports::{
     Clock, Providers, SecretInfo, SecretVersion, Select, Signer, SystemClock, Vault,
 };
+use crate::records::{self, Enrolment};
 
 /// Who drives the rotation of a secret. A secret has one driver: the hook
 /// when Secrets Manager rotation is enabled, the pipeline otherwise.
@@ -60,6 +60,7 @@ pub(crate) struct InProgress {
 }
 
 impl InProgress {
+    /// What `plan::dead_pending` needs to know of it.
     pub fn facts(&self) -> PendingFacts<'_> {
         match (&self.key, self.foreign) {
             _ if self.promoted => PendingFacts::Promoted,
@@ -141,7 +142,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     }
 
     /// Refuses a secret that does not own the user its value names
-    /// (design invariant 5; ownership.rs), before any change.
+    /// (invariant one-owner; ownership.rs), before any change.
     pub(crate) fn check_owner(
         &self,
         secret_id: &str,
@@ -163,7 +164,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         secret_id: &str,
         admin: &str,
         secret: &ManagedSecret,
-    ) -> Result<crate::model::Credential> {
+    ) -> Result<Credential> {
         if let Some(reason) = ownership::bad_admin_secret(&self.config.admin_secret_prefix, admin) {
             return Err(Error::SecretNotOwner {
                 secret_id: secret_id.to_owned(),
@@ -210,45 +211,9 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         driver: Driver,
     ) -> Result<(SecretInfo, TokenState)> {
         let info = self.vault.describe(secret_id).await?;
-        let id = || secret_id.to_owned();
-        if !info.tag_is_true(TAG_MANAGED) {
-            return Err(Error::SecretNotManaged { secret_id: id() });
-        }
-        if info.tag_is_true(TAG_PAUSED) {
-            return Err(Error::SecretPaused { secret_id: id() });
-        }
-        match (driver, info.rotation_enabled) {
-            (Driver::Hook, false) => return Err(Error::RotationNotEnabled { secret_id: id() }),
-            (Driver::Pipeline, true) => return Err(Error::RotationOwnedByHook { secret_id: id() }),
-            _ => {}
-        }
-        let state = if !info.versions.contains_key(token) {
-            if driver == Driver::Hook {
-                return Err(Error::TokenNotFound {
-                    secret_id: id(),
-                    token: token.to_owned(),
-                });
-            }
-            // A new pipeline rotation must not overtake one in progress.
-            if let Some(other) = info.version_with(AWSPENDING) {
-                if !info.has_stage(other, AWSCURRENT) {
-                    return Err(Error::RotationInProgress {
-                        secret_id: id(),
-                        other_token: other.to_owned(),
-                    });
-                }
-            }
-            TokenState::Absent
-        } else if info.has_stage(token, AWSCURRENT) {
-            TokenState::Current
-        } else if info.has_stage(token, AWSPENDING) {
-            TokenState::Pending
-        } else {
-            return Err(Error::TokenNotPending {
-                secret_id: id(),
-                token: token.to_owned(),
-            });
-        };
+        check_managed(secret_id, &info)?;
+        check_driver(secret_id, &info, driver)?;
+        let state = token_state(secret_id, &info, token, driver)?;
         Ok((info, state))
     }
 
@@ -261,10 +226,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         version: &str,
         current: &ManagedSecret,
     ) -> Result<InProgress> {
-        let read = self
-            .vault
-            .read(secret_id, Select::Version(version, AWSPENDING))
-            .await?;
+        let read = self.vault.read(secret_id, pending_version(version)).await?;
         let mut found = InProgress {
             version: version.to_owned(),
             created: SystemTime::UNIX_EPOCH,
@@ -277,12 +239,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         };
         found.created = read.created;
         match ManagedSecret::parse(read.value.expose()) {
-            Ok(p) if p.user_name == current.user_name && p.provider == current.provider => {
-                found.key = p
-                    .key_id()
-                    .filter(|id| Some(*id) != current.key_id())
-                    .map(str::to_owned);
-            }
+            Ok(p) if p.same_user(current) => found.key = other_key(&p, current),
             _ => found.foreign = true,
         }
         Ok(found)
@@ -306,8 +263,9 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     }
 
     /// The key the AWSPREVIOUS version holds, when it is another version
-    /// than AWSCURRENT and holds a key of the same user and provider: the
-    /// one rule by which create and cleanup read the superseded key.
+    /// than AWSCURRENT and holds another key of the same user and
+    /// provider: the one reader of AWSPREVIOUS, for create and cleanup
+    /// (`plan::is_superseded` then adds rekey's records).
     pub(crate) async fn previous_key(
         &self,
         secret_id: &str,
@@ -326,10 +284,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             return Ok(None);
         };
         Ok(match ManagedSecret::parse(read.value.expose()) {
-            Ok(p) if p.user_name == current.user_name && p.provider == current.provider => p
-                .key_id()
-                .filter(|id| Some(*id) != current.key_id())
-                .map(str::to_owned),
+            Ok(p) if p.same_user(current) => other_key(&p, current),
             Ok(_) => None,
             Err(_) => {
                 warn!("the AWSPREVIOUS version is not a valid secret; its key is retired only by rekey's records");
@@ -338,16 +293,38 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         })
     }
 
+    /// The token's AWSPENDING version, parsed: the key test and finish
+    /// read the key to test or promote here. `None` when it holds no value.
+    async fn read_pending(&self, secret_id: &str, token: &str) -> Result<Option<ManagedSecret>> {
+        let which = pending_version(token);
+        match self.vault.read(secret_id, which).await? {
+            Some(version) => Ok(Some(self.parse(secret_id, &label(which), &version)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The key of `pending`, the secret a step tests or promotes: it must
+    /// own its user (invariant one-owner) and hold a key.
+    fn pending_credential<'s>(
+        &self,
+        secret_id: &str,
+        info: &SecretInfo,
+        pending: &'s ManagedSecret,
+    ) -> Result<&'s Credential> {
+        self.check_owner(secret_id, info, pending)?;
+        pending
+            .credential
+            .as_ref()
+            .ok_or_else(|| Error::invalid_secret(secret_id, AWSPENDING, "it holds no access key"))
+    }
+
     /// Reads and parses a version that must exist.
     async fn read_secret(
         &self,
         secret_id: &str,
         which: Select<'_>,
     ) -> Result<(SecretVersion, ManagedSecret)> {
-        let label = match which {
-            Select::Stage(s) => s.to_owned(),
-            Select::Version(v, s) => format!("version {v} ({s})"),
-        };
+        let label = label(which);
         let version = self
             .vault
             .read(secret_id, which)
@@ -370,5 +347,92 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 provider,
             },
         })
+    }
+}
+
+/// Refuses a secret that is not tagged `rekey:managed`, or is paused
+/// (invariant managed-users-only): the check before every step.
+fn check_managed(secret_id: &str, info: &SecretInfo) -> Result<()> {
+    let secret_id = secret_id.to_owned();
+    match records::enrolment(info) {
+        Enrolment::Managed => Ok(()),
+        Enrolment::NotManaged => Err(Error::SecretNotManaged { secret_id }),
+        Enrolment::Paused => Err(Error::SecretPaused { secret_id }),
+    }
+}
+
+/// Refuses a driver that does not own the secret's rotation: the hook
+/// when rotation is on, the pipeline when it is off.
+fn check_driver(secret_id: &str, info: &SecretInfo, driver: Driver) -> Result<()> {
+    let secret_id = secret_id.to_owned();
+    match (driver, info.rotation_enabled) {
+        (Driver::Hook, false) => Err(Error::RotationNotEnabled { secret_id }),
+        (Driver::Pipeline, true) => Err(Error::RotationOwnedByHook { secret_id }),
+        _ => Ok(()),
+    }
+}
+
+/// Where the token's version stands; only the pipeline's create may start
+/// a new one, and not while another rotation is in progress.
+fn token_state(
+    secret_id: &str,
+    info: &SecretInfo,
+    token: &str,
+    driver: Driver,
+) -> Result<TokenState> {
+    let id = || secret_id.to_owned();
+    if !info.versions.contains_key(token) {
+        if driver == Driver::Hook {
+            return Err(Error::TokenNotFound {
+                secret_id: id(),
+                token: token.to_owned(),
+            });
+        }
+        // A new pipeline rotation must not overtake one in progress.
+        if let Some(other) = info.version_with(AWSPENDING) {
+            if !info.has_stage(other, AWSCURRENT) {
+                return Err(Error::RotationInProgress {
+                    secret_id: id(),
+                    other_token: other.to_owned(),
+                });
+            }
+        }
+        Ok(TokenState::Absent)
+    } else if info.has_stage(token, AWSCURRENT) {
+        Ok(TokenState::Current)
+    } else if info.has_stage(token, AWSPENDING) {
+        Ok(TokenState::Pending)
+    } else {
+        Err(Error::TokenNotPending {
+            secret_id: id(),
+            token: token.to_owned(),
+        })
+    }
+}
+
+/// The key `secret` holds, when it is not the key `other` holds: the one
+/// rule by which in_progress, previous_key and finish tell a version's key
+/// from the current one. The caller has checked that both name the same
+/// user.
+fn other_key(secret: &ManagedSecret, other: &ManagedSecret) -> Option<String> {
+    secret
+        .key_id()
+        .filter(|id| Some(*id) != other.key_id())
+        .map(str::to_owned)
+}
+
+/// The token's version, which must carry AWSPENDING.
+fn pending_version(token: &str) -> Select<'_> {
+    Select::Version {
+        id: token,
+        stage: AWSPENDING,
+    }
+}
+
+/// How a version is named in messages: its stage, or `version <id> (<stage>)`.
+fn label(which: Select<'_>) -> String {
+    match which {
+        Select::Stage(stage) => stage.to_owned(),
+        Select::Version { id, stage } => format!("version {id} ({stage})"),
     }
 }

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
-use super::{Driver, Rekey, TokenState};
+use super::{label, pending_version, Driver, Rekey, TokenState};
 use crate::error::{Error, Result};
-use crate::model::{Credential, ManagedSecret, AWSCURRENT, AWSPENDING};
+use crate::model::{Credential, ManagedSecret, AWSCURRENT};
 use crate::ports::{Clock, Providers, Select, Vault};
 
 /// How long a test may take.
@@ -24,11 +24,15 @@ pub enum Probing {
 
 /// The first pause after a failed probe; it doubles up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest pause after a failed probe.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// The pipeline's spacing between consecutive probes is kept short.
 const MAX_PIPELINE_SPACING: Duration = Duration::from_millis(500);
 
 impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
+    /// testSecret: the key of the token's version must authenticate as its
+    /// user `test_consecutive` times in a row (invariant current-key-works:
+    /// only a key that passes is promoted).
     pub async fn verify(
         &self,
         secret_id: &str,
@@ -47,40 +51,11 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             }
             TokenState::Pending => {}
         }
-        let pending = match self
-            .vault
-            .read(secret_id, Select::Version(token, AWSPENDING))
-            .await?
-        {
-            Some(v) => self.parse(secret_id, &format!("version {token} (AWSPENDING)"), &v)?,
-            // Secrets Manager checking the configuration (RotateImmediately
-            // = false): there is no new key, so test the current one.
-            None if driver == Driver::Hook => {
-                let (_, current) = self
-                    .read_secret(secret_id, Select::Stage(AWSCURRENT))
-                    .await?;
-                if current.credential.is_none() {
-                    info!("no pending value and no current key: nothing to test");
-                    return Ok(());
-                }
-                current
-            }
-            None => {
-                return Err(Error::invalid_secret(
-                    secret_id,
-                    &format!("version {token} (AWSPENDING)"),
-                    "it holds no value: run rekey-create with this token first",
-                ))
-            }
+        let Some(pending) = self.secret_to_test(secret_id, token, driver).await? else {
+            info!("no pending value and no current key: nothing to test");
+            return Ok(());
         };
-        self.check_owner(secret_id, &info, &pending)?;
-        let Some(credential) = pending.credential.as_ref() else {
-            return Err(Error::invalid_secret(
-                secret_id,
-                AWSPENDING,
-                "it holds no access key",
-            ));
-        };
+        let credential = self.pending_credential(secret_id, &info, &pending)?;
         self.probe(
             secret_id,
             &pending,
@@ -89,6 +64,32 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             self.config.test_consecutive,
         )
         .await
+    }
+
+    /// The secret whose key the test probes: the token's AWSPENDING value.
+    /// When it holds none, the hook is Secrets Manager checking the
+    /// configuration (RotateImmediately = false): there is no new key, so
+    /// the current one is tested (`None` if there is none either).
+    async fn secret_to_test(
+        &self,
+        secret_id: &str,
+        token: &str,
+        driver: Driver,
+    ) -> Result<Option<ManagedSecret>> {
+        if let Some(pending) = self.read_pending(secret_id, token).await? {
+            return Ok(Some(pending));
+        }
+        if driver != Driver::Hook {
+            return Err(Error::invalid_secret(
+                secret_id,
+                &label(pending_version(token)),
+                "it holds no value: run rekey-create with this token first",
+            ));
+        }
+        let (_, current) = self
+            .read_secret(secret_id, Select::Stage(AWSCURRENT))
+            .await?;
+        Ok(current.credential.is_some().then_some(current))
     }
 
     /// Probes until `needed` consecutive successes (see [`Probing`]).
@@ -105,13 +106,12 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             Probing::Until(_) => self.config.test_spacing,
         };
         let mut passed = 0;
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new();
         let mut attempts = 0u32;
         let mut last_error: Option<String> = None;
         loop {
             attempts += 1;
-            let outcome = self.providers.whoami(secret, credential).await;
-            let failure = match outcome {
+            let pause = match self.providers.whoami(secret, credential).await {
                 Ok(name) if name == secret.user_name => {
                     passed += 1;
                     if passed >= needed {
@@ -121,30 +121,17 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                         );
                         return Ok(());
                     }
-                    None
+                    spacing
                 }
-                Ok(name) => {
-                    return Err(Error::KeyIdentityMismatch {
-                        secret_id: secret_id.to_owned(),
-                        key_id: credential.access_key_id.clone(),
-                        user: secret.user_name.clone(),
-                        actual: name,
-                    })
-                }
-                Err(e) => Some(e),
-            };
-            let pause = match failure {
-                None => spacing,
-                Some(e) => {
+                Ok(name) => return Err(identity_mismatch(secret_id, secret, credential, name)),
+                Err(e) => {
                     if let Probing::Once = probing {
                         return Err(not_ready(secret, credential, &e.to_string(), attempts));
                     }
                     warn!(key_id = credential.access_key_id, attempts, error = %e, "the new key does not authenticate yet");
                     passed = 0;
                     last_error = Some(e.to_string());
-                    let pause = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    pause
+                    backoff.next_pause()
                 }
             };
             if let Probing::Until(deadline) = probing {
@@ -155,6 +142,40 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             }
             self.clock.sleep(pause).await;
         }
+    }
+}
+
+/// The pauses after failed probes: from `MIN_BACKOFF`, doubling up to
+/// `MAX_BACKOFF`.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff { next: MIN_BACKOFF }
+    }
+
+    /// The pause after this failure; the next one is twice as long.
+    fn next_pause(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        pause
+    }
+}
+
+/// The key authenticated, as someone other than the secret's user.
+fn identity_mismatch(
+    secret_id: &str,
+    secret: &ManagedSecret,
+    credential: &Credential,
+    actual: String,
+) -> Error {
+    Error::KeyIdentityMismatch {
+        secret_id: secret_id.to_owned(),
+        key_id: credential.access_key_id.clone(),
+        user: secret.user_name.clone(),
+        actual,
     }
 }
 

@@ -4,8 +4,9 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use aws_sdk_secretsmanager::Client;
 
 use crate::error::{Error, Result};
-use crate::model::{Sensitive, TAG_MANAGED};
+use crate::model::Sensitive;
 use crate::ports::{SecretInfo, SecretVersion, Select, Vault};
+use crate::records::TAG_MANAGED;
 use crate::sdk::{code, service_error, system_time};
 
 const SERVICE: &str = "Secrets Manager";
@@ -64,7 +65,7 @@ impl Vault for SecretsManager {
         let req = self.client.get_secret_value().secret_id(secret_id);
         let req = match which {
             Select::Stage(stage) => req.version_stage(stage),
-            Select::Version(id, stage) => req.version_id(id).version_stage(stage),
+            Select::Version { id, stage } => req.version_id(id).version_stage(stage),
         };
         let out = match req.send().await {
             Ok(out) => out,

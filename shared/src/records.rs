@@ -1,0 +1,187 @@
+//! rekey's records: the tags it reads and writes on a managed secret.
+//!
+//! - `rekey:managed` = `true` makes a secret rekey's; `rekey:paused` =
+//!   `true` pauses it (invariant managed-users-only).
+//! - One tag per key and fact, its value an RFC 3339 time:
+//!   `rekey:created:<key id>` (rekey made the key for this secret),
+//!   `rekey:superseded:<key id>` (this secret superseded the key) and
+//!   `rekey:inactive:<key id>` (since when it is inactive). Kept in the
+//!   secret so they survive crashes; a missing timer record starts its
+//!   clock now.
+//!
+//! Invariant retire-by-record: a key is retired by these records, and a
+//! record is never trusted too early ([`trusted_since`],
+//! [`CREATED_RECORD_WINDOW`]). Pure; the steps read and write the tags.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use crate::model::AccessKey;
+use crate::plan::PENDING_SETTLE;
+use crate::ports::SecretInfo;
+
+/// A secret is managed by rekey when it carries this tag with value `true`.
+pub const TAG_MANAGED: &str = "rekey:managed";
+/// `rekey:paused` = `true` pauses a managed secret.
+pub const TAG_PAUSED: &str = "rekey:paused";
+/// The prefix of a `created` record: `rekey:created:<key id>`.
+pub const CREATED: &str = "rekey:created:";
+/// The prefix of a `superseded` record: `rekey:superseded:<key id>`.
+pub const SUPERSEDED: &str = "rekey:superseded:";
+/// The prefix of an `inactive` record: `rekey:inactive:<key id>`.
+pub const INACTIVE: &str = "rekey:inactive:";
+/// Every record a key may have.
+pub const ALL: [&str; 3] = [CREATED, SUPERSEDED, INACTIVE];
+/// The timer records, which start a grace or deletion period.
+pub const TIMERS: [&str; 2] = [SUPERSEDED, INACTIVE];
+
+/// Whether a secret is rekey's to work on, by its tags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enrolment {
+    /// Tagged `rekey:managed` = `true`, not paused.
+    Managed,
+    /// Not tagged `rekey:managed` = `true`.
+    NotManaged,
+    /// Managed, and tagged `rekey:paused` = `true`.
+    Paused,
+}
+
+/// What the secret's tags say about rekey working on it.
+pub fn enrolment(info: &SecretInfo) -> Enrolment {
+    if !info.tag_is_true(TAG_MANAGED) {
+        Enrolment::NotManaged
+    } else if info.tag_is_true(TAG_PAUSED) {
+        Enrolment::Paused
+    } else {
+        Enrolment::Managed
+    }
+}
+
+/// The tag of the record `prefix` (one of [`CREATED`], [`SUPERSEDED`],
+/// [`INACTIVE`]) for `key_id`.
+pub fn record_tag(prefix: &str, key_id: &str) -> String {
+    format!("{prefix}{key_id}")
+}
+
+/// The records in a secret's tags; a tag whose value is not an RFC 3339
+/// time is ignored.
+pub fn load_records(info: &SecretInfo) -> Records {
+    let mut records = Records::default();
+    for (tag, value) in &info.tags {
+        let Ok(when) = humantime::parse_rfc3339(value) else {
+            continue;
+        };
+        if let Some(id) = tag.strip_prefix(CREATED) {
+            records.created.insert(id.to_owned(), when);
+        } else if let Some(id) = tag.strip_prefix(SUPERSEDED) {
+            records.superseded.insert(id.to_owned(), when);
+        } else if let Some(id) = tag.strip_prefix(INACTIVE) {
+            records.inactive.insert(id.to_owned(), when);
+        }
+    }
+    records
+}
+
+/// When rekey made, superseded or saw inactive each key. Kept outside the
+/// function (in the secret's tags) so it survives crashes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Records {
+    /// Keys rekey created for this secret (`rekey:created:<id>`), so that a
+    /// key that never became current (an abandoned rotation) or left the
+    /// labels (a rollback, an edit) is still known to be rekey's to retire.
+    pub created: BTreeMap<String, SystemTime>,
+    /// Keys this secret superseded (`rekey:superseded:<id>`): their grace
+    /// period runs from then.
+    pub superseded: BTreeMap<String, SystemTime>,
+    /// Keys seen inactive (`rekey:inactive:<id>`): their deletion period
+    /// runs from then.
+    pub inactive: BTreeMap<String, SystemTime>,
+}
+
+/// How long after a key's creation rekey writes its `created` record at
+/// most (create records a key right after making it). A record outside
+/// this window was not written by rekey for that key, and a tag is no
+/// proof (anyone who may tag the secret can write one).
+pub const CREATED_RECORD_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+impl Records {
+    /// Whether rekey recorded that it made `key` for this secret: a
+    /// `created` record written within `CREATED_RECORD_WINDOW` of the
+    /// key's creation, which the provider reports and no tag can change.
+    pub fn made_by_rekey(&self, key: &AccessKey) -> bool {
+        self.created.get(&key.id).is_some_and(|t| {
+            let made = key.created - Duration::from_secs(1); // providers date to the second
+            *t >= made && *t <= key.created + CREATED_RECORD_WINDOW
+        })
+    }
+
+    /// Whether `key` is rekey's to retire once it is neither current nor
+    /// pending: recorded superseded, or made by rekey (an abandoned
+    /// rotation's key, one rolled back from, one never stored) and settled
+    /// (a key just made may be between its record and its store).
+    pub fn retirable(&self, key: &AccessKey, now: SystemTime) -> bool {
+        self.superseded.contains_key(&key.id)
+            || (self.made_by_rekey(key) && key.created + PENDING_SETTLE <= now)
+    }
+}
+
+/// When a period started: the record, never earlier than `floor` (a
+/// record is a tag anyone who may tag the secret can write; invariant
+/// retire-by-record).
+pub fn trusted_since(record: SystemTime, floor: SystemTime) -> SystemTime {
+    record.max(floor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::KeyStatus;
+    use std::time::UNIX_EPOCH;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn a_created_record_counts_only_near_the_keys_creation() {
+        // A record written by hand for an operator's key long after it was
+        // made does not make it rekey's to retire.
+        let hand = AccessKey {
+            id: "HAND".into(),
+            status: KeyStatus::Active,
+            created: at(20),
+        };
+        let mut rec = Records::default();
+        rec.created.insert("HAND".into(), at(5_000));
+        assert!(!rec.made_by_rekey(&hand));
+        rec.created.insert("HAND".into(), at(21));
+        assert!(rec.made_by_rekey(&hand));
+        rec.created.insert("HAND".into(), at(1));
+        assert!(!rec.made_by_rekey(&hand));
+    }
+
+    #[test]
+    fn records_are_read_from_tags() {
+        let mut info = SecretInfo::default();
+        let t = "2026-01-01T00:00:00Z";
+        for (tag, value) in [
+            (record_tag(CREATED, "A"), t),
+            (record_tag(SUPERSEDED, "B"), t),
+            (record_tag(INACTIVE, "C"), t),
+            (record_tag(INACTIVE, "D"), "not a time"),
+            (TAG_MANAGED.to_owned(), "true"),
+        ] {
+            info.tags.insert(tag, value.to_owned());
+        }
+        let records = load_records(&info);
+        let when = humantime::parse_rfc3339(t).unwrap();
+        assert_eq!(records.created, [("A".to_owned(), when)].into());
+        assert_eq!(records.superseded, [("B".to_owned(), when)].into());
+        assert_eq!(records.inactive, [("C".to_owned(), when)].into());
+        assert_eq!(enrolment(&info), Enrolment::Managed);
+        info.tags.insert(TAG_PAUSED.into(), "TRUE".into());
+        assert_eq!(enrolment(&info), Enrolment::Paused);
+        info.tags.remove(TAG_MANAGED);
+        assert_eq!(enrolment(&info), Enrolment::NotManaged);
+    }
+}
