@@ -461,7 +461,7 @@ impl State {
     }
 
     /// Deactivates or deletes a key. A change by rekey to a key that some
-    /// secret's AWSCURRENT holds is a violation (design invariant 1).
+    /// secret's AWSCURRENT holds is a violation (invariant current-key-kept).
     pub fn change_key(
         &mut self,
         kind: Provider,
@@ -472,7 +472,7 @@ impl State {
     ) {
         let what = if delete { "delete" } else { "deactivate" };
         if by == Actor::Rekey {
-            // Design invariant 1: the key of the user's *owning* secret's
+            // Invariant current-key-kept: the key of the user's *owning* secret's
             // AWSCURRENT. A copy kept in another secret is not rekey's to
             // protect (every function refuses such a secret).
             let owning = rekey::ownership::owning_name("rekey/", kind, user);

@@ -980,7 +980,7 @@ impl World {
         self.current_of = now;
     }
 
-    /// Design invariant 6 (the grace period): rekey deactivates a key no
+    /// Invariant retire-by-record (the grace period): rekey deactivates a key no
     /// sooner than `deactivate_after` after it was superseded.
     fn check_grace(&mut self) -> Result<(), String> {
         let s = self.sim.state();
@@ -1028,7 +1028,7 @@ impl World {
             if keys.len() > s.limits[&m.kind] {
                 return Err(format!("{} has {} keys", m.user, keys.len()));
             }
-            // Design invariant 2: AWSCURRENT authenticates, unless an
+            // Invariant current-key-works: AWSCURRENT authenticates, unless an
             // operator revoked its key.
             let current = s.secret(&m.arn).unwrap().key_with(AWSCURRENT);
             if let Some(id) = current {
