@@ -12,6 +12,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+/// An HTTPS client for the providers without an AWS SDK (Alibaba, SCloud).
+/// Clones are cheap and share one connection pool.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -20,11 +22,15 @@ pub struct HttpClient {
 /// A provider's answer: its status and body.
 #[derive(Debug)]
 pub struct Response {
+    /// The HTTP status code, e.g. 200.
     pub status: u16,
+    /// The raw response body, usually the provider's JSON answer.
     pub body: Bytes,
 }
 
 impl HttpClient {
+    /// A client that trusts the system's root certificates; fails when they
+    /// cannot be loaded.
     pub fn new() -> std::io::Result<Self> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())?

@@ -9,8 +9,14 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
+/// The stage of the version in use: the key pair applications read.
 pub const AWSCURRENT: &str = "AWSCURRENT";
+/// The stage of the version a rotation in progress creates: it holds the
+/// new key until the key is tested and the version promoted to AWSCURRENT.
 pub const AWSPENDING: &str = "AWSPENDING";
+/// The stage of the version that was AWSCURRENT before the last finished
+/// rotation: the superseded key, which cleanup deactivates, then deletes,
+/// each after its grace period.
 pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
 
 /// A string that must never be shown: its `Debug` is redacted and it has no
@@ -19,9 +25,12 @@ pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
 pub struct Sensitive(String);
 
 impl Sensitive {
+    /// Wraps `s`, a secret value, so that it cannot be shown.
     pub fn new(s: impl Into<String>) -> Self {
         Sensitive(s.into())
     }
+    /// The secret value itself, for the one place that must send or store it.
+    /// Never log what it returns.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -36,21 +45,31 @@ impl fmt::Debug for Sensitive {
 /// An access key pair.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credential {
+    /// The public half that names the key (AWS `AKIA...`, Alibaba `LTAI...`).
     pub access_key_id: String,
+    /// The secret half (AWS `SecretAccessKey`, Alibaba and SCloud
+    /// `AccessKeySecret`).
     pub secret: Sensitive,
 }
 
+/// Whether a provider accepts an access key for signing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyStatus {
+    /// The key can sign requests.
     Active,
+    /// The key is disabled (rekey deactivates an old key before deleting it);
+    /// it can be made active again.
     Inactive,
 }
 
 /// An access key as the provider lists it (never with its secret).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessKey {
+    /// The access key id.
     pub id: String,
+    /// Whether the key is active or deactivated.
     pub status: KeyStatus,
+    /// When the provider created the key.
     pub created: SystemTime,
 }
 
@@ -59,9 +78,13 @@ pub struct AccessKey {
 pub enum LastUsed {
     /// The provider has no way to tell (SCloud publishes no last-used API).
     Unknown,
+    /// The key has never been used to sign a request.
     Never,
+    /// The key was last used at `when`.
     At {
+        /// When the key last signed a request.
         when: SystemTime,
+        /// The service it was last used with, when the provider says.
         service: Option<String>,
     },
 }
@@ -69,8 +92,11 @@ pub enum LastUsed {
 /// The providers rekey can rotate keys for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Provider {
+    /// AWS IAM users' access keys.
     Aws,
+    /// Alibaba Cloud RAM users' AccessKeys.
     Alibaba,
+    /// SCloud sub-accounts' API keys.
     SCloud,
 }
 
@@ -85,8 +111,11 @@ pub enum Signing {
 }
 
 impl Provider {
+    /// Every provider, in the order they are listed in messages.
     pub const ALL: [Provider; 3] = [Provider::Aws, Provider::Alibaba, Provider::SCloud];
 
+    /// The provider's name, as written in the secret's `Provider` field
+    /// (`aws`, `alibaba`, `scloud`).
     pub fn name(self) -> &'static str {
         match self {
             Provider::Aws => "aws",
@@ -95,6 +124,7 @@ impl Provider {
         }
     }
 
+    /// The provider a `Provider` field value names, if any.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == s)
     }
@@ -113,6 +143,8 @@ impl Provider {
         }
     }
 
+    /// How rekey signs this provider's key-management calls: AWS with the
+    /// function's role, the others with a key pair.
     pub fn signing(self) -> Signing {
         match self {
             Provider::Aws => Signing::Ambient,
@@ -254,7 +286,11 @@ impl fmt::Display for KeyPairError {
 /// Why a SecretString could not be used. Never holds the value itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretFormatError {
+    /// The value is not a usable managed secret (bad JSON, a missing or
+    /// malformed field); the reason, without the value.
     Invalid(String),
+    /// The `Provider` field names a provider rekey does not know (the
+    /// name, shortened).
     UnknownProvider(String),
 }
 
@@ -264,8 +300,12 @@ pub enum SecretFormatError {
 /// Fields rekey does not know are kept as they are.
 #[derive(Clone, PartialEq)]
 pub struct ManagedSecret {
+    /// The provider that issues the key (`Provider`; `aws` when absent).
     pub provider: Provider,
+    /// The provider's user whose keys the secret holds (`UserName`).
     pub user_name: String,
+    /// The key pair held (`AccessKeyId` and the provider's secret field),
+    /// or `None` for a secret that holds no key yet.
     pub credential: Option<Credential>,
     /// Another secret whose AWSCURRENT holds the key pair that signs the
     /// provider's calls (providers that sign with a key pair only).
@@ -310,6 +350,8 @@ impl ManagedSecret {
         }
     }
 
+    /// Reads a SecretString and checks it against its provider's rules.
+    /// Errors never hold the secret half.
     pub fn parse(text: &str) -> Result<Self, SecretFormatError> {
         use SecretFormatError::*;
         let value: Value = serde_json::from_str(text).map_err(|e| {
@@ -410,6 +452,7 @@ impl ManagedSecret {
         self.user_name == other.user_name && self.provider == other.provider
     }
 
+    /// The id of the access key the secret holds, if any.
     pub fn key_id(&self) -> Option<&str> {
         self.credential.as_ref().map(|c| c.access_key_id.as_str())
     }

@@ -14,9 +14,14 @@ use crate::model::{AccessKey, Credential, LastUsed, ManagedSecret, Provider, Sen
 /// A secret's metadata, as DescribeSecret returns it.
 #[derive(Clone, Debug, Default)]
 pub struct SecretInfo {
+    /// The secret's full ARN.
     pub arn: String,
+    /// The secret's name.
     pub name: String,
+    /// Whether Secrets Manager rotation is enabled, i.e. whether the hook
+    /// (rather than the pipeline) drives its rotations.
     pub rotation_enabled: bool,
+    /// The secret's tags, where rekey keeps its records (`rekey:*`).
     pub tags: BTreeMap<String, String>,
     /// Version id -> its staging labels.
     pub versions: BTreeMap<String, Vec<String>>,
@@ -31,12 +36,14 @@ impl SecretInfo {
             .map(|(id, _)| id.as_str())
     }
 
+    /// Whether version `version` carries `stage`.
     pub fn has_stage(&self, version: &str, stage: &str) -> bool {
         self.versions
             .get(version)
             .is_some_and(|stages| stages.iter().any(|s| s == stage))
     }
 
+    /// Whether tag `tag` is set to `true` (any case, spaces ignored).
     pub fn tag_is_true(&self, tag: &str) -> bool {
         self.tags
             .get(tag)
@@ -47,8 +54,11 @@ impl SecretInfo {
 /// One version of a secret with its value.
 #[derive(Clone, Debug)]
 pub struct SecretVersion {
+    /// The version's id (for a rotation's version, its token).
     pub version_id: String,
+    /// When the version was created.
     pub created: SystemTime,
+    /// The version's SecretString: the managed secret's JSON.
     pub value: Sensitive,
 }
 
@@ -66,6 +76,8 @@ pub enum Select<'a> {
     },
 }
 
+/// Where the managed secrets live: AWS Secrets Manager, with its versions,
+/// stages and tags.
 pub trait Vault {
     /// DescribeSecret. A missing secret is `Error::SecretNotFound`.
     async fn describe(&self, secret_id: &str) -> Result<SecretInfo>;
@@ -81,7 +93,9 @@ pub trait Vault {
         move_to: Option<&str>,
         remove_from: Option<&str>,
     ) -> Result<()>;
+    /// TagResource: sets these tags (key, value) on the secret.
     async fn tag(&self, secret_id: &str, tags: &[(String, String)]) -> Result<()>;
+    /// UntagResource: removes the tags with these keys from the secret.
     async fn untag(&self, secret_id: &str, keys: &[String]) -> Result<()>;
     /// Every secret tagged `rekey:managed` (ARNs), all pages.
     async fn list_managed(&self) -> Result<Vec<String>>;
@@ -92,13 +106,19 @@ pub trait Vault {
 /// project the calls are made in, for providers that have projects.
 #[derive(Clone, Debug)]
 pub struct Signer {
+    /// The signing key pair.
     pub credential: Credential,
+    /// Where the key pair came from, for messages: the admin secret's id or
+    /// the managed secret's own.
     pub origin: String,
+    /// The project the calls are made in, for providers that have projects
+    /// (SCloud's `ProjectId`).
     pub project_id: Option<String>,
 }
 
 /// Every provider rekey can rotate keys for.
 pub trait Providers {
+    /// The key management of one provider, as `open` returns it.
     type KeyApi: KeyApi;
     /// The provider of `kind`. `signer` signs its calls when
     /// `kind.signing()` is `KeyPair` (it is `None` for `Ambient`). Fails with
@@ -120,6 +140,7 @@ pub trait KeyApi {
     /// binds a user to its owning secret (AWS: the user's `rekey:owner` tag
     /// must name `owner`, the owning secret's ARN). Called before any change.
     async fn ensure_managed(&self, user: &str, owner: &str) -> Result<()>;
+    /// The user's access keys, without their secrets.
     async fn list_keys(&self, user: &str) -> Result<Vec<AccessKey>>;
     /// A limit error is `Error::KeyLimitReached`.
     async fn create_key(&self, user: &str) -> Result<Credential>;
@@ -127,6 +148,8 @@ pub trait KeyApi {
     async fn deactivate_key(&self, user: &str, key_id: &str) -> Result<()>;
     /// Ok if the key is already gone.
     async fn delete_key(&self, user: &str, key_id: &str) -> Result<()>;
+    /// When the key last signed a request; `LastUsed::Unknown` where the
+    /// provider cannot tell.
     async fn last_used(&self, user: &str, key_id: &str) -> Result<LastUsed>;
 }
 
@@ -134,7 +157,9 @@ pub trait KeyApi {
 /// simulation moves its own clock, so grace periods, deadlines and probe
 /// pauses pass without waiting.
 pub trait Clock {
+    /// The current time.
     fn now(&self) -> SystemTime;
+    /// Waits for `duration` (a pause between probes or before a retry).
     async fn sleep(&self, duration: Duration);
 }
 

@@ -119,6 +119,8 @@ where
     }
 }
 
+/// An AWS SDK timestamp as a `SystemTime`; `None` when absent or out of
+/// range.
 pub fn system_time(t: Option<&aws_smithy_types::DateTime>) -> Option<SystemTime> {
     t.and_then(|t| SystemTime::try_from(*t).ok())
 }

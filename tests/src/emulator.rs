@@ -25,8 +25,11 @@ pub const USER_PATTERN: &str = "ops-[0-9a-f]+";
 
 /// A running emulator of `kind` and its account's root key.
 pub struct Emulator {
+    /// The provider it plays (Alibaba or SCloud).
     pub kind: Provider,
+    /// Its base URL, e.g. `http://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// The account's root key, which may manage every user's keys.
     pub root: Credential,
     /// The keys a user may have.
     pub key_limit: usize,
@@ -58,15 +61,19 @@ pub fn emulator(kind: Provider) -> &'static Emulator {
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Request {
+    /// The API action, e.g. `CreateAccessKey`.
     pub action: String,
     /// The AccessKeyId that signed it.
     pub signer: String,
+    /// The user the request names, if any.
     pub user_name: Option<String>,
     /// `OK` or the error code answered.
     pub code: String,
 }
 
 impl Request {
+    /// Whether it created, changed the status of or deleted a key, and
+    /// succeeded.
     pub fn changes_keys(&self) -> bool {
         self.code == "OK"
             && matches!(
@@ -172,6 +179,7 @@ impl Emulator {
         name
     }
 
+    /// Creates user `name`; with `self_manage` it may manage its own keys.
     pub async fn named_user(&self, name: &str, self_manage: bool) {
         self.post(
             "users",
@@ -189,6 +197,7 @@ impl Emulator {
         }
     }
 
+    /// Activates or deactivates a key, as an operator would.
     pub async fn set_status(&self, key_id: &str, status: KeyStatus) {
         let status = match status {
             KeyStatus::Active => "Active",
@@ -256,6 +265,7 @@ impl Emulator {
             .collect()
     }
 
+    /// The ids of `user`'s keys.
     pub async fn key_ids(&self, user: &str) -> Vec<String> {
         self.keys(user).await.into_iter().map(|k| k.id).collect()
     }

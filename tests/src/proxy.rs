@@ -31,6 +31,7 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// The fault's name in test output and reports.
     pub fn name(self) -> &'static str {
         match self {
             Fault::DropResponse => "drop-response",
@@ -80,6 +81,7 @@ impl Target {
 /// once, rejected once more, then accepted for good.
 #[derive(Clone, Copy, Debug)]
 pub struct Unready {
+    /// How long a new key is rejected after its creation.
     pub for_: std::time::Duration,
 }
 
@@ -93,15 +95,19 @@ struct NewKey {
 /// One request as the proxy saw it.
 #[derive(Clone, Debug)]
 pub struct Call {
+    /// The AWS service called, e.g. `iam` or `secretsmanager`.
     pub service: String,
+    /// The API action, e.g. `CreateAccessKey`.
     pub action: String,
     /// The status moto answered, if the request reached it and the answer
     /// was read.
     pub status: Option<u16>,
+    /// The fault the proxy applied to it, if any.
     pub fault: Option<Fault>,
     /// Query-protocol parameters that identify the object (UserName,
     /// AccessKeyId), for checks on what was touched.
     pub user_name: Option<String>,
+    /// The AccessKeyId parameter, if the request has one.
     pub access_key_id: Option<String>,
     /// For a successful CreateAccessKey: the new key's id.
     pub created_key: Option<String>,
@@ -121,6 +127,7 @@ struct State {
 /// runtime ends.
 #[derive(Clone)]
 pub struct Proxy {
+    /// The proxy's URL, to use as the AWS endpoint (`http://127.0.0.1:PORT`).
     pub endpoint: String,
     state: Arc<Mutex<State>>,
 }
@@ -159,6 +166,7 @@ impl Proxy {
         self.state.lock().unwrap().rules.push((target, fault));
     }
 
+    /// Every request the proxy has seen so far, in order.
     pub fn calls(&self) -> Vec<Call> {
         self.state.lock().unwrap().calls.clone()
     }

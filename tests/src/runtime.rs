@@ -23,12 +23,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// What one invocation returned.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
+    /// The function's response.
     Ok(Value),
     /// `{"errorType", "errorMessage"}` as the runtime reported it.
     Err(Value),
 }
 
 impl Outcome {
+    /// The error's `errorType`, or `None` when the invocation succeeded.
     pub fn error_type(&self) -> Option<&str> {
         match self {
             Outcome::Err(v) => v["errorType"].as_str(),
@@ -36,6 +38,7 @@ impl Outcome {
         }
     }
 
+    /// The response; panics, showing the error, if the invocation failed.
     pub fn unwrap(self) -> Value {
         match self {
             Outcome::Ok(v) => v,
@@ -59,6 +62,7 @@ pub struct Usage {
 /// The result of running a binary over some events.
 #[derive(Debug)]
 pub struct Run {
+    /// What each invocation returned, in order.
     pub outcomes: Vec<Outcome>,
     /// The process's stdout and stderr.
     pub logs: String,
@@ -68,6 +72,7 @@ pub struct Run {
     pub init: Option<Duration>,
     /// Spawn to the first answer (response or error).
     pub first_answer: Option<Duration>,
+    /// The CPU time and memory the process used.
     pub usage: Usage,
 }
 

@@ -26,22 +26,36 @@ use rekey::{Error, Result};
 /// The calls a fault can hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
+    /// DescribeSecret.
     Describe,
+    /// GetSecretValue.
     Read,
+    /// PutSecretValue (staging AWSPENDING).
     PutPending,
+    /// UpdateSecretVersionStage.
     MoveStage,
+    /// TagResource.
     Tag,
+    /// UntagResource.
     Untag,
+    /// ListSecrets of the secrets tagged `rekey:managed`.
     ListManaged,
+    /// A provider's ListAccessKeys.
     ListKeys,
+    /// A provider's CreateAccessKey.
     CreateKey,
+    /// A provider's deactivation of a key (UpdateAccessKey to Inactive).
     Deactivate,
+    /// A provider's DeleteAccessKey.
     Delete,
+    /// A provider's GetAccessKeyLastUsed.
     LastUsed,
+    /// The probe of a new key (STS GetCallerIdentity).
     Whoami,
 }
 
 impl Op {
+    /// Every operation, for tests that try a fault on each.
     pub const ALL: [Op; 13] = [
         Op::Describe,
         Op::Read,
@@ -71,6 +85,7 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// Every fault, for tests that try each.
     pub const ALL: [Fault; 3] = [Fault::DropResponse, Fault::ServerError, Fault::Throttle];
 
     fn error(self, op: Op) -> Error {
@@ -110,40 +125,58 @@ fn op_name(op: Op) -> &'static str {
 /// Who changed a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Actor {
+    /// rekey, through the ports.
     Rekey,
+    /// A person or tool outside rekey (a test's set-up or interference).
     Operator,
 }
 
 /// A change to a key, for the trace and the checks.
 #[derive(Clone, Debug)]
 pub struct Effect {
+    /// Who made the change.
     pub actor: Actor,
+    /// What was done: `create`, `deactivate`, `delete`, ...
     pub what: &'static str,
+    /// The user whose key it is.
     pub user: String,
+    /// The key changed.
     pub key_id: String,
+    /// When, on the simulated clock.
     pub at: SystemTime,
 }
 
+/// One version of a simulated secret.
 #[derive(Clone, Debug)]
 pub struct Version {
+    /// The version id (a rotation's token).
     pub id: String,
+    /// When it was created, on the simulated clock.
     pub created: SystemTime,
     /// `None`: the empty version Secrets Manager makes when it starts a
     /// rotation, until PutSecretValue fills it.
     pub value: Option<String>,
+    /// Its staging labels (AWSCURRENT, AWSPENDING, AWSPREVIOUS).
     pub stages: Vec<String>,
 }
 
+/// A simulated Secrets Manager secret.
 #[derive(Clone, Debug)]
 pub struct Secret {
+    /// Its ARN.
     pub arn: String,
+    /// Its name.
     pub name: String,
+    /// Whether Secrets Manager rotation is enabled (the hook drives it).
     pub rotation_enabled: bool,
+    /// Its tags, rekey's records among them.
     pub tags: BTreeMap<String, String>,
+    /// Its versions, oldest first.
     pub versions: Vec<Version>,
 }
 
 impl Secret {
+    /// The version carrying `stage`, if any.
     pub fn with_stage(&self, stage: &str) -> Option<&Version> {
         self.versions
             .iter()
@@ -160,24 +193,34 @@ impl Secret {
     }
 }
 
+/// A simulated provider access key.
 #[derive(Clone, Debug)]
 pub struct Key {
+    /// Its access key id.
     pub id: String,
+    /// Its secret half.
     pub secret: String,
+    /// Whether it is active.
     pub status: KeyStatus,
+    /// When it was created, on the simulated clock.
     pub created: SystemTime,
+    /// When it last signed a request; `None` if never.
     pub last_used: Option<SystemTime>,
     /// It does not authenticate before this (IAM's eventual consistency).
     pub ready_at: SystemTime,
+    /// Who created it.
     pub made_by: Actor,
 }
 
 /// Everything the simulated services hold.
 pub struct State {
+    /// The simulated clock's time.
     pub now: SystemTime,
+    /// Every secret in the vault.
     pub secrets: Vec<Secret>,
     /// (provider, user) -> keys, oldest first.
     pub users: BTreeMap<(Provider, String), Vec<Key>>,
+    /// Each provider's per-user key limit.
     pub limits: BTreeMap<Provider, usize>,
     /// The IAM user's `rekey:owner` tag: its owning secret's ARN.
     pub owner_tags: BTreeMap<(Provider, String), String>,
@@ -185,6 +228,7 @@ pub struct State {
     pub armed: Vec<(Op, Fault)>,
     /// How long the next key rekey creates takes to authenticate.
     pub next_key_delay: Duration,
+    /// Every change to a key, in order.
     pub effects: Vec<Effect>,
     /// Safety violations seen as they happened.
     pub violations: Vec<String>,
@@ -229,18 +273,23 @@ impl Default for Sim {
 }
 
 impl Sim {
+    /// The world's state, to read or change (do not hold it across a call
+    /// into the ports).
     pub fn state(&self) -> RefMut<'_, State> {
         self.0.borrow_mut()
     }
 
+    /// The simulated clock's time.
     pub fn now(&self) -> SystemTime {
         self.0.borrow().now
     }
 
+    /// Moves the simulated clock forward by `by`.
     pub fn advance(&self, by: Duration) {
         self.state().now += by;
     }
 
+    /// Makes the next call of `op` fail with `fault` (once).
     pub fn arm(&self, op: Op, fault: Fault) {
         self.state().armed.push((op, fault));
     }
@@ -274,6 +323,7 @@ impl State {
         self.serial
     }
 
+    /// The secret whose ARN or name is `id`.
     pub fn secret(&self, id: &str) -> Option<&Secret> {
         self.secrets.iter().find(|s| s.arn == id || s.name == id)
     }
@@ -433,6 +483,7 @@ impl State {
             .any(|e| e.key_id == key_id && e.what == "create" && e.actor == Actor::Rekey)
     }
 
+    /// `user`'s keys at provider `kind`, oldest first.
     pub fn keys(&self, kind: Provider, user: &str) -> &[Key] {
         self.users
             .get(&(kind, user.to_owned()))
@@ -570,6 +621,8 @@ impl State {
         take_stage(self.secret_mut(id).expect("a simulated secret"), stage);
     }
 
+    /// Sets tag `key` on secret `id` to `value`, or removes it for `None`, as
+    /// the operator (panics on an unknown secret).
     pub fn set_tag(&mut self, id: &str, key: &str, value: Option<&str>) {
         let secret = self.secret_mut(id).expect("a simulated secret");
         match value {

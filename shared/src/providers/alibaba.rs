@@ -48,6 +48,8 @@ impl Api {
 }
 
 impl AlibabaRam {
+    /// RAM key management over `api`, for the users
+    /// `user_pattern` allows, signed by `signer`.
     pub fn new(api: Api, user_pattern: UserPattern, signer: Signer) -> Self {
         AlibabaRam {
             api,

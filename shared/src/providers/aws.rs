@@ -24,6 +24,8 @@ pub struct AwsClients {
 }
 
 impl AwsClients {
+    /// The IAM and STS clients, built from the function's AWS
+    /// configuration.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         AwsClients {
             iam: Iam::new(config),
@@ -72,6 +74,8 @@ pub struct AwsIam {
 }
 
 impl AwsIam {
+    /// IAM key management for the users under `managed_path`
+    /// (e.g. `/rekey/`).
     pub fn new(clients: &AwsClients, managed_path: &str) -> Self {
         AwsIam {
             iam: clients.iam.clone(),

@@ -31,6 +31,8 @@ pub struct LiveProviders {
 }
 
 impl LiveProviders {
+    /// The providers, set up from the AWS configuration and rekey's
+    /// settings. Builds no HTTP client yet.
     pub fn new(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
         LiveProviders {
             aws: AwsClients::new(sdk),
@@ -133,9 +135,11 @@ fn jitter(backoff: Duration) -> Duration {
 /// The provider a secret names.
 #[derive(Clone, Debug)]
 pub enum LiveKeyApi {
+    /// IAM key management, signed by the function's own role.
     Aws(AwsIam),
     /// Boxed: its client and user pattern make it large.
     Alibaba(Box<AlibabaRam>),
+    /// SCloud key management, signed by a key pair. Boxed, as `Alibaba` is.
     SCloud(Box<SCloud>),
 }
 

@@ -49,6 +49,8 @@ pub struct SCloud {
 }
 
 impl SCloud {
+    /// SCloud key management over `api`, for the users
+    /// `user_pattern` allows, with at most `key_limit` keys per user, signed by `signer`.
     pub fn new(api: Api, user_pattern: UserPattern, key_limit: usize, signer: Signer) -> Self {
         SCloud {
             api,

@@ -32,16 +32,22 @@ use crate::records::{self, Enrolment};
 /// when Secrets Manager rotation is enabled, the pipeline otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Driver {
+    /// The Secrets Manager rotation hook (rotation enabled on the secret).
     Hook,
+    /// rekey's own pipeline (create, test, finish as separate functions).
     Pipeline,
 }
 
 /// The steps, bound to a vault, the providers, the settings and a clock
 /// (the system's, unless a test gives its own with [`Rekey::with_clock`]).
 pub struct Rekey<V, P, C = SystemClock> {
+    /// Where the managed secrets are (Secrets Manager).
     pub vault: V,
+    /// The providers that issue the keys.
     pub providers: P,
+    /// rekey's settings, from the function's environment.
     pub config: Config,
+    /// The time source for grace periods, deadlines and pauses.
     pub clock: C,
 }
 
@@ -86,6 +92,7 @@ enum TokenState {
 }
 
 impl<V, P> Rekey<V, P> {
+    /// The steps on the system's clock.
     pub fn new(vault: V, providers: P, config: Config) -> Self {
         Rekey {
             vault,

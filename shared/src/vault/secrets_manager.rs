@@ -11,12 +11,16 @@ use crate::sdk::{code, service_error, system_time};
 
 const SERVICE: &str = "Secrets Manager";
 
+/// The [`Vault`] on AWS Secrets Manager, through the AWS
+/// SDK.
 #[derive(Clone, Debug)]
 pub struct SecretsManager {
     client: Client,
 }
 
 impl SecretsManager {
+    /// A Secrets Manager client from the function's AWS
+    /// configuration.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         SecretsManager {
             client: Client::new(config),

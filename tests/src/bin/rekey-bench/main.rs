@@ -29,6 +29,8 @@ pub struct Args {
     pub runs: usize,
     /// Secrets per fleet run (0: no fleet runs).
     pub fleet: usize,
+    /// The numbers of rotations run at once in the fleet runs,
+    /// one run per level.
     pub concurrency: Vec<usize>,
     /// Host release binaries (`rekey-hook`, ...), run for the timings.
     pub bins: PathBuf,
@@ -104,12 +106,18 @@ pub fn bench_config() -> Config {
 /// The functions to run, and the environment they run with.
 #[derive(Clone)]
 pub struct Setup {
+    /// moto_server and the clients to set up secrets and users.
     pub world: Arc<World>,
+    /// The directory of the host release binaries.
     pub bins: PathBuf,
+    /// The environment the functions run with (settings and
+    /// `AWS_ENDPOINT_URL` pointing at moto).
     pub env: Vec<(String, String)>,
 }
 
 impl Setup {
+    /// The path of the release binary of `function`
+    /// (`hook`, `create`, ...).
     pub fn binary(&self, function: &str) -> PathBuf {
         self.bins.join(format!("rekey-{function}"))
     }
@@ -125,6 +133,8 @@ impl Setup {
         env
     }
 
+    /// Starts `function`'s binary behind a local Lambda
+    /// Runtime API, with environment `env`.
     pub async fn start(&self, function: &str, env: &[(String, String)]) -> Function {
         Function::start(&self.binary(function), env, DEADLINE).await
     }
@@ -151,6 +161,8 @@ pub async fn must(f: &mut Function, what: &str, event: Value) -> Value {
 pub mod events {
     use serde_json::{json, Value};
 
+    /// rekey-create's event: a new token, starting a rotation
+    /// of `secret` now.
     pub fn create(secret: &str) -> Value {
         json!({
             "SecretId": secret,
@@ -168,10 +180,13 @@ pub mod events {
         })
     }
 
+    /// A Secrets Manager rotation event for rekey-hook: step
+    /// `step` (`createSecret`, ...) of the rotation `token`.
     pub fn hook(secret: &str, token: &str, step: &str) -> Value {
         json!({"SecretId": secret, "ClientRequestToken": token, "Step": step})
     }
 
+    /// rekey-cleanup's event for `secret`.
     pub fn cleanup(secret: &str) -> Value {
         json!({ "SecretId": secret })
     }
