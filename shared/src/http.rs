@@ -28,6 +28,25 @@ pub struct Response {
     pub body: Bytes,
 }
 
+/// Why a call got no answer at all: worth retrying, except an invalid
+/// request. Each carries the HTTP stack's own words, which never hold the
+/// request's body.
+#[derive(Debug, thiserror::Error)]
+pub enum NoAnswer {
+    /// The request could not be built (a malformed URL).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// No connection, TLS failure, or the connection dropped.
+    #[error("no answer: {0}")]
+    Unreachable(String),
+    /// The answer's body stopped before its end.
+    #[error("the answer was cut off: {0}")]
+    CutOff(String),
+    /// Nothing came back within the call's time limit.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+}
+
 impl HttpClient {
     /// A client that trusts the system's root certificates; fails when they
     /// cannot be loaded.
@@ -50,30 +69,30 @@ impl HttpClient {
         url: &str,
         form: String,
         time_limit: Duration,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, NoAnswer> {
         let request = hyper::Request::post(url)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(ACCEPT, "application/json")
             .header(USER_AGENT, concat!("rekey/", env!("CARGO_PKG_VERSION")))
             .body(Full::new(Bytes::from(form)))
-            .map_err(|e| format!("invalid request: {e}"))?;
+            .map_err(|e| NoAnswer::InvalidRequest(e.to_string()))?;
         let exchange = async {
             let response = self
                 .client
                 .request(request)
                 .await
-                .map_err(|e| format!("no answer: {e}"))?;
+                .map_err(|e| NoAnswer::Unreachable(e.to_string()))?;
             let status = response.status().as_u16();
             let body = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| format!("the answer was cut off: {e}"))?
+                .map_err(|e| NoAnswer::CutOff(e.to_string()))?
                 .to_bytes();
             Ok(Response { status, body })
         };
         tokio::time::timeout(time_limit, exchange)
             .await
-            .map_err(|_| format!("no answer within {time_limit:?}"))?
+            .map_err(|_| NoAnswer::TimedOut(time_limit))?
     }
 }

@@ -49,7 +49,13 @@ fn every_source_file_is_on_the_map_and_every_path_on_it_exists() {
     let named = named_paths(&map);
 
     let mut missing = Vec::new();
-    for dir in ["shared/src", "tests/src", "functions"] {
+    for dir in [
+        "shared/src",
+        "shared/tests",
+        "functions",
+        "tests/src",
+        "tests/tests",
+    ] {
         for file in sources(dir) {
             if !named.contains(&file.as_str()) {
                 missing.push(file);

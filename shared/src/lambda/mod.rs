@@ -76,17 +76,20 @@ impl fmt::Display for Function {
     }
 }
 
+/// A name that is none of the five functions'.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no function {0:?}: expected hook, create, test, finish or cleanup")]
+pub struct UnknownFunction(pub String);
+
 impl FromStr for Function {
-    type Err = String;
+    type Err = UnknownFunction;
 
     /// The function of a [`Function::name`].
-    fn from_str(name: &str) -> Result<Function, String> {
+    fn from_str(name: &str) -> Result<Function, UnknownFunction> {
         Function::ALL
             .into_iter()
             .find(|f| f.name() == name)
-            .ok_or_else(|| {
-                format!("no function {name:?}: expected hook, create, test, finish or cleanup")
-            })
+            .ok_or_else(|| UnknownFunction(name.to_owned()))
     }
 }
 
