@@ -30,6 +30,30 @@ pub struct Config {
     pub alibaba: AlibabaSettings,
     /// SCloud settings.
     pub scloud: SCloudSettings,
+    /// How rekey reaches IAM users of member accounts.
+    pub member: MemberSettings,
+}
+
+/// Member accounts: a secret naming an `AccountId` has its user's keys
+/// managed in that account, through a role rekey assumes there.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct MemberSettings {
+    /// The accounts rekey may act in (besides its own); a secret naming
+    /// another is refused before any call.
+    pub accounts: Vec<String>,
+    /// The member role's path and name (`/rekey/rekey-member`), the same in
+    /// every member account.
+    pub role: String,
+    /// The external id the member role's trust policy requires. Required
+    /// only when a member account's secret is handled.
+    pub external_id: Option<String>,
+}
+
+impl MemberSettings {
+    /// The member role's ARN in `account`, in `partition` (`aws`).
+    pub fn role_arn(&self, partition: &str, account: &str) -> String {
+        format!("arn:{partition}:iam::{account}:role{}", self.role)
+    }
 }
 
 /// SCloud settings.
@@ -182,13 +206,19 @@ pub const SCLOUD_KEY_LIMIT: &str = "REKEY_SCLOUD_KEY_LIMIT";
 pub const SECRET_PREFIX: &str = "REKEY_SECRET_PREFIX";
 /// `REKEY_ADMIN_SECRET_PREFIX`: [`Config::admin_secret_prefix`].
 pub const ADMIN_SECRET_PREFIX: &str = "REKEY_ADMIN_SECRET_PREFIX";
+/// `REKEY_MEMBER_ACCOUNTS`: [`MemberSettings::accounts`].
+pub const MEMBER_ACCOUNTS: &str = "REKEY_MEMBER_ACCOUNTS";
+/// `REKEY_MEMBER_ROLE`: [`MemberSettings::role`].
+pub const MEMBER_ROLE: &str = "REKEY_MEMBER_ROLE";
+/// `REKEY_MEMBER_EXTERNAL_ID`: [`MemberSettings::external_id`].
+pub const MEMBER_EXTERNAL_ID: &str = "REKEY_MEMBER_EXTERNAL_ID";
 
 /// Every setting, declared once: its variable, its default, the template
 /// parameter that sets it on the functions, and the part of [`Config`] it
 /// fills and how its text is read. [`Config::from_lookup`] reads them in
 /// this order (the first invalid one is reported), [`Config::to_env`]
 /// writes them back, and a test holds `infra/template.yaml` to the table.
-pub const SETTINGS: [Setting; 15] = [
+pub const SETTINGS: [Setting; 18] = [
     Setting {
         name: MANAGED_USER_PATH,
         default: None,
@@ -308,6 +338,27 @@ pub const SETTINGS: [Setting; 15] = [
             set: |c, v| c.scloud.key_limit = v,
         },
     },
+    Setting {
+        name: MEMBER_ACCOUNTS,
+        default: None,
+        template: Some(TemplateValue::Ref("MemberAccounts")),
+        field: Field::Accounts(|c| c.member.accounts.clone(), |c, v| c.member.accounts = v),
+    },
+    Setting {
+        name: MEMBER_ROLE,
+        default: Some("/rekey/rekey-member"),
+        template: Some(TemplateValue::Ref("MemberRole")),
+        field: Field::Role(|c| c.member.role.clone(), |c, v| c.member.role = v),
+    },
+    Setting {
+        name: MEMBER_EXTERNAL_ID,
+        default: None,
+        template: Some(TemplateValue::Ref("MemberExternalId")),
+        field: Field::ExternalId(
+            |c| c.member.external_id.clone(),
+            |c, v| c.member.external_id = v,
+        ),
+    },
 ];
 
 /// One setting of the functions (an entry of [`SETTINGS`]).
@@ -378,6 +429,15 @@ enum Field {
     ),
     /// A provider endpoint.
     Endpoint(fn(&Config) -> Endpoint, fn(&mut Config, Endpoint)),
+    /// AWS account ids, separated by commas; none when unset.
+    Accounts(fn(&Config) -> Vec<String>, fn(&mut Config, Vec<String>)),
+    /// An IAM role's path and name (`/path/name`).
+    Role(fn(&Config) -> String, fn(&mut Config, String)),
+    /// An STS external id, optional.
+    ExternalId(
+        fn(&Config) -> Option<String>,
+        fn(&mut Config, Option<String>),
+    ),
 }
 
 impl Setting {
@@ -426,6 +486,49 @@ impl Setting {
                 set(config, pattern);
             }
             Field::Endpoint(_, set) => set(config, Endpoint::new(name, &required()?)?),
+            Field::Accounts(_, set) => {
+                let mut accounts = Vec::new();
+                for account in value.iter().flat_map(|v| v.split(',')).map(str::trim) {
+                    if account.is_empty() {
+                        continue;
+                    }
+                    if !crate::model::is_account_id(account) {
+                        return Err(Error::Config {
+                            name,
+                            reason: format!(
+                                "{:?} is not an AWS account id (12 digits); write the ids separated by commas",
+                                crate::model::truncate(account, 40)
+                            ),
+                        });
+                    }
+                    accounts.push(account.to_owned());
+                }
+                set(config, accounts);
+            }
+            Field::Role(_, set) => {
+                let role = required()?;
+                if !valid_role(&role) {
+                    return Err(Error::Config {
+                        name,
+                        reason: format!(
+                            "{role:?} is not an IAM role's path and name: write /path/name, e.g. /rekey/rekey-member"
+                        ),
+                    });
+                }
+                set(config, role);
+            }
+            Field::ExternalId(_, set) => {
+                if let Some(id) = value.as_deref().filter(|id| !valid_external_id(id)) {
+                    return Err(Error::Config {
+                        name,
+                        reason: format!(
+                            "must be 2 to 1224 letters, digits or +=,.@:/- ({} characters given)",
+                            id.chars().count()
+                        ),
+                    });
+                }
+                set(config, value);
+            }
         }
         Ok(())
     }
@@ -447,6 +550,9 @@ impl Setting {
             }
             Field::Pattern(get, _) => get(config).map(|p| p.as_str().to_owned()),
             Field::Endpoint(get, _) => Some(get(config).url().to_owned()),
+            Field::Accounts(get, _) => Some(get(config).join(",")).filter(|a| !a.is_empty()),
+            Field::Role(get, _) => Some(get(config)),
+            Field::ExternalId(get, _) => get(config),
         }
     }
 }
@@ -513,6 +619,7 @@ impl Config {
                 endpoint: Endpoint(String::new()),
                 key_limit: 0,
             },
+            member: MemberSettings::default(),
         }
     }
 }
@@ -566,6 +673,27 @@ fn secret_prefix_of_admins(name: &'static str, owners: &str, admins: &str) -> Re
         }),
         None => Ok(admins.to_owned()),
     }
+}
+
+/// `/path/name` of an IAM role: the path starts and ends with `/`, the
+/// name is 1 to 64 of IAM's name characters.
+fn valid_role(r: &str) -> bool {
+    let Some((path, name)) = r.rsplit_once('/') else {
+        return false;
+    };
+    valid_iam_path(&format!("{path}/"))
+        && (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
+/// An STS external id: 2 to 1224 of `[\w+=,.@:/-]`.
+fn valid_external_id(id: &str) -> bool {
+    (2..=1224).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
 }
 
 fn valid_iam_path(p: &str) -> bool {
@@ -733,6 +861,31 @@ mod tests {
     }
 
     #[test]
+    fn member_account_settings_are_checked() {
+        let c = config(&[(MEMBER_ACCOUNTS, " 111111111111 ,222222222222,")]).unwrap();
+        assert_eq!(c.member.accounts, ["111111111111", "222222222222"]);
+        assert_eq!(c.member.role, "/rekey/rekey-member");
+        assert_eq!(
+            c.member.role_arn("aws", "111111111111"),
+            "arn:aws:iam::111111111111:role/rekey/rekey-member"
+        );
+        assert_eq!(config(&[]).unwrap().member.accounts, Vec::<String>::new());
+        for (name, value) in [
+            (MEMBER_ACCOUNTS, "11111111111"),
+            (MEMBER_ACCOUNTS, "111111111111;222222222222"),
+            (MEMBER_ROLE, "rekey-member"),
+            (MEMBER_ROLE, "/rekey/"),
+            (MEMBER_EXTERNAL_ID, "x"),
+            (MEMBER_EXTERNAL_ID, "has space"),
+        ] {
+            match config(&[(name, value)]) {
+                Err(Error::Config { name: n, .. }) => assert_eq!(n, name, "{value}"),
+                other => panic!("{name}={value:?} should be refused: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn to_env_reads_back_as_the_same_config() {
         let defaults = config(&[]).unwrap();
         let back = |c: &Config| {
@@ -758,6 +911,9 @@ mod tests {
             (SCLOUD_KEY_LIMIT, "5"),
             (SECRET_PREFIX, "keys/"),
             (ADMIN_SECRET_PREFIX, "admins/"),
+            (MEMBER_ACCOUNTS, "111111111111, 222222222222"),
+            (MEMBER_ROLE, "/ops/rotator"),
+            (MEMBER_EXTERNAL_ID, "rekey-ext-1"),
         ])
         .unwrap();
         assert_eq!(back(&every), every);

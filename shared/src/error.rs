@@ -33,6 +33,7 @@ pub const ERROR_TYPES: &[&str] = &[
     "KeyNotReady",
     "KeyIdentityMismatch",
     "SignerRejected",
+    "MemberAccountUnreachable",
     "InternalError",
     "ServiceUnavailable",
     "ServiceError",
@@ -218,6 +219,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// The member role of the account a secret names could not be assumed.
+    #[error("account {account}: rekey could not assume its member role {role_arn}: {reason}. Deploy the member role to that account (it must trust rekey's functions and require REKEY_MEMBER_EXTERNAL_ID), or take the account out of REKEY_MEMBER_ACCOUNTS. Nothing was changed")]
+    MemberAccountUnreachable {
+        /// The member account.
+        account: String,
+        /// The role rekey tried to assume there.
+        role_arn: String,
+        /// STS's code and message.
+        reason: String,
+    },
+
     /// A fault inside rekey or its runtime, not of the event, the secret or
     /// a service: trying again does not help.
     #[error("internal error in rekey ({operation}): {reason}. This is not a fault of the secret, the event or the provider, and retrying will not help: report it to rekey's maintainers with this message")]
@@ -278,6 +290,7 @@ impl Error {
             Error::KeyNotReady { .. } => "KeyNotReady",
             Error::KeyIdentityMismatch { .. } => "KeyIdentityMismatch",
             Error::SignerRejected { .. } => "SignerRejected",
+            Error::MemberAccountUnreachable { .. } => "MemberAccountUnreachable",
             Error::Internal { .. } => "InternalError",
             Error::Service { retryable, .. } => {
                 if *retryable {
@@ -389,6 +402,11 @@ mod tests {
                 signer: s(),
                 reason: s(),
             },
+            Error::MemberAccountUnreachable {
+                account: s(),
+                role_arn: s(),
+                reason: s(),
+            },
             Error::Internal {
                 operation: "open provider",
                 reason: s(),
@@ -435,6 +453,7 @@ mod tests {
             Error::KeyNotReady { .. } => "KeyNotReady",
             Error::KeyIdentityMismatch { .. } => "KeyIdentityMismatch",
             Error::SignerRejected { .. } => "SignerRejected",
+            Error::MemberAccountUnreachable { .. } => "MemberAccountUnreachable",
             Error::Internal { .. } => "Internal",
             Error::Service { .. } => "Service",
         }

@@ -312,6 +312,9 @@ pub struct ManagedSecret {
     pub admin_secret_id: Option<String>,
     /// The project the provider's calls are made in (SCloud sub-accounts).
     pub project_id: Option<String>,
+    /// The AWS account of the IAM user (`AccountId`), when it is not the
+    /// account rekey runs in: rekey acts there through the member role.
+    pub account_id: Option<String>,
     fields: Map<String, Value>,
 }
 
@@ -322,6 +325,7 @@ impl fmt::Debug for ManagedSecret {
             .field("user_name", &self.user_name)
             .field("access_key_id", &self.key_id())
             .field("admin_secret_id", &self.admin_secret_id)
+            .field("account_id", &self.account_id)
             .finish_non_exhaustive()
     }
 }
@@ -331,6 +335,7 @@ const F_USER: &str = "UserName";
 const F_KEY_ID: &str = "AccessKeyId";
 const F_ADMIN: &str = "AdminSecretId";
 const F_PROJECT: &str = "ProjectId";
+const F_ACCOUNT: &str = "AccountId";
 /// The longest SecretId Secrets Manager accepts (an ARN or a name).
 pub const MAX_SECRET_ID: usize = 2048;
 
@@ -346,6 +351,7 @@ impl ManagedSecret {
             credential: None,
             admin_secret_id: None,
             project_id: None,
+            account_id: None,
             fields,
         }
     }
@@ -414,12 +420,27 @@ impl ManagedSecret {
                 ));
             }
         }
+        let account_id = string_field(&fields, F_ACCOUNT)?;
+        if let Some(account) = &account_id {
+            if provider != Provider::Aws {
+                return Err(Invalid(format!(
+                    "field AccountId is used by provider aws only, not {}: remove the field",
+                    provider.name()
+                )));
+            }
+            if !is_account_id(account) {
+                return Err(Invalid(
+                    "field AccountId must be an AWS account id: 12 digits".into(),
+                ));
+            }
+        }
         Ok(ManagedSecret {
             provider,
             user_name,
             credential,
             admin_secret_id,
             project_id,
+            account_id,
             fields,
         })
     }
@@ -447,9 +468,12 @@ impl ManagedSecret {
             })
     }
 
-    /// Whether `other` names the same user of the same provider.
+    /// Whether `other` names the same user of the same provider, in the
+    /// same account (the same name in two accounts is two users).
     pub fn same_user(&self, other: &ManagedSecret) -> bool {
-        self.user_name == other.user_name && self.provider == other.provider
+        self.user_name == other.user_name
+            && self.provider == other.provider
+            && self.account_id == other.account_id
     }
 
     /// The id of the access key the secret holds, if any.
@@ -529,6 +553,11 @@ pub(crate) fn json_type(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// Whether `s` is an AWS account id (12 digits).
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Shortens an untrusted, non-secret value for an error message.

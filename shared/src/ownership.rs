@@ -2,7 +2,9 @@
 //! one managed secret, by construction.
 //!
 //! - The owning secret's name is derived: `<REKEY_SECRET_PREFIX><provider>/<user>`
-//!   (`rekey/aws/alice`). Secrets Manager names are unique, so two secrets
+//!   (`rekey/aws/alice`), or `<REKEY_SECRET_PREFIX>aws/<account>/<user>` for
+//!   an IAM user of a member account (`rekey/aws/111111111111/alice`): the
+//!   same user name in two accounts is two users. Secrets Manager names are unique, so two secrets
 //!   cannot both own a user, and the right to enrol a user (creating a secret
 //!   of that name) is granted by IAM policy apart from the right to tag or
 //!   edit secrets.
@@ -16,25 +18,45 @@
 //! A secret that does not own its user is refused with `SecretNotOwner`
 //! before any change. Pure functions; the steps call them.
 
+use crate::config::MemberSettings;
 use crate::model::{ManagedSecret, Provider};
 
 /// The IAM user tag that names the user's owning secret (its ARN).
 pub const OWNER_TAG: &str = "rekey:owner";
 
-/// The name of the secret that owns `user` of `provider`.
-pub fn owning_name(prefix: &str, provider: Provider, user: &str) -> String {
-    format!("{prefix}{}/{user}", provider.name())
+/// The name of the secret that owns `user` of `provider`, in `account`
+/// when it is a member account.
+pub fn owning_name(prefix: &str, provider: Provider, account: Option<&str>, user: &str) -> String {
+    match account {
+        Some(account) => format!("{prefix}{}/{account}/{user}", provider.name()),
+        None => format!("{prefix}{}/{user}", provider.name()),
+    }
 }
 
 /// Why the secret named `name` does not own the user its value names, if
 /// it does not.
 pub fn not_owner(prefix: &str, name: &str, secret: &ManagedSecret) -> Option<String> {
-    let owner = owning_name(prefix, secret.provider, &secret.user_name);
+    let account = secret.account_id.as_deref();
+    let owner = owning_name(prefix, secret.provider, account, &secret.user_name);
     (name != owner).then(|| {
+        let in_account = account.map(|a| format!(" in account {a}")).unwrap_or_default();
         format!(
-            "user {} of provider {} is owned by the secret named {owner}, and this secret is named {name}. Nothing was changed. To move its rotation there, see the README, \"Migrating a secret\"",
+            "user {} of provider {}{in_account} is owned by the secret named {owner}, and this secret is named {name}. Nothing was changed. To move its rotation there, see the README, \"Migrating a secret\"",
             secret.user_name,
             secret.provider.name()
+        )
+    })
+}
+
+/// Why rekey may not act in the account `secret` names, if it may not: a
+/// member account must be listed in `REKEY_MEMBER_ACCOUNTS`. Checked before
+/// any call is made there.
+pub fn account_not_allowed(member: &MemberSettings, secret: &ManagedSecret) -> Option<String> {
+    let account = secret.account_id.as_deref()?;
+    (!member.accounts.iter().any(|a| a == account)).then(|| {
+        format!(
+            "its AccountId {account} is not one of this deployment's member accounts (REKEY_MEMBER_ACCOUNTS: {}); add the account there (template parameter MemberAccounts) or fix AccountId. Nothing was changed",
+            if member.accounts.is_empty() { "none".to_owned() } else { member.accounts.join(",") }
         )
     })
 }
@@ -82,7 +104,7 @@ mod tests {
     fn only_the_derived_name_owns_a_user() {
         let alice = secret(Provider::Aws, "alice");
         assert_eq!(
-            owning_name("rekey/", Provider::Aws, "alice"),
+            owning_name("rekey/", Provider::Aws, None, "alice"),
             "rekey/aws/alice"
         );
         assert_eq!(not_owner("rekey/", "rekey/aws/alice", &alice), None);
@@ -106,6 +128,41 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn a_member_account_user_is_owned_by_a_name_with_its_account() {
+        let mut bob = secret(Provider::Aws, "bob");
+        bob.account_id = Some("111111111111".into());
+        let owner = owning_name("rekey/", Provider::Aws, Some("111111111111"), "bob");
+        assert_eq!(owner, "rekey/aws/111111111111/bob");
+        assert_eq!(not_owner("rekey/", &owner, &bob), None);
+        // The same name without the account is another user's secret.
+        let why = not_owner("rekey/", "rekey/aws/bob", &bob).unwrap();
+        assert!(why.contains("in account 111111111111"), "{why}");
+        bob.account_id = Some("222222222222".into());
+        assert!(not_owner("rekey/", &owner, &bob).is_some());
+    }
+
+    #[test]
+    fn only_listed_member_accounts_may_be_named() {
+        let mut member = MemberSettings::default();
+        let mut bob = secret(Provider::Aws, "bob");
+        assert_eq!(
+            account_not_allowed(&member, &bob),
+            None,
+            "no account: this one"
+        );
+        bob.account_id = Some("111111111111".into());
+        let why = account_not_allowed(&member, &bob).unwrap();
+        assert!(
+            why.contains("none") && why.contains("MemberAccounts"),
+            "{why}"
+        );
+        member.accounts = vec!["222222222222".into(), "111111111111".into()];
+        assert_eq!(account_not_allowed(&member, &bob), None);
+        bob.account_id = Some("333333333333".into());
+        assert!(account_not_allowed(&member, &bob).is_some());
     }
 
     #[test]

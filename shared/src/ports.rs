@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::error::Result;
-use crate::model::{AccessKey, Credential, LastUsed, ManagedSecret, Provider, Sensitive};
+use crate::model::{AccessKey, Credential, LastUsed, ManagedSecret, Sensitive};
 
 /// A secret's metadata, as DescribeSecret returns it.
 #[derive(Clone, Debug, Default)]
@@ -120,10 +120,13 @@ pub struct Signer {
 pub trait Providers {
     /// The key management of one provider, as `open` returns it.
     type KeyApi: KeyApi;
-    /// The provider of `kind`. `signer` signs its calls when
-    /// `kind.signing()` is `KeyPair` (it is `None` for `Ambient`). Fails with
-    /// `InvalidConfig` when a setting that provider needs is missing.
-    fn open(&self, kind: Provider, signer: Option<Signer>) -> Result<Self::KeyApi>;
+    /// The key management of the provider `secret` names, in its account
+    /// (`AccountId`, when it names a member account). `signer` signs its
+    /// calls when the provider's `signing()` is `KeyPair` (it is `None` for
+    /// `Ambient`). Fails with `InvalidConfig` when a setting that provider
+    /// needs is missing, and with `MemberAccountUnreachable` when the
+    /// member account's role cannot be assumed.
+    async fn open(&self, secret: &ManagedSecret, signer: Option<Signer>) -> Result<Self::KeyApi>;
     /// Authenticates with `credential`, a key of `secret`'s provider, and
     /// returns the user name it acts as (`secret` also gives the user it
     /// should be and its project, for providers that can only confirm a

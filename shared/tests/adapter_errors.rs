@@ -322,6 +322,27 @@ mod iam {
     }
 
     #[tokio::test]
+    async fn a_member_role_that_may_not_read_the_user_names_its_account() {
+        let (sdk, _) = sdk(|_| {
+            iam_error(
+                403,
+                "AccessDenied",
+                "not authorized to perform: iam:GetUser",
+            )
+        })
+        .await;
+        let iam = AwsIam::in_account(&AwsClients::new(&sdk), "/rekey/", "111111111111");
+        let err = iam.ensure_managed("alice", OWNER).await.unwrap_err();
+        assert_eq!(err.kind(), "UserNotManaged", "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("member role in account 111111111111")
+                && message.contains("REKEY_MANAGED_USER_PATH /rekey/"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_user_outside_the_managed_path_is_not_managed() {
         let (iam, _) = aws_iam(|op| match op {
             "GetUser" => get_user("/elsewhere/", OWNER),
@@ -398,9 +419,48 @@ mod iam {
             access_key_id: "AKIANEWKEY".into(),
             secret: Sensitive::new(SECRET),
         };
-        let err = AwsClients::new(&sdk).whoami(&probe).await.unwrap_err();
+        let err = AwsClients::new(&sdk)
+            .whoami(&probe, None)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), "ServiceError", "{err}");
         assert!(err.to_string().contains("InvalidClientTokenId"), "{err}");
+        assert_no_secret(&err);
+    }
+
+    #[tokio::test]
+    async fn a_member_role_sts_refuses_is_member_account_unreachable() {
+        let (sdk, calls) = sdk(|_| {
+            iam_error(
+                403,
+                "AccessDenied",
+                "User is not authorized to perform: sts:AssumeRole",
+            )
+        })
+        .await;
+        let role = "arn:aws:iam::111111111111:role/rekey/rekey-member";
+        let err = AwsClients::assume(&sdk, "111111111111", role, "ext-id")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "MemberAccountUnreachable", "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("111111111111")
+                && message.contains(role)
+                && message.contains("AccessDenied"),
+            "{message}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one AssumeRole, no retry");
+    }
+
+    #[tokio::test]
+    async fn a_throttled_assume_role_is_retryable_and_quotes_nothing() {
+        let (sdk, _) = sdk(|_| iam_error(400, "Throttling", &format!("slow down {SECRET}"))).await;
+        let role = "arn:aws:iam::111111111111:role/rekey/rekey-member";
+        let err = AwsClients::assume(&sdk, "111111111111", role, "ext-id")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "ServiceUnavailable", "{err}");
         assert_no_secret(&err);
     }
 }

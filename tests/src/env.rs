@@ -7,7 +7,7 @@ use std::time::Duration;
 use rekey::Config;
 use serde_json::Value;
 
-use crate::{moto, runtime, World, REGION};
+use crate::{moto, runtime, World, DENYING_ACCOUNT, MEMBER_ACCOUNTS, MEMBER_EXTERNAL_ID, REGION};
 
 /// The IAM path of users the tests let rekey manage.
 pub const MANAGED_PATH: &str = "/rekey/";
@@ -28,6 +28,15 @@ pub fn test_config() -> Config {
         test_consecutive: 3,
         test_timeout: Duration::from_secs(3),
         test_spacing: Duration::ZERO,
+        member: rekey::config::MemberSettings {
+            accounts: MEMBER_ACCOUNTS
+                .iter()
+                .chain([&DENYING_ACCOUNT])
+                .map(|a| a.to_string())
+                .collect(),
+            external_id: Some(MEMBER_EXTERNAL_ID.into()),
+            ..defaults.member.clone()
+        },
         ..defaults
     }
 }

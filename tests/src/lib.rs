@@ -22,5 +22,8 @@ mod world;
 pub use env::{test_config, ADMIN_PREFIX, MANAGED_PATH, OWNING_PREFIX};
 pub use logs::captured_logs;
 pub(crate) use moto::start_support_server;
-pub use moto::{moto, python, sdk_config, sdk_config_at, workspace_root, Moto, REGION};
+pub use moto::{
+    moto, python, sdk_config, sdk_config_at, workspace_root, Moto, DENYING_ACCOUNT,
+    MEMBER_ACCOUNTS, MEMBER_EXTERNAL_ID, REGION,
+};
 pub use world::{version_with, App, World};

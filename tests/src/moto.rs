@@ -37,6 +37,14 @@ pub fn python() -> PathBuf {
     venv
 }
 
+/// Member accounts moto starts with: each has rekey's member role
+/// (`/rekey/rekey-member`) and a test admin role (`/rekey-test-admin`).
+pub const MEMBER_ACCOUNTS: [&str; 2] = ["111111111111", "222222222222"];
+/// A member account whose member role grants nothing.
+pub const DENYING_ACCOUNT: &str = "333333333333";
+/// The external id the tests' deployment uses (moto checks none).
+pub const MEMBER_EXTERNAL_ID: &str = "rekey-tests";
+
 /// A running moto_server and the admin key that signs every request.
 pub struct Moto {
     /// Where moto listens (`http://127.0.0.1:<port>`).
@@ -57,7 +65,15 @@ impl Moto {
 /// when the process exits (it watches its stdin, which this process holds).
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(|| start_moto(&[]))
+    MOTO.get_or_init(|| {
+        let members = MEMBER_ACCOUNTS.join(",");
+        start_moto(&[
+            "--member-accounts",
+            &members,
+            "--denying-accounts",
+            DENYING_ACCOUNT,
+        ])
+    })
 }
 
 /// Starts a server of `tests/support/` that prints one JSON line when it is

@@ -526,7 +526,7 @@ impl State {
             // Invariant current-key-kept: the key of the user's *owning* secret's
             // AWSCURRENT. A copy kept in another secret is not rekey's to
             // protect (every function refuses such a secret).
-            let owning = rekey::ownership::owning_name("rekey/", kind, user);
+            let owning = rekey::ownership::owning_name("rekey/", kind, None, user);
             if let Some(s) = self
                 .secrets
                 .iter()
@@ -845,7 +845,8 @@ impl Providers for Sim {
     type KeyApi = SimKeyApi;
 
     /// A key-pair provider refuses a signer that does not authenticate.
-    fn open(&self, kind: Provider, signer: Option<Signer>) -> Result<SimKeyApi> {
+    async fn open(&self, secret: &ManagedSecret, signer: Option<Signer>) -> Result<SimKeyApi> {
+        let kind = secret.provider;
         if kind.signing() == rekey::model::Signing::KeyPair {
             let signer = signer.expect("the steps give key-pair providers a signer");
             if self

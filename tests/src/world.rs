@@ -3,7 +3,7 @@
 //! rotations, stages), and the invariants every scenario ends with.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_secretsmanager::types::{RotationRulesType, Tag};
@@ -31,7 +31,7 @@ pub struct World {
     /// Secrets Manager, as the admin.
     pub sm: aws_sdk_secretsmanager::Client,
     /// Every secret value this test has seen; none may appear in a log.
-    secrets_seen: Mutex<Vec<String>>,
+    secrets_seen: Arc<Mutex<Vec<String>>>,
 }
 
 impl World {
@@ -44,7 +44,42 @@ impl World {
             iam: aws_sdk_iam::Client::new(&sdk),
             sm: aws_sdk_secretsmanager::Client::new(&sdk),
             sdk,
-            secrets_seen: Mutex::new(vec![moto.admin.secret.expose().to_owned()]),
+            secrets_seen: Arc::new(Mutex::new(vec![moto.admin.secret.expose().to_owned()])),
+        }
+    }
+
+    /// The same world, with IAM acting as an operator of member account
+    /// `account` (through its test admin role); secrets stay in the
+    /// central account, as rekey keeps them.
+    pub async fn in_account(&self, account: &str) -> World {
+        let out = aws_sdk_sts::Client::new(&self.sdk)
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/rekey-test-admin"))
+            .role_session_name("rekey-tests")
+            .send()
+            .await
+            .expect("AssumeRole of the test admin role");
+        let c = out.credentials().expect("credentials");
+        let sdk = self
+            .sdk
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::new(
+                        c.access_key_id(),
+                        c.secret_access_key(),
+                        Some(c.session_token().to_owned()),
+                        None,
+                        "rekey-tests-member",
+                    ),
+                ),
+            )
+            .build();
+        World {
+            iam: aws_sdk_iam::Client::new(&sdk),
+            sm: self.sm.clone(),
+            sdk: self.sdk.clone(),
+            secrets_seen: self.secrets_seen.clone(),
         }
     }
 
@@ -175,7 +210,12 @@ impl World {
                         .all(|c| c.is_ascii_alphanumeric() || "_+=.@-".contains(c)) =>
             {
                 (
-                    rekey::ownership::owning_name(OWNING_PREFIX, kind, user),
+                    rekey::ownership::owning_name(
+                        OWNING_PREFIX,
+                        kind,
+                        value["AccountId"].as_str(),
+                        user,
+                    ),
                     (kind == Provider::Aws).then_some(user),
                 )
             }

@@ -1,8 +1,10 @@
 """Start moto_server on 127.0.0.1 with request signatures checked.
 
-The first three requests are not checked: they create an admin user, its
-policy and its access key. Every later request must be signed by a key moto
-knows, so a key that does not authenticate really fails.
+The first requests are not checked: they create an admin user, its policy
+and its access key, and with --member-accounts, in each member account, the
+roles rekey's member template would create there (see MEMBER_ROLES). Every
+later request must be signed by a key moto knows, so a key that does not
+authenticate really fails.
 
 Prints one JSON line: {"endpoint", "access_key_id", "secret_access_key"}.
 With --until-stdin-closes (tests) the server stops when its parent goes
@@ -19,11 +21,25 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--port", type=int, default=0)
 parser.add_argument("--until-stdin-closes", action="store_true")
 parser.add_argument("--no-auth", action="store_true", help="do not check signatures")
+parser.add_argument(
+    "--member-accounts",
+    default="",
+    help="comma-separated account ids: give each the member role (and a test admin role)",
+)
+parser.add_argument(
+    "--denying-accounts",
+    default="",
+    help="comma-separated account ids whose member role grants nothing",
+)
 args = parser.parse_args()
+members = [a for a in args.member_accounts.split(",") if a]
+denying = [a for a in args.denying_accounts.split(",") if a]
 
+# Each member account: one AssumeRole, then two roles of two calls each.
+CALLS_PER_MEMBER = 5
 if not args.no_auth:
     # Read by moto at import time.
-    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
+    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(3 + CALLS_PER_MEMBER * (len(members) + len(denying)))
 
 import boto3  # noqa: E402
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: E402
@@ -49,6 +65,58 @@ iam.put_user_policy(
     ),
 )
 key = iam.create_access_key(UserName="rekey-admin")["AccessKey"]
+
+MEMBER_ROLE = ("/rekey/", "rekey-member")
+ADMIN_ROLE = ("/", "rekey-test-admin")
+KEY_ACTIONS = [
+    "iam:GetUser",
+    "iam:ListAccessKeys",
+    "iam:CreateAccessKey",
+    "iam:UpdateAccessKey",
+    "iam:DeleteAccessKey",
+    "iam:GetAccessKeyLastUsed",
+]
+
+
+def policy(statement):
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def make_roles(account, grants):
+    """The member role (IAM key actions on users under /rekey/, as the member
+    template grants; nothing if not `grants`) and an admin role the tests act
+    through as an operator of that account. moto checks no trust policy."""
+    sts = boto3.client(
+        "sts", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap",
+    )
+    creds = sts.assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/bootstrap", RoleSessionName="bootstrap"
+    )["Credentials"]
+    member_iam = boto3.client(
+        "iam", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+    trust = policy({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"})
+    # moto matches an IAM call's resource only against "*" (AWS: the member
+    # template scopes it to users under the managed path).
+    member = {"Effect": "Allow", "Action": KEY_ACTIONS, "Resource": "*"}
+    if not grants:
+        member = {"Effect": "Allow", "Action": "iam:ListRoles", "Resource": "*"}
+    for (path, name), statement in [
+        (MEMBER_ROLE, member),
+        (ADMIN_ROLE, {"Effect": "Allow", "Action": "*", "Resource": "*"}),
+    ]:
+        member_iam.create_role(Path=path, RoleName=name, AssumeRolePolicyDocument=trust)
+        member_iam.put_role_policy(RoleName=name, PolicyName="rekey", PolicyDocument=policy(statement))
+
+
+for account in members:
+    make_roles(account, grants=True)
+for account in denying:
+    make_roles(account, grants=False)
 print(
     json.dumps(
         {

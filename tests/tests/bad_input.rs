@@ -266,7 +266,7 @@ refused_secrets! {
     } => "SecretNotOwner", "rekey/aws/";
     user_enrolled_to_no_secret(w) {
         let untagged = w.user(MANAGED_PATH).await;
-        let owning = rekey::ownership::owning_name("rekey/", Provider::Aws, &untagged);
+        let owning = rekey::ownership::owning_name("rekey/", Provider::Aws, None, &untagged);
         let value = json!({ "UserName": untagged });
         w.secret_named(&owning, &value, &MANAGED).await
     } => "SecretNotOwner", "tag-user";

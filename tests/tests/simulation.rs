@@ -853,7 +853,7 @@ impl World {
             let m = &self.secrets[i];
             (m.arn.clone(), m.kind, m.user.clone())
         };
-        let owning = rekey::ownership::owning_name("rekey/", kind, &user);
+        let owning = rekey::ownership::owning_name("rekey/", kind, None, &user);
         let (taken, value) = {
             let s = self.sim.state();
             let value = s

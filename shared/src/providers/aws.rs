@@ -1,6 +1,9 @@
 //! AWS IAM access keys; new keys are tested with STS GetCallerIdentity.
 
 use aws_config::retry::RetryConfig;
+use std::time::SystemTime;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_iam::Client as Iam;
@@ -33,9 +36,61 @@ impl AwsClients {
         }
     }
 
+    /// The clients of a member account: `role_arn` assumed with
+    /// `external_id`, signed by the function's own credentials, and when
+    /// those credentials expire. They are kept in memory only.
+    pub async fn assume(
+        config: &aws_config::SdkConfig,
+        account: &str,
+        role_arn: &str,
+        external_id: &str,
+    ) -> Result<(AwsClients, SystemTime)> {
+        let out = Sts::new(config)
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name("rekey")
+            .external_id(external_id)
+            .send()
+            .await
+            .map_err(|e| match code(&e) {
+                Some("AccessDenied" | "NoSuchEntity" | "InvalidClientTokenId") => {
+                    Error::MemberAccountUnreachable {
+                        account: account.to_owned(),
+                        role_arn: role_arn.to_owned(),
+                        reason: service_error("STS", "AssumeRole", e).to_string(),
+                    }
+                }
+                // The answer carries the role's credentials.
+                _ => service_error("STS", "AssumeRole", e).withhold_message(),
+            })?;
+        let unusable = || Error::Service {
+            service: "STS",
+            operation: "AssumeRole",
+            code: "EmptyResponse".into(),
+            message: "the response held no credentials".into(),
+            retryable: false,
+        };
+        let creds = out.credentials().ok_or_else(unusable)?;
+        let expires = system_time(Some(creds.expiration())).ok_or_else(unusable)?;
+        let credentials = Credentials::new(
+            creds.access_key_id(),
+            creds.secret_access_key(),
+            Some(creds.session_token().to_owned()),
+            Some(expires),
+            "rekey-member",
+        );
+        let member = config
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .build();
+        Ok((AwsClients::new(&member), expires))
+    }
+
     /// STS GetCallerIdentity signed with `credential`: the IAM user name it
-    /// acts as, or the whole ARN when it is not an IAM user.
-    pub async fn whoami(&self, credential: &Credential) -> Result<String> {
+    /// acts as, or the whole ARN when it is not an IAM user or not one of
+    /// `account` (when given: a member account's key must authenticate in
+    /// that account).
+    pub async fn whoami(&self, credential: &Credential, account: Option<&str>) -> Result<String> {
         let config = self
             .sts
             .to_builder()
@@ -53,7 +108,13 @@ impl AwsClients {
             .await
             .map_err(|e| service_error("STS", "GetCallerIdentity", e))?;
         let arn = out.arn().unwrap_or_default();
-        // arn:aws:iam::123456789012:user/path/name -> name
+        // arn:aws:iam::123456789012:user/path/name -> name, when in the
+        // account the secret names (else the whole ARN, which no user
+        // name equals).
+        let arn_account = arn.split(':').nth(4);
+        if account.is_some_and(|a| Some(a) != arn_account) {
+            return Ok(arn.to_owned());
+        }
         match arn.split_once(":user/") {
             Some((_, path_and_name)) => Ok(path_and_name
                 .rsplit('/')
@@ -71,6 +132,8 @@ impl AwsClients {
 pub struct AwsIam {
     iam: Iam,
     managed_path: String,
+    /// The member account it acts in, if not the function's own.
+    account: Option<String>,
 }
 
 impl AwsIam {
@@ -80,6 +143,16 @@ impl AwsIam {
         AwsIam {
             iam: clients.iam.clone(),
             managed_path: managed_path.to_owned(),
+            account: None,
+        }
+    }
+
+    /// The same, acting in member account `account` through `clients`
+    /// (its member role's).
+    pub fn in_account(clients: &AwsClients, managed_path: &str, account: &str) -> Self {
+        AwsIam {
+            account: Some(account.to_owned()),
+            ..AwsIam::new(clients, managed_path)
         }
     }
 }
@@ -108,10 +181,16 @@ impl KeyApi for AwsIam {
                 // path: a user elsewhere is refused by IAM itself.
                 Some("AccessDenied") => Error::UserNotManaged {
                     user: user.to_owned(),
-                    reason: format!(
-                        "rekey may not read it (its role covers only users under REKEY_MANAGED_USER_PATH {}); move the user under that path",
-                        self.managed_path
-                    ),
+                    reason: match &self.account {
+                        None => format!(
+                            "rekey may not read it (its role covers only users under REKEY_MANAGED_USER_PATH {}); move the user under that path",
+                            self.managed_path
+                        ),
+                        Some(account) => format!(
+                            "rekey's member role in account {account} may not read it: the role covers only users under REKEY_MANAGED_USER_PATH {} (move the user under that path), or it lacks the member template's policy (deploy it there)",
+                            self.managed_path
+                        ),
+                    },
                 },
                 _ => service_error(SERVICE, "GetUser", e),
             })?;

@@ -5,15 +5,16 @@ mod alibaba;
 mod aws;
 mod scloud;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 pub use alibaba::AlibabaRam;
 pub use aws::{AwsClients, AwsIam};
 pub use scloud::SCloud;
 
-use crate::config::{self, AlibabaSettings, Config, SCloudSettings};
+use crate::config::{self, AlibabaSettings, Config, MemberSettings, SCloudSettings};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::model::{AccessKey, Credential, LastUsed, ManagedSecret, Provider};
@@ -24,6 +25,13 @@ use crate::ports::{KeyApi, Providers, Signer};
 #[derive(Debug)]
 pub struct LiveProviders {
     aws: AwsClients,
+    /// The function's AWS configuration, from which member accounts' roles
+    /// are assumed.
+    sdk: aws_config::SdkConfig,
+    member: MemberSettings,
+    /// Each member account's clients and when their credentials expire:
+    /// assumed once, used until shortly before they expire.
+    members: Mutex<HashMap<String, (AwsClients, SystemTime)>>,
     managed_user_path: Option<String>,
     alibaba: AlibabaSettings,
     scloud: SCloudSettings,
@@ -36,6 +44,9 @@ impl LiveProviders {
     pub fn new(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
         LiveProviders {
             aws: AwsClients::new(sdk),
+            sdk: sdk.clone(),
+            member: config.member.clone(),
+            members: Mutex::new(HashMap::new()),
             managed_user_path: config.managed_user_path.clone(),
             alibaba: config.alibaba.clone(),
             scloud: config.scloud.clone(),
@@ -54,12 +65,50 @@ impl LiveProviders {
         Ok(self.http.get_or_init(|| client).clone())
     }
 
+    /// The clients of member account `account`: its member role's, assumed
+    /// on first use and again when its credentials are about to expire.
+    async fn member_clients(&self, account: &str) -> Result<AwsClients> {
+        let now = SystemTime::now();
+        if let Some((clients, expires)) = self.members.lock().unwrap().get(account) {
+            if now + CREDENTIALS_MARGIN < *expires {
+                return Ok(clients.clone());
+            }
+        }
+        let external_id = self.member.external_id.as_deref().ok_or_else(|| {
+            config::required(config::MEMBER_EXTERNAL_ID, "aws in a member account")
+        })?;
+        let partition = partition(self.sdk.region().map(|r| r.as_ref()).unwrap_or(""));
+        let role_arn = self.member.role_arn(partition, account);
+        let (clients, expires) =
+            AwsClients::assume(&self.sdk, account, &role_arn, external_id).await?;
+        self.members
+            .lock()
+            .unwrap()
+            .insert(account.to_owned(), (clients.clone(), expires));
+        Ok(clients)
+    }
+
     fn alibaba_api(&self) -> Result<alibaba::Api> {
         Ok(alibaba::Api::new(self.http()?, &self.alibaba))
     }
 
     fn scloud_api(&self) -> Result<scloud::Api> {
         Ok(scloud::Api::new(self.http()?, &self.scloud.endpoint))
+    }
+}
+
+/// Member credentials are assumed again this long before they expire, so
+/// that no call outlives them.
+const CREDENTIALS_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// The AWS partition of `region` (`aws`, `aws-cn`, `aws-us-gov`).
+fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
     }
 }
 
@@ -146,14 +195,20 @@ pub enum LiveKeyApi {
 impl Providers for LiveProviders {
     type KeyApi = LiveKeyApi;
 
-    fn open(&self, kind: Provider, signer: Option<Signer>) -> Result<LiveKeyApi> {
+    async fn open(&self, secret: &ManagedSecret, signer: Option<Signer>) -> Result<LiveKeyApi> {
+        let kind = secret.provider;
         match kind {
             Provider::Aws => {
                 let path = self
                     .managed_user_path
                     .as_deref()
                     .ok_or_else(|| config::required(config::MANAGED_USER_PATH, kind.name()))?;
-                Ok(LiveKeyApi::Aws(AwsIam::new(&self.aws, path)))
+                Ok(LiveKeyApi::Aws(match &secret.account_id {
+                    None => AwsIam::new(&self.aws, path),
+                    Some(account) => {
+                        AwsIam::in_account(&self.member_clients(account).await?, path, account)
+                    }
+                }))
             }
             Provider::Alibaba => {
                 let pattern =
@@ -183,7 +238,10 @@ impl Providers for LiveProviders {
 
     async fn whoami(&self, secret: &ManagedSecret, credential: &Credential) -> Result<String> {
         match secret.provider {
-            Provider::Aws => self.aws.whoami(credential).await,
+            Provider::Aws => {
+                let account = secret.account_id.as_deref();
+                self.aws.whoami(credential, account).await
+            }
             Provider::Alibaba => alibaba::whoami(&self.alibaba_api()?, credential).await,
             Provider::SCloud => {
                 let project = secret.project_id.as_deref();

@@ -145,7 +145,13 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 ))
             }
         };
-        self.providers.open(kind, signer)
+        if let Some(reason) = ownership::account_not_allowed(&self.config.member, secret) {
+            return Err(Error::UserNotManaged {
+                user: secret.user_name.clone(),
+                reason,
+            });
+        }
+        self.providers.open(secret, signer).await
     }
 
     /// Refuses a secret that does not own the user its value names
