@@ -220,7 +220,7 @@ pub enum Error {
     },
 
     /// The member role of the account a secret names could not be assumed.
-    #[error("account {account}: rekey could not assume its member role {role_arn}: {reason}. Deploy the member role to that account (it must trust rekey's functions and require REKEY_MEMBER_EXTERNAL_ID), or take the account out of REKEY_MEMBER_ACCOUNTS. Nothing was changed")]
+    #[error("account {account}: rekey could not assume its member role {role_arn}: {reason}. Deploy infra/member.yaml to that account (its role trusts rekey's functions and requires REKEY_MEMBER_EXTERNAL_ID), or take the account out of REKEY_MEMBER_ACCOUNTS. Nothing was changed")]
     MemberAccountUnreachable {
         /// The member account.
         account: String,

@@ -1,5 +1,6 @@
-"""Checks of infra/template.yaml that cfn-lint and checkov cannot make:
-the template and the workspace agree, and the roles are least privilege."""
+"""Checks of infra/template.yaml and infra/member.yaml that cfn-lint and
+checkov cannot make: the template and the workspace agree, and the roles are
+least privilege."""
 
 import json
 import pathlib
@@ -14,6 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 TEMPLATE, _ = decode_str((ROOT / "infra/template.yaml").read_text())
 RESOURCES = TEMPLATE["Resources"]
 FUNCTIONS = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"}
+MEMBER, _ = decode_str((ROOT / "infra/member.yaml").read_text())
 
 
 def workspace_binaries():
@@ -166,6 +168,77 @@ class Template(unittest.TestCase):
         for name, p in TEMPLATE["Parameters"].items():
             self.assertTrue(p.get("Description"), name)
 
+
+
+def role_statements(role):
+    for policy in role["Properties"]["Policies"]:
+        yield from policy["PolicyDocument"]["Statement"]
+
+
+def trust_statements(role):
+    for st in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+        if isinstance(st, dict) and "Fn::If" in st:
+            st = st["Fn::If"][1]
+        yield st
+
+
+class MemberTemplate(unittest.TestCase):
+    """The member account's roles: the member role does what the central
+    functions do to keys, on users under the managed path only, and trusts
+    only those functions' roles with the external id; the operator role only
+    reads."""
+
+    def test_the_member_role_grants_the_functions_key_actions_on_the_managed_path_only(self):
+        role = MEMBER["Resources"]["MemberRole"]
+        granted = {a for st in role_statements(role) for a in actions(st)}
+        central = {
+            a
+            for name in ("HookFunction", "CreateFunction", "FinishFunction", "CleanupFunction")
+            for st in statements(FUNCTIONS[name])
+            for a in actions(st)
+            if a.startswith("iam:")
+        }
+        self.assertEqual(granted, central, "the member role grants what the functions do in their own account")
+        for st in role_statements(role):
+            self.assertEqual(st["Effect"], "Allow")
+            self.assertEqual(
+                st["Resource"], {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user${ManagedUserPath}*"}
+            )
+
+    def test_the_member_role_trusts_only_the_central_functions_with_the_external_id(self):
+        role = MEMBER["Resources"]["MemberRole"]
+        allow, deny = list(trust_statements(role))
+        self.assertEqual(allow["Effect"], "Allow")
+        self.assertEqual(allow["Action"], "sts:AssumeRole")
+        self.assertEqual(allow["Condition"]["StringEquals"]["sts:ExternalId"], {"Ref": "ExternalId"})
+        self.assertIn("FunctionRole-*", allow["Condition"]["ArnLike"]["aws:PrincipalArn"]["Fn::Sub"])
+        self.assertIn("${CentralStackName}-", allow["Condition"]["ArnLike"]["aws:PrincipalArn"]["Fn::Sub"])
+        self.assertEqual(deny["Effect"], "Deny")
+        self.assertIn("aws:PrincipalOrgID", deny["Condition"]["StringNotEquals"])
+
+    def test_the_central_functions_may_assume_only_the_member_role(self):
+        for name in ("HookFunction", "CreateFunction", "FinishFunction", "CleanupFunction"):
+            sts = [st for st in statements(FUNCTIONS[name]) if "sts:AssumeRole" in actions(st)]
+            self.assertEqual(len(sts), 1, name)
+            self.assertEqual(sts[0]["Resource"], {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role${MemberRole}"})
+        granted = {a for st in statements(FUNCTIONS["TestFunction"]) for a in actions(st)}
+        self.assertNotIn("sts:AssumeRole", granted, "the key test signs with the new key")
+
+    def test_the_operator_role_only_reads(self):
+        role = MEMBER["Resources"]["OperatorReadOnlyRole"]
+        self.assertEqual(role["Condition"], "HasOperatorRole")
+        for st in role_statements(role):
+            for a in actions(st):
+                self.assertRegex(a, r"^iam:(List|Get)", a)
+
+    def test_every_role_takes_the_permissions_boundary(self):
+        for name, r in MEMBER["Resources"].items():
+            if r["Type"] == "AWS::IAM::Role":
+                self.assertIn("PermissionsBoundary", r["Properties"], name)
+
+    def test_parameters_are_described(self):
+        for name, p in MEMBER["Parameters"].items():
+            self.assertTrue(p.get("Description"), name)
 
 if __name__ == "__main__":
     result = unittest.main(exit=False, verbosity=2).result
