@@ -3,6 +3,7 @@ checkov cannot make: the template and the workspace agree, and the roles are
 least privilege."""
 
 import json
+import os
 import pathlib
 import re
 import sys
@@ -163,6 +164,32 @@ class Template(unittest.TestCase):
         self.assertEqual(set(mapping), set(allowed))
         for test_timeout, row in mapping.items():
             self.assertGreaterEqual(row["Seconds"], int(test_timeout) + 30)
+
+    def test_every_role_of_the_transformed_template_takes_the_permissions_boundary(self):
+        # SAM makes the roles (the functions', the state machine's, the
+        # schedules'): check them on its output.
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        from samtranslator.translator.transform import transform
+
+        template = json.loads(json.dumps(TEMPLATE, default=str))
+        template["Globals"]["Function"]["CodeUri"] = "s3://bucket/code.zip"
+        template["Resources"]["RotationStateMachine"]["Properties"]["DefinitionUri"] = "s3://bucket/asl.json"
+
+        class NoManagedPolicies:
+            def load(self):
+                return {}
+
+        out = transform(template, {}, NoManagedPolicies())
+        roles = {k: v for k, v in out["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
+        self.assertGreaterEqual(len(roles), 8, sorted(roles))
+        boundary = {"Fn::If": ["HasBoundary", {"Ref": "PermissionsBoundaryArn"}, {"Ref": "AWS::NoValue"}]}
+        for name, role in roles.items():
+            self.assertEqual(role["Properties"].get("PermissionsBoundary"), boundary, name)
+
+    def test_the_state_machine_names_no_partition(self):
+        text = (ROOT / "infra/statemachine/rotation.asl.json").read_text()
+        self.assertNotIn("arn:aws:", text)
+        self.assertIn("arn:${Partition}:states:::", text)
 
     def test_parameters_are_described(self):
         for name, p in TEMPLATE["Parameters"].items():

@@ -185,6 +185,7 @@ class StateMachineRun(unittest.TestCase):
             "TopicArn": topic_arn,
             "MaxConcurrency": "2",
             "RotationPeriod": f"{ROTATION_PERIOD_S}s",
+            "Partition": "aws",
         }.items():
             text = text.replace("${" + key + "}", value)
         self.assertNotIn("${", text, "every substitution is filled")
