@@ -22,9 +22,9 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
-use rekey::model::{Credential, Sensitive};
-use rekey::ports::{KeyApi, Select, Vault};
-use rekey::providers::{AwsClients, AwsIam};
+use rekey::model::{Credential, ManagedSecret, Sensitive};
+use rekey::ports::{KeyApi, Providers, Select, Vault};
+use rekey::providers::{AwsClients, AwsIam, LiveProviders};
 use rekey::vault::SecretsManager;
 use rekey::Error;
 
@@ -462,5 +462,48 @@ mod iam {
             .unwrap_err();
         assert_eq!(err.kind(), "ServiceUnavailable", "{err}");
         assert_no_secret(&err);
+    }
+
+    #[tokio::test]
+    async fn a_member_role_is_assumed_once_per_account() {
+        let assumed = Arc::new(AtomicUsize::new(0));
+        let counted = assumed.clone();
+        let (sdk, _) = sdk(move |operation| {
+            assert_eq!(operation, "AssumeRole", "opening makes no other call");
+            counted.fetch_add(1, Ordering::SeqCst);
+            (
+                200,
+                "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
+                 <Credentials><AccessKeyId>ASIAMEMBER</AccessKeyId><SecretAccessKey>member</SecretAccessKey>\
+                 <SessionToken>token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>\
+                 <AssumedRoleUser><Arn>arn:aws:sts::111111111111:assumed-role/rekey-member/rekey</Arn>\
+                 <AssumedRoleId>AROAMEMBER:rekey</AssumedRoleId></AssumedRoleUser></AssumeRoleResult>\
+                 <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></AssumeRoleResponse>"
+                    .to_owned(),
+            )
+        })
+        .await;
+        let config = rekey::Config::from_lookup(|name| match name {
+            "REKEY_MANAGED_USER_PATH" => Some("/rekey/".into()),
+            "REKEY_MEMBER_ACCOUNTS" => Some("111111111111".into()),
+            "REKEY_MEMBER_EXTERNAL_ID" => Some("ext-id".into()),
+            _ => None,
+        })
+        .unwrap();
+        let providers = LiveProviders::new(&sdk, &config);
+        let secret =
+            ManagedSecret::parse(r#"{"UserName":"alice","AccountId":"111111111111"}"#).unwrap();
+        let (a, b, c) = tokio::join!(
+            providers.open(&secret, None),
+            providers.open(&secret, None),
+            providers.open(&secret, None),
+        );
+        assert!(a.is_ok() && b.is_ok() && c.is_ok());
+        providers.open(&secret, None).await.unwrap();
+        assert_eq!(
+            assumed.load(Ordering::SeqCst),
+            1,
+            "one AssumeRole per account"
+        );
     }
 }

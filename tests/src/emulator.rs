@@ -286,6 +286,14 @@ impl Emulator {
             .filter(|r| r.user_name.as_deref() == Some(user))
             .collect()
     }
+
+    /// The requests since `since` that created, changed or deleted one of
+    /// `user`'s keys (and succeeded).
+    pub async fn key_changes_since(&self, since: usize, user: &str) -> Vec<Request> {
+        let mut requests = self.requests_since(since, user).await;
+        requests.retain(Request::changes_keys);
+        requests
+    }
 }
 
 impl World {

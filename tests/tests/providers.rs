@@ -337,12 +337,7 @@ async fn two_active_keys_block_with_a_clear_error_and_no_change(kind: Provider) 
         "nothing changed"
     );
     if let Subject::Emulated { e, .. } = &s {
-        let changes: Vec<_> = e
-            .requests_since(since, &user)
-            .await
-            .into_iter()
-            .filter(|r| r.changes_keys())
-            .collect();
+        let changes = e.key_changes_since(since, &user).await;
         assert!(changes.is_empty(), "{changes:?}");
     }
     s.assert_invariants(&w, &secret, &user).await;
@@ -743,12 +738,7 @@ async fn bad_secrets_and_settings_are_refused_without_change(kind: Provider) {
         "InvalidConfig",
         &[e.pattern_setting(), kind.name()],
     );
-    let changes: Vec<_> = e
-        .requests_since(since, &user)
-        .await
-        .into_iter()
-        .filter(|r| r.changes_keys())
-        .collect();
+    let changes = e.key_changes_since(since, &user).await;
     assert!(changes.is_empty(), "{changes:?}");
     assert_eq!(e.key_ids(&user).await, vec![key.access_key_id.clone()]);
     w.assert_no_secret_in(&rekey_testkit::captured_logs(), "the logs");

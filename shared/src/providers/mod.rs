@@ -7,7 +7,7 @@ mod scloud;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 pub use alibaba::AlibabaRam;
@@ -30,8 +30,9 @@ pub struct LiveProviders {
     sdk: aws_config::SdkConfig,
     member: MemberSettings,
     /// Each member account's clients and when their credentials expire:
-    /// assumed once, used until shortly before they expire.
-    members: Mutex<HashMap<String, (AwsClients, SystemTime)>>,
+    /// assumed once, used until shortly before they expire. One lock per
+    /// account, so concurrent steps (a sweep) assume its role once.
+    members: Mutex<HashMap<String, Arc<MemberSlot>>>,
     managed_user_path: Option<String>,
     alibaba: AlibabaSettings,
     scloud: SCloudSettings,
@@ -68,9 +69,16 @@ impl LiveProviders {
     /// The clients of member account `account`: its member role's, assumed
     /// on first use and again when its credentials are about to expire.
     async fn member_clients(&self, account: &str) -> Result<AwsClients> {
-        let now = SystemTime::now();
-        if let Some((clients, expires)) = self.members.lock().unwrap().get(account) {
-            if now + CREDENTIALS_MARGIN < *expires {
+        let slot = self
+            .members
+            .lock()
+            .unwrap()
+            .entry(account.to_owned())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some((clients, expires)) = slot.as_ref() {
+            if SystemTime::now() + CREDENTIALS_MARGIN < *expires {
                 return Ok(clients.clone());
             }
         }
@@ -81,10 +89,7 @@ impl LiveProviders {
         let role_arn = self.member.role_arn(partition, account);
         let (clients, expires) =
             AwsClients::assume(&self.sdk, account, &role_arn, external_id).await?;
-        self.members
-            .lock()
-            .unwrap()
-            .insert(account.to_owned(), (clients.clone(), expires));
+        *slot = Some((clients.clone(), expires));
         Ok(clients)
     }
 
@@ -96,6 +101,10 @@ impl LiveProviders {
         Ok(scloud::Api::new(self.http()?, &self.scloud.endpoint))
     }
 }
+
+/// A member account's clients and when their credentials expire, once
+/// assumed.
+type MemberSlot = tokio::sync::Mutex<Option<(AwsClients, SystemTime)>>;
 
 /// Member credentials are assumed again this long before they expire, so
 /// that no call outlives them.
