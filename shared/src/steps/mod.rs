@@ -312,7 +312,18 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let which = pending_version(token);
         match self.vault.read(secret_id, which).await? {
             Some(version) => Ok(Some(self.parse(secret_id, &label(which), &version)?)),
-            None => Ok(None),
+            None => {
+                // The guard saw the token AWSPENDING; another run may have
+                // moved the label since (a race of two rotations).
+                let info = self.vault.describe(secret_id).await?;
+                if !info.has_stage(token, AWSPENDING) {
+                    return Err(Error::TokenNotPending {
+                        secret_id: secret_id.to_owned(),
+                        token: token.to_owned(),
+                    });
+                }
+                Ok(None)
+            }
         }
     }
 
