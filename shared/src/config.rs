@@ -16,6 +16,9 @@ pub struct Config {
     pub delete_after: Duration,
     /// A superseded key used more recently than this is left active.
     pub idle_before_deactivate: Duration,
+    /// The sweep checks each secret in full (its keys at the provider) at
+    /// least this often, however quiet its records are.
+    pub full_check_every: Duration,
     /// Consecutive successful probes a new key needs.
     pub test_consecutive: u32,
     /// How long the hook's testSecret waits for a new key at most.
@@ -184,6 +187,8 @@ pub const DEACTIVATE_AFTER: &str = "REKEY_DEACTIVATE_AFTER";
 pub const DELETE_AFTER: &str = "REKEY_DELETE_AFTER";
 /// `REKEY_IDLE_BEFORE_DEACTIVATE`: [`Config::idle_before_deactivate`].
 pub const IDLE_BEFORE_DEACTIVATE: &str = "REKEY_IDLE_BEFORE_DEACTIVATE";
+/// `REKEY_FULL_CHECK_EVERY`: [`Config::full_check_every`].
+pub const FULL_CHECK_EVERY: &str = "REKEY_FULL_CHECK_EVERY";
 /// `REKEY_TEST_CONSECUTIVE`: [`Config::test_consecutive`].
 pub const TEST_CONSECUTIVE: &str = "REKEY_TEST_CONSECUTIVE";
 /// `REKEY_TEST_TIMEOUT`: [`Config::test_timeout`].
@@ -218,7 +223,7 @@ pub const MEMBER_EXTERNAL_ID: &str = "REKEY_MEMBER_EXTERNAL_ID";
 /// fills and how its text is read. [`Config::from_lookup`] reads them in
 /// this order (the first invalid one is reported), [`Config::to_env`]
 /// writes them back, and a test holds `infra/template.yaml` to the table.
-pub const SETTINGS: [Setting; 18] = [
+pub const SETTINGS: [Setting; 19] = [
     Setting {
         name: MANAGED_USER_PATH,
         default: None,
@@ -273,6 +278,12 @@ pub const SETTINGS: [Setting; 18] = [
             |c| c.idle_before_deactivate,
             |c, v| c.idle_before_deactivate = v,
         ),
+    },
+    Setting {
+        name: FULL_CHECK_EVERY,
+        default: Some("7d"),
+        template: Some(TemplateValue::Ref("FullCheckEvery")),
+        field: Field::Duration(|c| c.full_check_every, |c, v| c.full_check_every = v),
     },
     Setting {
         name: TEST_TIMEOUT,
@@ -604,6 +615,7 @@ impl Config {
             deactivate_after: Duration::ZERO,
             delete_after: Duration::ZERO,
             idle_before_deactivate: Duration::ZERO,
+            full_check_every: Duration::ZERO,
             test_consecutive: 0,
             test_timeout: Duration::ZERO,
             test_spacing: Duration::ZERO,

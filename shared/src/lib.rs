@@ -17,6 +17,7 @@ pub mod providers;
 pub mod records;
 pub mod sdk;
 pub mod steps;
+pub mod triage;
 pub mod vault;
 
 pub use config::Config;

@@ -3,7 +3,7 @@
 //! Only counts, ages, ids and reasons go in: never secret material.
 //!
 //! What each function records: [`count_created`], [`count_finished`],
-//! [`count_skipped`], [`count_cleanup`] and, for any failure,
+//! [`count_skipped`], [`count_triage`], [`count_cleanup`] and, for any failure,
 //! [`count_failure`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,7 +12,9 @@ use serde_json::{json, Map, Value};
 
 use crate::error::Error;
 use crate::lambda::Function;
+use crate::ports::SecretInfo;
 use crate::steps::{CleanupReport, Created, Finished};
+use crate::triage::Triage;
 
 /// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "rekey";
@@ -23,7 +25,7 @@ pub const NAMESPACE: &str = "rekey";
 pub struct Record {
     function: Function,
     dimensions: Vec<(&'static str, String)>,
-    metrics: Vec<(&'static str, f64, &'static str)>,
+    metrics: Vec<(&'static str, Value, &'static str)>,
     properties: Vec<(&'static str, String)>,
 }
 
@@ -47,14 +49,23 @@ impl Record {
     /// A count (CloudWatch unit `Count`); a zero count is left out.
     pub fn count(mut self, name: &'static str, n: usize) -> Self {
         if n > 0 {
-            self.metrics.push((name, n as f64, "Count"));
+            self.metrics.push((name, json!(n as f64), "Count"));
         }
         self
     }
 
     /// A plain number (CloudWatch unit `None`), e.g. an age in days.
     pub fn value(mut self, name: &'static str, value: f64) -> Self {
-        self.metrics.push((name, value, "None"));
+        self.metrics.push((name, json!(value), "None"));
+        self
+    }
+
+    /// Several values of one plain number (EMF takes up to 100 in one
+    /// record), e.g. the ages of one page of secrets; none is left out.
+    pub fn values(mut self, name: &'static str, values: &[f64]) -> Self {
+        if !values.is_empty() {
+            self.metrics.push((name, json!(values), "None"));
+        }
         self
     }
 
@@ -100,7 +111,7 @@ impl Record {
             root.insert((*k).into(), v.clone().into());
         }
         for (name, value, _) in &self.metrics {
-            root.insert((*name).into(), json!(value));
+            root.insert((*name).into(), value.clone());
         }
         Some(Value::Object(root).to_string())
     }
@@ -170,6 +181,42 @@ pub fn count_skipped(function: Function, secret_id: &str, reason: &str) {
         .emit();
 }
 
+/// Metrics of one page the sweep triaged at `now`: how many secrets it
+/// listed and sent on, and the age of each managed secret's AWSCURRENT
+/// version the records know (`CurrentVersionAgeDays`, behind the overdue
+/// alarm; a secret whose records cannot say is checked in full, and that
+/// cleanup reports its age). The oldest secret is named.
+pub fn count_triage(page: &[(SecretInfo, Triage)], now: SystemTime) {
+    triage_record(page, now).emit();
+}
+
+/// The record [`count_triage`] emits.
+fn triage_record(page: &[(SecretInfo, Triage)], now: SystemTime) -> Record {
+    let ages: Vec<(&str, f64)> = page
+        .iter()
+        .filter_map(|(info, t)| {
+            let age = now.duration_since(t.current_since?).ok()?;
+            Some((info.arn.as_str(), age.as_secs_f64() / 86_400.0))
+        })
+        .collect();
+    let oldest = ages
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(arn, _)| *arn);
+    let values: Vec<f64> = ages.iter().map(|(_, age)| *age).collect();
+    let record = Record::new(Function::Cleanup)
+        .count("SecretsListed", page.len())
+        .count(
+            "SecretsDue",
+            page.iter().filter(|(_, t)| t.is_due()).count(),
+        )
+        .values("CurrentVersionAgeDays", &values);
+    match oldest {
+        Some(arn) => record.property("OldestSecretId", arn),
+        None => record,
+    }
+}
+
 /// Metrics for each secret of a cleanup report, made at `now`.
 pub fn count_cleanup(report: &CleanupReport, now: SystemTime) {
     for s in &report.secrets {
@@ -225,6 +272,75 @@ mod tests {
         assert_eq!(v["SecretsSkipped"], 2.0);
         assert_eq!(v["SecretId"], "arn:x");
         assert!(v.get("KeysDeleted").is_none(), "zero counts are left out");
+    }
+
+    #[test]
+    fn a_page_of_ages_is_one_line() {
+        let line = Record::new(Function::Cleanup)
+            .count("SecretsListed", 3)
+            .values("CurrentVersionAgeDays", &[1.0, 2.5, 90.0])
+            .values("Nothing", &[])
+            .to_line(UNIX_EPOCH)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["CurrentVersionAgeDays"], json!([1.0, 2.5, 90.0]));
+        assert_eq!(v["SecretsListed"], 3.0);
+        assert!(v.get("Nothing").is_none(), "no values, no metric");
+    }
+
+    #[test]
+    fn every_managed_secret_gets_its_age_from_the_sweep_or_its_full_check() {
+        use crate::model::AWSCURRENT;
+        use crate::records::{CurrentRecord, CURRENT, TAG_MANAGED, TAG_PAUSED};
+        use crate::triage::{triage, Periods};
+        let day = Duration::from_secs(86_400);
+        let now = UNIX_EPOCH + day * 1_000;
+        let secret = |n: u64, recorded: bool, paused: bool| {
+            let mut info = SecretInfo {
+                arn: format!("arn:s{n}"),
+                ..Default::default()
+            };
+            info.versions.insert("v".into(), vec![AWSCURRENT.into()]);
+            info.tags.insert(TAG_MANAGED.into(), "true".into());
+            if paused {
+                info.tags.insert(TAG_PAUSED.into(), "true".into());
+            }
+            if recorded {
+                let record = CurrentRecord {
+                    version: "v".into(),
+                    key_id: "K".into(),
+                    since: now - day * n as u32,
+                };
+                info.tags.insert(CURRENT.into(), record.value());
+            }
+            info
+        };
+        let page = [
+            secret(1, true, false),
+            secret(40, true, false),
+            secret(2, false, false),
+            secret(3, true, true),
+        ];
+        let periods = Periods {
+            rotation: day * 90,
+            deactivate_after: day,
+            delete_after: day * 7,
+            full_check_every: day * 7,
+        };
+        let verdicts: Vec<_> = page
+            .iter()
+            .map(|i| (i.clone(), triage(i, now, &periods)))
+            .collect();
+        let line = triage_record(&verdicts, now).to_line(now).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        // The two recorded ones by their records; the unrecorded one is
+        // sent to its full check, whose report carries its age; the paused
+        // one is left alone, as every function leaves it.
+        assert_eq!(v["CurrentVersionAgeDays"], json!([1.0, 40.0]));
+        assert_eq!(v["OldestSecretId"], "arn:s40");
+        assert_eq!(v["SecretsListed"], 4.0);
+        assert!(verdicts[2].1.clean && verdicts[2].1.current_since.is_none());
+        assert_eq!(verdicts[3].1.current_since, None);
     }
 
     #[test]

@@ -252,7 +252,13 @@ pub fn dead_pending(
 /// Whether a secret whose AWSCURRENT version was made at `current_since` is
 /// due for rotation with `period`.
 pub fn is_due(current_since: SystemTime, period: Duration, now: SystemTime) -> bool {
-    current_since + period <= now
+    ended(current_since, period, now)
+}
+
+/// Whether a period of `length` that began at `start` has ended by `now`
+/// (a period too long to end never has).
+pub fn ended(start: SystemTime, length: Duration, now: SystemTime) -> bool {
+    start.checked_add(length).is_some_and(|end| end <= now)
 }
 
 /// RFC 3339 to the second, for messages and records.

@@ -97,8 +97,19 @@ pub trait Vault {
     async fn tag(&self, secret_id: &str, tags: &[(String, String)]) -> Result<()>;
     /// UntagResource: removes the tags with these keys from the secret.
     async fn untag(&self, secret_id: &str, keys: &[String]) -> Result<()>;
-    /// Every secret tagged `rekey:managed` (ARNs), all pages.
-    async fn list_managed(&self) -> Result<Vec<String>>;
+    /// ListSecrets: one page of the secrets tagged `rekey:managed`, each as
+    /// DescribeSecret would describe it (ListSecrets returns the tags and
+    /// version stages too), from `next_token` (`None`: the first page).
+    async fn list_page(&self, next_token: Option<&str>) -> Result<SecretPage>;
+}
+
+/// One page of ListSecrets.
+#[derive(Clone, Debug, Default)]
+pub struct SecretPage {
+    /// The secrets of the page (never a deleted one).
+    pub secrets: Vec<SecretInfo>,
+    /// Where the next page starts; `None` after the last.
+    pub next_token: Option<String>,
 }
 
 /// The key pair that signs a provider's calls, where it came from (for

@@ -3,11 +3,16 @@
 //! - `rekey:managed` = `true` makes a secret rekey's; `rekey:paused` =
 //!   `true` pauses it (invariant managed-users-only).
 //! - One tag per key and fact, its value an RFC 3339 time:
-//!   `rekey:created:<key id>` (rekey made the key for this secret),
+//!   `rekey:created:<key id>` (rekey made the key for this secret; its
+//!   value also names the rotation's token: `<time> <token>`),
 //!   `rekey:superseded:<key id>` (this secret superseded the key) and
 //!   `rekey:inactive:<key id>` (since when it is inactive). Kept in the
 //!   secret so they survive crashes; a missing timer record starts its
 //!   clock now.
+//! - `rekey:current` = `<version id> <key id> <time>`: the version finish
+//!   promoted, its key, and when (written by finish, repaired by a full
+//!   check); `rekey:checked` = `<time>`: the last full check. The sweep
+//!   decides from these and the version stages alone ([`crate::triage`]).
 //!
 //! Invariant retire-by-record: a key is retired by these records, and a
 //! record is never trusted too early ([`trusted_since`],
@@ -30,6 +35,10 @@ pub const CREATED: &str = "rekey:created:";
 pub const SUPERSEDED: &str = "rekey:superseded:";
 /// The prefix of an `inactive` record: `rekey:inactive:<key id>`.
 pub const INACTIVE: &str = "rekey:inactive:";
+/// The record of the version finish promoted: `<version> <key> <time>`.
+pub const CURRENT: &str = "rekey:current";
+/// The record of the last full check of a secret: `<time>`.
+pub const CHECKED: &str = "rekey:checked";
 /// Every record a key may have.
 pub const ALL: [&str; 3] = [CREATED, SUPERSEDED, INACTIVE];
 /// The timer records, which start a grace or deletion period.
@@ -57,6 +66,11 @@ pub fn enrolment(info: &SecretInfo) -> Enrolment {
     }
 }
 
+/// The value of a `created` record: when, and for which token.
+pub fn created_value(when: SystemTime, token: &str) -> String {
+    format!("{} {token}", crate::plan::timestamp(when))
+}
+
 /// The tag of the record `prefix` (one of [`CREATED`], [`SUPERSEDED`],
 /// [`INACTIVE`]) for `key_id`.
 pub fn record_tag(prefix: &str, key_id: &str) -> String {
@@ -68,11 +82,16 @@ pub fn record_tag(prefix: &str, key_id: &str) -> String {
 pub fn load_records(info: &SecretInfo) -> Records {
     let mut records = Records::default();
     for (tag, value) in &info.tags {
-        let Ok(when) = humantime::parse_rfc3339(value) else {
+        // A `created` record also names the token the key was made for.
+        let (time, token) = value.split_once(' ').unwrap_or((value, ""));
+        let Ok(when) = humantime::parse_rfc3339(time) else {
             continue;
         };
         if let Some(id) = tag.strip_prefix(CREATED) {
             records.created.insert(id.to_owned(), when);
+            if !token.is_empty() {
+                records.created_for.insert(id.to_owned(), token.to_owned());
+            }
         } else if let Some(id) = tag.strip_prefix(SUPERSEDED) {
             records.superseded.insert(id.to_owned(), when);
         } else if let Some(id) = tag.strip_prefix(INACTIVE) {
@@ -80,6 +99,49 @@ pub fn load_records(info: &SecretInfo) -> Records {
         }
     }
     records
+}
+
+/// The `rekey:current` record: which version became AWSCURRENT, holding
+/// which key, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentRecord {
+    /// The version finish promoted.
+    pub version: String,
+    /// The key that version holds.
+    pub key_id: String,
+    /// When it became AWSCURRENT.
+    pub since: SystemTime,
+}
+
+impl CurrentRecord {
+    /// The record's tag value.
+    pub fn value(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.version,
+            self.key_id,
+            crate::plan::timestamp(self.since)
+        )
+    }
+
+    /// The record in the secret's tags, if it is well-formed.
+    pub fn load(info: &SecretInfo) -> Option<CurrentRecord> {
+        let mut parts = info.tags.get(CURRENT)?.split(' ');
+        let (version, key_id, since) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || version.is_empty() || key_id.is_empty() {
+            return None;
+        }
+        Some(CurrentRecord {
+            version: version.to_owned(),
+            key_id: key_id.to_owned(),
+            since: humantime::parse_rfc3339(since).ok()?,
+        })
+    }
+}
+
+/// The `rekey:checked` record: when the secret was last checked in full.
+pub fn checked_at(info: &SecretInfo) -> Option<SystemTime> {
+    humantime::parse_rfc3339(info.tags.get(CHECKED)?).ok()
 }
 
 /// When rekey made, superseded or saw inactive each key. Kept outside the
@@ -90,6 +152,9 @@ pub struct Records {
     /// key that never became current (an abandoned rotation) or left the
     /// labels (a rollback, an edit) is still known to be rekey's to retire.
     pub created: BTreeMap<String, SystemTime>,
+    /// The token each key in `created` was made for, where the record
+    /// says (`rekey:created:<id>` = `<time> <token>`).
+    pub created_for: BTreeMap<String, String>,
     /// Keys this secret superseded (`rekey:superseded:<id>`): their grace
     /// period runs from then.
     pub superseded: BTreeMap<String, SystemTime>,
@@ -161,6 +226,31 @@ mod tests {
     }
 
     #[test]
+    fn the_current_record_reads_back_and_refuses_what_it_did_not_write() {
+        let record = CurrentRecord {
+            version: "v-1".into(),
+            key_id: "AKIA1".into(),
+            since: at(1_000),
+        };
+        let mut info = SecretInfo::default();
+        info.tags.insert(CURRENT.into(), record.value());
+        assert_eq!(CurrentRecord::load(&info), Some(record));
+        for bad in [
+            "",
+            "v-1",
+            "v-1 AKIA1",
+            "v-1 AKIA1 yesterday",
+            "v-1 AKIA1 1970-01-01T00:16:40Z x",
+        ] {
+            info.tags.insert(CURRENT.into(), bad.into());
+            assert_eq!(CurrentRecord::load(&info), None, "{bad:?}");
+        }
+        info.tags
+            .insert(CHECKED.into(), "1970-01-01T00:16:40Z".into());
+        assert_eq!(checked_at(&info), Some(at(1_000)));
+    }
+
+    #[test]
     fn records_are_read_from_tags() {
         let mut info = SecretInfo::default();
         let t = "2026-01-01T00:00:00Z";
@@ -173,9 +263,18 @@ mod tests {
         ] {
             info.tags.insert(tag, value.to_owned());
         }
+        info.tags
+            .insert(record_tag(CREATED, "E"), format!("{t} tok-1"));
         let records = load_records(&info);
         let when = humantime::parse_rfc3339(t).unwrap();
-        assert_eq!(records.created, [("A".to_owned(), when)].into());
+        assert_eq!(
+            records.created,
+            [("A".to_owned(), when), ("E".to_owned(), when)].into()
+        );
+        assert_eq!(
+            records.created_for,
+            [("E".to_owned(), "tok-1".to_owned())].into()
+        );
         assert_eq!(records.superseded, [("B".to_owned(), when)].into());
         assert_eq!(records.inactive, [("C".to_owned(), when)].into());
         assert_eq!(enrolment(&info), Enrolment::Managed);

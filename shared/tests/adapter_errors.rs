@@ -263,7 +263,7 @@ mod secrets_manager {
     #[tokio::test]
     async fn a_server_fault_is_retryable() {
         let (sdk, _) = sdk(|_| sm_error(500, "InternalServiceError", "try again")).await;
-        let err = SecretsManager::new(&sdk).list_managed().await.unwrap_err();
+        let err = SecretsManager::new(&sdk).list_page(None).await.unwrap_err();
         assert_eq!(err.kind(), "ServiceUnavailable", "{err}");
     }
 }

@@ -19,7 +19,9 @@ use rekey::model::{
     AWSPENDING, AWSPREVIOUS,
 };
 use rekey::ports::Vault;
-use rekey::ports::{Clock, KeyApi, Providers, SecretInfo, SecretVersion, Select, Signer};
+use rekey::ports::{
+    Clock, KeyApi, Providers, SecretInfo, SecretPage, SecretVersion, Select, Signer,
+};
 use rekey::records::TAG_MANAGED;
 use rekey::{Error, Result};
 
@@ -658,6 +660,29 @@ impl Clock for Sim {
     }
 }
 
+/// Secrets per ListSecrets page in the simulation (small, so sweeps of a
+/// few secrets still turn pages).
+pub const LIST_PAGE: usize = 2;
+
+impl Secret {
+    /// The secret as DescribeSecret and ListSecrets describe it: only the
+    /// versions that carry a stage.
+    fn info(&self) -> SecretInfo {
+        SecretInfo {
+            arn: self.arn.clone(),
+            name: self.name.clone(),
+            rotation_enabled: self.rotation_enabled,
+            tags: self.tags.clone(),
+            versions: self
+                .versions
+                .iter()
+                .filter(|v| !v.stages.is_empty())
+                .map(|v| (v.id.clone(), v.stages.clone()))
+                .collect(),
+        }
+    }
+}
+
 impl Vault for Sim {
     async fn describe(&self, secret_id: &str) -> Result<SecretInfo> {
         self.fault(Op::Describe)?;
@@ -665,19 +690,7 @@ impl Vault for Sim {
         let secret = s.secret(secret_id).ok_or_else(|| Error::SecretNotFound {
             secret_id: secret_id.to_owned(),
         })?;
-        Ok(SecretInfo {
-            arn: secret.arn.clone(),
-            name: secret.name.clone(),
-            rotation_enabled: secret.rotation_enabled,
-            tags: secret.tags.clone(),
-            // DescribeSecret lists only versions that carry a stage.
-            versions: secret
-                .versions
-                .iter()
-                .filter(|v| !v.stages.is_empty())
-                .map(|v| (v.id.clone(), v.stages.clone()))
-                .collect(),
-        })
+        Ok(secret.info())
     }
 
     async fn read(&self, secret_id: &str, which: Select<'_>) -> Result<Option<SecretVersion>> {
@@ -824,14 +837,27 @@ impl Vault for Sim {
         Sim::answer(lost, Ok(()))
     }
 
-    async fn list_managed(&self) -> Result<Vec<String>> {
+    async fn list_page(&self, next_token: Option<&str>) -> Result<SecretPage> {
         self.fault(Op::ListManaged)?;
         let s = self.0.borrow();
-        Ok(s.secrets
+        // Pages of LIST_PAGE secrets, as Secrets Manager pages them.
+        let start: usize = next_token.map_or(Ok(0), |t| {
+            t.parse()
+                .map_err(|_| Error::InvalidEvent(format!("bad NextToken {t:?}")))
+        })?;
+        let managed: Vec<&Secret> = s
+            .secrets
             .iter()
             .filter(|s| s.tags.get(TAG_MANAGED).is_some_and(|v| v == "true"))
-            .map(|s| s.arn.clone())
-            .collect())
+            .collect();
+        let end = (start + LIST_PAGE).min(managed.len());
+        Ok(SecretPage {
+            secrets: managed[start.min(end)..end]
+                .iter()
+                .map(|m| m.info())
+                .collect(),
+            next_token: (end < managed.len()).then(|| end.to_string()),
+        })
     }
 }
 

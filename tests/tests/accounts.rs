@@ -34,6 +34,16 @@ async fn member_secret(w: &World, account: Option<&str>, user: &str, key: &Crede
     w.secret(&value, &[("rekey:managed", "true")]).await
 }
 
+/// A user of member `account` with one key and its managed secret:
+/// `(world acting there, user, key, secret)`.
+async fn member_user(w: &World, account: &str) -> (World, String, Credential, String) {
+    let there = w.in_account(account).await;
+    let user = there.user(MANAGED_PATH).await;
+    let key = there.create_key(&user).await;
+    let secret = member_secret(&there, Some(account), &user, &key).await;
+    (there, user, key, secret)
+}
+
 /// The same user name, with one key, in the central account and each
 /// member account: `(account, world acting there, key, secret)`.
 async fn one_user_in_every_account(
@@ -125,10 +135,7 @@ async fn member_account_users_are_rotated_and_retired_in_their_own_account() {
 async fn an_account_outside_the_allowlist_is_refused_with_no_call_there() {
     let w = World::new().await;
     let account = MEMBER_ACCOUNTS[1];
-    let there = w.in_account(account).await;
-    let user = there.user(MANAGED_PATH).await;
-    let key = there.create_key(&user).await;
-    let secret = member_secret(&there, Some(account), &user, &key).await;
+    let (there, user, key, secret) = member_user(&w, account).await;
 
     let proxy = Proxy::start(&moto().endpoint).await;
     let mut config = test_config();
@@ -156,10 +163,7 @@ async fn an_account_outside_the_allowlist_is_refused_with_no_call_there() {
 #[tokio::test]
 async fn a_member_role_that_grants_nothing_stops_before_any_change() {
     let w = World::new().await;
-    let there = w.in_account(DENYING_ACCOUNT).await;
-    let user = there.user(MANAGED_PATH).await;
-    let key = there.create_key(&user).await;
-    let secret = member_secret(&there, Some(DENYING_ACCOUNT), &user, &key).await;
+    let (there, user, _key, secret) = member_user(&w, DENYING_ACCOUNT).await;
     let app = w.app(test_config());
     let before = snapshot(&there, &secret, &user).await;
 
@@ -180,10 +184,7 @@ async fn a_member_role_that_grants_nothing_stops_before_any_change() {
 async fn a_member_secret_needs_the_external_id_setting() {
     let w = World::new().await;
     let account = MEMBER_ACCOUNTS[0];
-    let there = w.in_account(account).await;
-    let user = there.user(MANAGED_PATH).await;
-    let key = there.create_key(&user).await;
-    let secret = member_secret(&there, Some(account), &user, &key).await;
+    let (there, user, key, secret) = member_user(&w, account).await;
     let mut config = test_config();
     config.member.external_id = None;
     let app = w.app(config);

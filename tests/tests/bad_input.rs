@@ -171,6 +171,17 @@ malformed_events! {
     cleanup_string: Cleanup json!("everything") => "InvalidEvent", "JSON object";
     cleanup_numeric_secret_id: Cleanup json!({"SecretId": 1}) => "InvalidEvent", "invalid type";
     cleanup_array: Cleanup json!([]) => "InvalidEvent", "JSON object";
+    cleanup_unknown_field: Cleanup json!({"SecretID": "s"}) => "InvalidEvent", "unknown field";
+    triage_without_period: Cleanup json!({"Triage": {}}) => "InvalidEvent", "RotationPeriod";
+    triage_bad_period: Cleanup json!({"Triage": {"RotationPeriod": "soon"}}) => "InvalidEvent", "RotationPeriod";
+    triage_unknown_field: Cleanup json!({"Triage": {"RotationPeriod": "1d", "Mode": "all"}}) => "InvalidEvent", "unknown field";
+    triage_and_secret: Cleanup json!({"SecretId": "s", "Triage": {"RotationPeriod": "1d"}}) => "InvalidEvent", "not both";
+    triage_ids_and_token: Cleanup json!({"Triage": {"RotationPeriod": "1d", "SecretIds": ["s"], "NextToken": "t"}}) => "InvalidEvent", "not both";
+    triage_null: Cleanup json!({"Triage": null}) => "InvalidEvent", "Triage is null";
+    cleanup_null_secret_id: Cleanup json!({"SecretId": null}) => "InvalidEvent", "SecretId is null";
+    triage_no_ids: Cleanup json!({"Triage": {"RotationPeriod": "0s", "SecretIds": []}}) => "InvalidEvent", "SecretIds is empty";
+    triage_empty_token: Cleanup json!({"Triage": {"RotationPeriod": "1d", "NextToken": ""}}) => "InvalidEvent", "NextToken is empty";
+    triage_too_many_ids: Cleanup json!({"Triage": {"RotationPeriod": "1d", "SecretIds": vec!["s"; 101]}}) => "InvalidEvent", "at most 100";
 }
 
 /// One test per malformed or refused secret and driver (the hook's

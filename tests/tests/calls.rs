@@ -110,12 +110,26 @@ async fn the_calls_of_every_step_are_the_documented_ones() {
         "nothing is due yet: {report}"
     );
     let cleanup_rows = rows(&proxy, "rekey-cleanup");
+    // Every secret checked once: the sweep then has nothing to do.
+    invoke(&app, Function::Cleanup, json!({})).await.unwrap();
+    proxy.clear_log();
+    let answer = invoke(
+        &app,
+        Function::Cleanup,
+        json!({"Triage": {"RotationPeriod": "90d"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer["Items"], json!([]), "nothing is due: {answer}");
+    assert!(answer["Listed"].as_u64().unwrap() >= 2, "{answer}");
+    let sweep_rows = rows(&proxy, "triage");
 
     let tables = documented();
     let measured = [
         ("Hook path", hook_rows),
         ("Pipeline path", pipeline_rows),
         ("rekey-cleanup, one secret", cleanup_rows),
+        ("Sweep", sweep_rows),
     ];
     assert_eq!(
         tables.len(),

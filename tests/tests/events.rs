@@ -38,5 +38,5 @@ async fn sample_events_parse() {
         }
         seen += 1;
     }
-    assert_eq!(seen, 9, "every sample event was tried");
+    assert_eq!(seen, 10, "every sample event was tried");
 }

@@ -12,6 +12,20 @@ use rekey::model::{KeyStatus, AWSCURRENT, AWSPENDING};
 use rekey_testkit::{test_config, version_with, World, MANAGED_PATH};
 use serde_json::json;
 
+/// Someone edits the secret in the console: a new AWSCURRENT version, the
+/// same key, one field more. Returns the new value.
+async fn edit(w: &World, secret: &str) -> serde_json::Value {
+    let mut edited = w.value(secret, AWSCURRENT).await.unwrap();
+    edited["Team"] = json!("payments");
+    w.sm.put_secret_value()
+        .secret_id(secret)
+        .secret_string(edited.to_string())
+        .send()
+        .await
+        .expect("PutSecretValue");
+    edited
+}
+
 /// Case 1: a second rotation at the limit fails with KeyLimitReached and
 /// leaves its (empty) AWSPENDING version; cleanup is not blocked by it,
 /// deactivates the old key once its grace period is over, and Secrets
@@ -65,14 +79,7 @@ async fn a_console_edit_does_not_strand_the_superseded_key() {
     let token = w.start_rotation(&secret).await;
     hook_rotation(&app, &secret, &token).await.unwrap();
 
-    let mut edited = w.value(&secret, AWSCURRENT).await.unwrap();
-    edited["Team"] = json!("payments");
-    w.sm.put_secret_value()
-        .secret_id(&secret)
-        .secret_string(edited.to_string())
-        .send()
-        .await
-        .expect("PutSecretValue");
+    let edited = edit(&w, &secret).await;
     let previous = w.value(&secret, "AWSPREVIOUS").await.unwrap();
     assert_eq!(
         previous["AccessKeyId"], edited["AccessKeyId"],
@@ -217,4 +224,56 @@ async fn a_timer_record_set_to_long_ago_does_not_skip_the_grace_period() {
     let keys = w.keys(&user).await;
     assert_eq!(status(&keys, &old.access_key_id), Some(KeyStatus::Active));
     w.assert_invariants(&secret, &user).await;
+}
+
+/// A key whose store failed (and whose delete failed too) names its token
+/// in its `created` record: after an edit made it older than AWSCURRENT,
+/// where it no longer looks like an orphan, the token's retry still
+/// reclaims it before making its one key (invariant one-key-per-token).
+#[tokio::test]
+async fn a_tokens_retry_reclaims_the_key_it_never_stored_even_after_an_edit() {
+    use rekey_testkit::proxy::{Fault, Proxy, Target};
+    let w = World::new().await;
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
+    let proxy = Proxy::start(&rekey_testkit::moto().endpoint).await;
+    for action in ["PutSecretValue", "DeleteAccessKey"] {
+        proxy.inject(Target::FirstN(Some(action), 50), Fault::ServerError);
+    }
+    let failing = w.app_via(&proxy, test_config()).await;
+    let token = "aaaaaaaa-bbbb-4ccc-8ddd-000000000077";
+    let event = json!({"SecretId": secret, "ClientRequestToken": token});
+    let err = invoke(&failing, Function::Create, event.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.error_type, "ServiceUnavailable",
+        "{}",
+        err.error_message
+    );
+    let left: Vec<String> = w
+        .key_ids(&user)
+        .await
+        .into_iter()
+        .filter(|k| *k != old.access_key_id)
+        .collect();
+    assert_eq!(left.len(), 1, "the unstored key is left: {left:?}");
+
+    // An edit: the AWSCURRENT version is now newer than that key.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    edit(&w, &secret).await;
+
+    let app = w.app(test_config());
+    let created = invoke(&app, Function::Create, event).await.unwrap();
+    assert_eq!(created["ClientRequestToken"], token);
+    let keys = w.key_ids(&user).await;
+    assert!(
+        !keys.contains(&left[0]),
+        "the token's unstored key is reclaimed: {keys:?}"
+    );
+    assert_eq!(
+        keys.len(),
+        2,
+        "the current key and the token's one key: {keys:?}"
+    );
+    assert!(keys.contains(&old.access_key_id));
 }

@@ -1,5 +1,5 @@
-//! rekey-cleanup over every managed secret. In its own test binary, so it
-//! has a moto of its own and sweeps only the secrets made here.
+//! rekey-cleanup over every managed secret, and the state machine's triage.
+//! In its own test binary, so its moto holds only the secrets made here.
 
 mod common;
 
@@ -72,7 +72,6 @@ async fn a_sweep_handles_the_good_and_reports_the_broken() {
         (&bad_json, "InvalidSecret"),
         (&unknown_provider, "UnknownProvider"),
         (&missing_user, "UserNotFound"),
-        (&paused, "SecretPaused"),
         (&stray, "SecretNotOwner"),
     ] {
         let s = find(id).unwrap_or_else(|| panic!("{error_type} secret not reported: {out}"));
@@ -81,6 +80,8 @@ async fn a_sweep_handles_the_good_and_reports_the_broken() {
         assert!(s["Reason"].as_str().is_some_and(|r| !r.is_empty()));
     }
     assert!(find(&unmanaged).is_none());
+    // A paused secret is passed over by its tags, with no call.
+    assert!(find(&paused).is_none(), "{out}");
     // A rotation in progress does not stop cleanup (one blocked at the key
     // limit waits for cleanup to deactivate the old key), and it reports
     // the secret's age for the overdue alarm.
@@ -91,4 +92,67 @@ async fn a_sweep_handles_the_good_and_reports_the_broken() {
     assert!(logs.contains("skipped secret"));
     w.assert_no_secret_in(&out.to_string(), "the output");
     w.assert_invariants(&good, &user).await;
+
+    // The next sweep decides from the records: the secrets checked in
+    // full are passed over; the broken ones (never checked) and the
+    // rotation in progress are looked at again, so their errors keep
+    // being reported.
+    let again = invoke(&sweep, Function::Cleanup, json!({})).await.unwrap();
+    // (Only this test's secrets: the other test shares this moto.)
+    let ours = [
+        &good,
+        &bad_json,
+        &unknown_provider,
+        &missing_user,
+        &paused,
+        &in_progress,
+        &stray,
+    ];
+    let mut seen: Vec<&str> = again["Secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["SecretId"].as_str().unwrap())
+        .filter(|id| ours.iter().any(|o| o.as_str() == *id))
+        .collect();
+    seen.sort();
+    let mut expected = vec![
+        bad_json.as_str(),
+        unknown_provider.as_str(),
+        missing_user.as_str(),
+        stray.as_str(),
+        in_progress.as_str(),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected, "{again}");
+}
+
+#[tokio::test]
+async fn named_secrets_are_all_due_now_and_a_missing_one_fails_the_call() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let (_, _, pipeline) = w.enrolled(MANAGED_PATH).await;
+    let (_, _, hooked) = w.enrolled(MANAGED_PATH).await;
+    w.start_rotation(&hooked).await; // rotation on: the hook drives it
+
+    // Named twice (the second time by name): one item.
+    let name = pipeline.rsplit_once(":secret:").unwrap().1;
+    let name = &name[..name.len() - 7]; // without the ARN's random suffix
+    let event = json!({"Triage": {"RotationPeriod": "0s", "SecretIds": [pipeline, hooked, name]}});
+    let answer = invoke(&app, Function::Cleanup, event).await.unwrap();
+    assert_eq!(
+        answer,
+        json!({
+            "Items": [
+                {"SecretId": pipeline, "Rotate": true, "Clean": true, "RotationPeriod": "0s"},
+                {"SecretId": hooked, "Rotate": false, "Clean": true, "RotationPeriod": "0s"},
+            ],
+            "Listed": 2,
+        })
+    );
+
+    let event =
+        json!({"Triage": {"RotationPeriod": "0s", "SecretIds": [pipeline, "rekey/aws/nobody"]}});
+    let err = invoke(&app, Function::Cleanup, event).await.unwrap_err();
+    assert_eq!(err.error_type, "SecretNotFound", "{}", err.error_message);
 }

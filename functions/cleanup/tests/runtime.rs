@@ -26,10 +26,19 @@ async fn deactivates_the_superseded_key_then_deletes_it() {
     config.delete_after = Duration::ZERO;
     let event = json!({"SecretId": secret});
     let run = w
-        .run_function(BIN, &config, vec![event.clone(), event, json!({})])
+        .run_function(
+            BIN,
+            &config,
+            vec![
+                event.clone(),
+                event,
+                json!({}),
+                json!({"Triage": {"RotationPeriod": "90d"}}),
+            ],
+        )
         .await;
 
-    assert_eq!(run.outcomes.len(), 3, "{}", run.logs);
+    assert_eq!(run.outcomes.len(), 4, "{}", run.logs);
     let first = run.outcomes[0].clone().unwrap();
     assert_eq!(
         first["Secrets"][0]["Deactivated"],
@@ -37,12 +46,27 @@ async fn deactivates_the_superseded_key_then_deletes_it() {
     );
     let second = run.outcomes[1].clone().unwrap();
     assert_eq!(second["Secrets"][0]["Deleted"], json!([old.access_key_id]));
+    // Checked in full just now: the sweep passes it over, by its records.
+    let names_secret = |answer: &serde_json::Value, list: &str| {
+        answer[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["SecretId"] == secret.as_str())
+    };
     let sweep = run.outcomes[2].clone().unwrap();
-    assert!(sweep["Secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|s| s["SecretId"] == secret.as_str()));
+    assert!(!names_secret(&sweep, "Secrets"), "{sweep}");
+    let triage = run.outcomes[3].clone().unwrap();
+    assert!(triage["Listed"].as_u64().unwrap() >= 1, "{triage}");
+    assert!(!names_secret(&triage, "Items"), "{triage}");
+    // The overdue alarm's metric: the secret's age, by its records.
+    assert!(
+        run.logs
+            .lines()
+            .any(|l| l.contains("\"SecretsListed\"") && l.contains("\"CurrentVersionAgeDays\":[")),
+        "{}",
+        run.logs
+    );
     let keys = w.keys(&user).await;
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].status, KeyStatus::Active);

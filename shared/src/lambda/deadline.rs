@@ -1,4 +1,5 @@
-//! The invocation's deadline: how long the hook's test may probe.
+//! The invocation's deadline: how long the hook's test may probe, and
+//! when a sweep stops starting secrets.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -7,6 +8,14 @@ use crate::steps::{Probing, Rekey};
 
 /// The hook's test must end before the invocation's deadline, with margin.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
+/// `rekey-cleanup {}` starts no secret this close to its deadline (a
+/// secret's cleanup takes seconds; the rest wait for the next run): a
+/// minute, or a tenth of the time left when that is shorter (a local run
+/// with a short timeout still gets work done).
+pub fn sweep_margin(left: Duration) -> Duration {
+    Duration::from_secs(60).min(left / 10)
+}
 
 /// The time left at `now` before the invocation's deadline (milliseconds
 /// since the epoch), if that lies in the future (local runtimes may send
@@ -30,6 +39,19 @@ pub fn probe_until<V, P, C: Clock>(app: &Rekey<V, P, C>, deadline_ms: u64) -> Pr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sweep_keeps_a_minute_or_a_tenth_of_its_time() {
+        assert_eq!(
+            sweep_margin(Duration::from_secs(900)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            sweep_margin(Duration::from_secs(60)),
+            Duration::from_secs(6)
+        );
+        assert_eq!(sweep_margin(Duration::ZERO), Duration::ZERO);
+    }
 
     #[test]
     fn time_left_is_none_once_the_deadline_has_passed() {

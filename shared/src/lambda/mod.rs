@@ -185,7 +185,7 @@ async fn run<V: Vault, P: Providers, C: Clock>(
                 .map(|()| None);
             pipeline_output(Function::Finish, r.secret_id, r.token, done).map(json)
         }
-        Request::Cleanup(r) => cleanup(app, r).await.map(json),
+        Request::Cleanup(r) => cleanup(app, r, deadline_ms).await,
     }
 }
 
@@ -293,19 +293,28 @@ fn pipeline_output(
     })
 }
 
-/// `rekey-cleanup`: one secret's report, or every managed secret's.
+/// `rekey-cleanup`: one secret's report, every due secret's (bounded by
+/// the invocation's deadline), or the state machine's triage.
 async fn cleanup<V: Vault, P: Providers, C: Clock>(
     app: &Rekey<V, P, C>,
     r: CleanupRequest,
-) -> Result<CleanupReport> {
-    let report = match r.secret_id {
-        Some(id) => CleanupReport {
+    deadline_ms: u64,
+) -> Result<Value> {
+    let report = match r {
+        CleanupRequest::Triage(t) => return app.triage_page(&t).await.map(json),
+        CleanupRequest::One(id) => CleanupReport {
             secrets: vec![app.cleanup(&id).await?],
+            not_reached: 0,
         },
-        None => app.cleanup_all().await?,
+        CleanupRequest::All => {
+            let now = app.clock.now();
+            let stop_at = deadline::time_left(now, deadline_ms)
+                .map(|left| now + left - deadline::sweep_margin(left));
+            app.cleanup_all(stop_at).await?
+        }
     };
     metrics::count_cleanup(&report, app.clock.now());
-    Ok(report)
+    Ok(json(report))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::Function;
 use crate::error::{Error, Result};
 use crate::model::MAX_SECRET_ID;
+use crate::steps::TriageRequest;
 
 /// A function's event, parsed and validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,12 +106,21 @@ pub struct TokenRequest {
 }
 
 /// `rekey-cleanup`'s event: `{}` sweeps every managed secret,
-/// `{"SecretId"}` one.
+/// `{"SecretId"}` checks one in full, `{"Triage": {"RotationPeriod",
+/// "SecretIds"?, "NextToken"?}}` is the state machine's look at a few
+/// pages of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CleanupRequest {
-    /// The one secret to clean up, or `None` for every managed secret.
-    pub secret_id: Option<String>,
+pub enum CleanupRequest {
+    /// Every managed secret with something due, cleaned in this invocation.
+    All,
+    /// One secret, checked and cleaned in full.
+    One(String),
+    /// What is due, for the state machine.
+    Triage(TriageRequest),
 }
+
+/// Secrets one explicit `SecretIds` list may name.
+pub const MAX_SECRET_IDS: usize = 100;
 
 /// What an invocation is about, as far as its event could be read: the
 /// fields of its tracing span, and the `SecretId` of its metrics.
@@ -201,7 +211,10 @@ impl Request {
             },
             Request::Cleanup(r) => Subject {
                 step,
-                secret_id: r.secret_id.clone().unwrap_or_else(|| "*".into()),
+                secret_id: match r {
+                    CleanupRequest::One(id) => id.clone(),
+                    CleanupRequest::All | CleanupRequest::Triage(_) => "*".into(),
+                },
                 token: None,
             },
         }
@@ -309,10 +322,22 @@ impl TokenRequest {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct CleanupEvent {
     #[serde(default)]
     secret_id: Option<String>,
+    #[serde(default)]
+    triage: Option<TriageEvent>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct TriageEvent {
+    rotation_period: String,
+    #[serde(default)]
+    secret_ids: Option<Vec<String>>,
+    #[serde(default)]
+    next_token: Option<String>,
 }
 
 impl CleanupRequest {
@@ -321,12 +346,70 @@ impl CleanupRequest {
             Value::Null => Value::Object(Default::default()),
             p => p,
         };
-        let e = parse_event::<CleanupEvent>(payload, r#"{} or {"SecretId"}"#)?;
-        if let Some(id) = &e.secret_id {
+        let expected =
+            r#"{}, {"SecretId"} or {"Triage": {"RotationPeriod", "SecretIds"?, "NextToken"?}}"#;
+        // A field given as null is a mistake, not a field left out (which
+        // would sweep every secret).
+        if let Some(field) = ["SecretId", "Triage"]
+            .into_iter()
+            .find(|f| payload.get(f).is_some_and(Value::is_null))
+        {
+            return Err(Error::InvalidEvent(format!(
+                "{field} is null; expected {expected}"
+            )));
+        }
+        let e = parse_event::<CleanupEvent>(payload, expected)?;
+        match (e.secret_id, e.triage) {
+            (None, None) => Ok(CleanupRequest::All),
+            (Some(id), None) => {
+                check_secret_id(&id)?;
+                Ok(CleanupRequest::One(id))
+            }
+            (None, Some(t)) => t.parse().map(CleanupRequest::Triage),
+            (Some(_), Some(_)) => Err(Error::InvalidEvent(format!(
+                "give SecretId or Triage, not both; expected {expected}"
+            ))),
+        }
+    }
+}
+
+impl TriageEvent {
+    fn parse(self) -> Result<TriageRequest> {
+        let period = crate::config::parse_duration("RotationPeriod", &self.rotation_period)
+            .map_err(|e| Error::InvalidEvent(e.to_string()))?;
+        let secret_ids = match self.secret_ids {
+            None => Vec::new(),
+            Some(ids) if ids.is_empty() => {
+                return Err(Error::InvalidEvent(
+                    "SecretIds is empty: name at least one secret, or leave SecretIds out to sweep every managed secret".into(),
+                ))
+            }
+            Some(ids) if ids.len() > MAX_SECRET_IDS => {
+                return Err(Error::InvalidEvent(format!(
+                    "SecretIds names {} secrets; at most {MAX_SECRET_IDS} at once",
+                    ids.len()
+                )))
+            }
+            Some(ids) => ids,
+        };
+        if !secret_ids.is_empty() && self.next_token.is_some() {
+            return Err(Error::InvalidEvent(
+                "give SecretIds or NextToken, not both".into(),
+            ));
+        }
+        if self.next_token.as_deref().is_some_and(str::is_empty) {
+            return Err(Error::InvalidEvent(
+                "NextToken is empty: pass on the previous answer's Next as it is".into(),
+            ));
+        }
+        for id in &secret_ids {
             check_secret_id(id)?;
         }
-        Ok(CleanupRequest {
-            secret_id: e.secret_id,
+        Ok(TriageRequest {
+            rotation_period: self.rotation_period,
+            period,
+            secret_ids,
+            next_token: self.next_token,
         })
     }
 }
@@ -407,7 +490,20 @@ mod tests {
         }
         assert_eq!(
             Request::parse(Function::Cleanup, Value::Null).unwrap(),
-            Request::Cleanup(CleanupRequest { secret_id: None })
+            Request::Cleanup(CleanupRequest::All)
+        );
+        assert_eq!(
+            Request::parse(
+                Function::Cleanup,
+                json!({"Triage": {"RotationPeriod": "90d", "NextToken": "n"}})
+            )
+            .unwrap(),
+            Request::Cleanup(CleanupRequest::Triage(TriageRequest {
+                rotation_period: "90d".into(),
+                period: Duration::from_secs(90 * 86_400),
+                secret_ids: vec![],
+                next_token: Some("n".into()),
+            }))
         );
     }
 
@@ -437,7 +533,7 @@ mod tests {
 
     #[test]
     fn subjects_name_the_function_or_the_hooks_step() {
-        let sweep = Request::Cleanup(CleanupRequest { secret_id: None });
+        let sweep = Request::Cleanup(CleanupRequest::All);
         assert_eq!(sweep.subject().secret_id, "*");
         assert_eq!(sweep.subject().step, "cleanup");
         let test = Request::Test(TokenRequest {

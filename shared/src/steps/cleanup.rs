@@ -5,19 +5,17 @@
 
 use std::time::SystemTime;
 
-use futures::StreamExt;
 use serde::Serialize;
-use tracing::{info, warn, Instrument};
+use tracing::{info, warn};
 
 use super::{check_managed, InProgress, Rekey};
 use crate::error::Result;
 use crate::model::{AccessKey, LastUsed, ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::{self, timestamp, Action, CleanupInput, Scheduled};
 use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
-use crate::records::{self, load_records, record_tag, INACTIVE, SUPERSEDED};
-
-/// Secrets cleaned at once during a sweep.
-const SWEEP_CONCURRENCY: usize = 4;
+use crate::records::{
+    self, load_records, record_tag, CurrentRecord, CHECKED, CURRENT, INACTIVE, SUPERSEDED,
+};
 
 /// What cleanup did to one secret.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -72,6 +70,13 @@ pub struct InUse {
 pub struct CleanupReport {
     /// One entry per secret.
     pub secrets: Vec<SecretCleanup>,
+    /// Secrets a sweep had no time left for (the next run takes them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_reached: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The tags cleanup writes and removes at the end of a run.
@@ -82,37 +87,6 @@ struct RecordChanges {
 }
 
 impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
-    /// Cleans every managed secret. A secret that cannot be cleaned is
-    /// skipped and reported; the sweep itself only fails if the secrets
-    /// cannot be listed.
-    pub async fn cleanup_all(&self) -> Result<CleanupReport> {
-        let ids = self.vault.list_managed().await?;
-        let secrets = futures::stream::iter(ids)
-            .map(|id| {
-                let span = tracing::info_span!("secret", secret_id = %id);
-                async move {
-                    match self.cleanup(&id).await {
-                        Ok(done) => done,
-                        Err(e) => {
-                            warn!(error_type = e.kind(), error = %e, "skipped secret");
-                            SecretCleanup {
-                                secret_id: id,
-                                status: "skipped",
-                                reason: Some(e.to_string()),
-                                error_type: Some(e.kind()),
-                                ..Default::default()
-                            }
-                        }
-                    }
-                }
-                .instrument(span)
-            })
-            .buffered(SWEEP_CONCURRENCY)
-            .collect()
-            .await;
-        Ok(CleanupReport { secrets })
-    }
-
     /// Cleans one managed secret (invariants current-key-kept,
     /// retire-by-record and liveness: a rotation in progress does not
     /// stop it).
@@ -157,6 +131,14 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             delete_after: self.config.delete_after,
         });
         let mut changes = RecordChanges::default();
+        self.note_check(
+            &info,
+            &current_read.version_id,
+            current.key_id(),
+            current_read.created,
+            now,
+            &mut changes,
+        );
         for action in plan.actions {
             self.carry_out(&provider, user, action, now, &mut changes, &mut report)
                 .await?;
@@ -165,6 +147,37 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             .await?;
         report.waiting = plan.waiting;
         Ok(report)
+    }
+
+    /// The full check's own records: when it ran (`rekey:checked`), and
+    /// the `rekey:current` record unless it names this version, its key
+    /// and its creation (AWSCURRENT moved by hand, a secret enrolled
+    /// before finish wrote it, or a time set by hand): the sweep can then
+    /// decide from the records again, as rekey-create does, from the
+    /// version's creation.
+    fn note_check(
+        &self,
+        info: &SecretInfo,
+        version: &str,
+        key_id: Option<&str>,
+        created: SystemTime,
+        now: SystemTime,
+        changes: &mut RecordChanges,
+    ) {
+        changes.tags.push((CHECKED.to_owned(), timestamp(now)));
+        let Some(key_id) = key_id else {
+            return; // no key yet: the records cannot vouch for it
+        };
+        let record = CurrentRecord {
+            version: version.to_owned(),
+            key_id: key_id.to_owned(),
+            since: created,
+        };
+        // Compared as written (to the second).
+        let recorded = CurrentRecord::load(info).map(|r| r.value());
+        if recorded.as_deref() != Some(record.value().as_str()) {
+            changes.tags.push((CURRENT.to_owned(), record.value()));
+        }
     }
 
     /// The rotation in progress, if AWSPENDING is on a version other than
@@ -329,6 +342,7 @@ mod tests {
                 }],
                 abandoned: Some("T".into()),
             }],
+            not_reached: 0,
         };
         assert_eq!(
             serde_json::to_string(&report).unwrap(),

@@ -8,10 +8,10 @@ use tracing::{info, warn};
 
 use super::{Driver, InProgress, Rekey, TokenState};
 use crate::error::{Error, Result};
-use crate::model::{AccessKey, Credential, ManagedSecret, AWSCURRENT};
-use crate::plan::{self, KeyFacts, PendingFacts, RoleFacts, Room, RoomContext};
+use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, ManagedSecret, AWSCURRENT};
+use crate::plan::{self, KeyFacts, KeyRole, PendingFacts, RoleFacts, Room, RoomContext};
 use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
-use crate::records::{load_records, record_tag, trusted_since, Records, CREATED};
+use crate::records::{created_value, load_records, record_tag, trusted_since, Records, CREATED};
 
 /// What createSecret found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,8 +87,13 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             current: &current,
             current_created: current_version.created,
         };
-        let removed = self.make_room(&provider, &facts, keys).await?;
-        let new_key = self.create_recorded_key(&provider, secret_id, user).await?;
+        let (keys, mut removed) = self
+            .reclaim_own_keys(&provider, &facts, token, keys)
+            .await?;
+        removed.extend(self.make_room(&provider, &facts, keys).await?);
+        let new_key = self
+            .create_recorded_key(&provider, secret_id, user, token)
+            .await?;
         let key_id = new_key.access_key_id.clone();
         self.store_new_key(&provider, &facts, token, new_key)
             .await?;
@@ -117,6 +122,50 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let key_id = pending.key.unwrap_or_default();
         info!(key_id, "the token's version already holds its new key");
         Ok(Created::AlreadyPending { key_id })
+    }
+
+    /// Deletes the keys an earlier attempt of this very token made and
+    /// never stored (invariant one-key-per-token, even after an edit made
+    /// them older than AWSCURRENT, where they no longer look like
+    /// orphans): its `created` record names the token and was written
+    /// when the key was made (`Records::made_by_rekey`), the token's
+    /// version holds no key (else the resume above answered), no label or
+    /// `superseded` record makes it a key someone was given, and it was
+    /// never used (a tag is no proof: a key in use is never deleted on
+    /// a record's word). Returns the keys left and the ones deleted.
+    async fn reclaim_own_keys(
+        &self,
+        provider: &P::KeyApi,
+        secret: &SecretFacts<'_>,
+        token: &str,
+        keys: Vec<AccessKey>,
+    ) -> Result<(Vec<AccessKey>, Vec<String>)> {
+        let records = load_records(secret.info);
+        let user = secret.current.user_name.as_str();
+        let current = secret.current.key_id();
+        let (mut left, mut removed) = (Vec::with_capacity(keys.len()), Vec::new());
+        for key in keys {
+            let own = records.created_for.get(&key.id).is_some_and(|t| t == token)
+                && records.made_by_rekey(&key)
+                && !records.superseded.contains_key(&key.id)
+                && key.status == KeyStatus::Active
+                && plan::label_role(&key, current, None) == KeyRole::Unreferenced
+                && matches!(
+                    provider.last_used(user, &key.id).await?,
+                    LastUsed::Never | LastUsed::Unknown
+                );
+            if !own {
+                left.push(key);
+                continue;
+            }
+            info!(
+                key_id = key.id,
+                user, "reclaiming the key an earlier attempt of this token made and never stored"
+            );
+            provider.delete_key(user, &key.id).await?;
+            removed.push(key.id);
+        }
+        Ok((left, removed))
     }
 
     /// Deletes what must go before a new key is created: every orphan and,
@@ -227,11 +276,12 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         provider: &P::KeyApi,
         secret_id: &str,
         user: &str,
+        token: &str,
     ) -> Result<Credential> {
         let new_key = provider.create_key(user).await?;
         let key_id = new_key.access_key_id.as_str();
         info!(key_id, user, "created a new access key");
-        if let Err(err) = self.record_created(secret_id, key_id).await {
+        if let Err(err) = self.record_created(secret_id, key_id, token).await {
             warn!(key_id, user, error = %err, "could not record the new key; deleting it");
             if let Err(e) = provider.delete_key(user, key_id).await {
                 warn!(key_id, user, error = %e, "could not delete the unrecorded key; the next attempt reclaims it");
@@ -284,10 +334,10 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// Records that rekey made `key_id` for this secret, so that it is
     /// retired even if it is never stored, never becomes current (an
     /// abandoned rotation) or leaves the labels (a rollback, an edit).
-    async fn record_created(&self, secret_id: &str, key_id: &str) -> Result<()> {
+    async fn record_created(&self, secret_id: &str, key_id: &str, token: &str) -> Result<()> {
         let tag = record_tag(CREATED, key_id);
-        let now = plan::timestamp(self.clock.now());
-        self.vault.tag(secret_id, &[(tag, now)]).await
+        let value = created_value(self.clock.now(), token);
+        self.vault.tag(secret_id, &[(tag, value)]).await
     }
 }
 

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::timestamp;
 use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
-use crate::records::{record_tag, INACTIVE, SUPERSEDED};
+use crate::records::{record_tag, CurrentRecord, CURRENT, INACTIVE, SUPERSEDED};
 
 /// What finishSecret found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,7 +47,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         // Invariant current-key-works: never promote a version that holds
         // no working key: one more probe (finish may be called without a
         // test before it).
-        let pending = self.read_pending(secret_id, token).await?.ok_or_else(|| {
+        let (pending, made) = self.read_pending(secret_id, token).await?.ok_or_else(|| {
             Error::invalid_secret(
                 secret_id,
                 &label(pending_version(token)),
@@ -70,12 +70,22 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         // Invariant retire-by-record: the record first. Once the old key is
         // superseded, nothing can lose the fact, whatever labels move
         // later. A failed record fails the step before anything changed.
+        // The same call records the version about to become current, for
+        // the sweep (a promotion that then fails leaves a record for
+        // another version than AWSCURRENT's: the sweep checks in full).
+        // Its time is the version's creation, from which rekey-create
+        // counts the rotation period too.
+        let now = self.clock.now();
+        let current = CurrentRecord {
+            version: token.to_owned(),
+            key_id: new_key.clone(),
+            since: made,
+        };
+        let mut records = vec![(CURRENT.to_owned(), current.value())];
         if let Some(old) = &old_key {
-            let now = timestamp(self.clock.now());
-            self.vault
-                .tag(secret_id, &[(record_tag(SUPERSEDED, old), now)])
-                .await?;
+            records.push((record_tag(SUPERSEDED, old), timestamp(now)));
         }
+        self.vault.tag(secret_id, &records).await?;
         self.promote(secret_id, token, &current_version).await?;
         info!(key_id = new_key, "promoted the new key to AWSCURRENT");
         let deactivated = match old_key {

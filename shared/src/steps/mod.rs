@@ -5,11 +5,13 @@
 mod cleanup;
 mod create;
 mod finish;
+mod sweep;
 mod verify;
 
 pub use cleanup::{CleanupReport, SecretCleanup};
 pub use create::Created;
 pub use finish::Finished;
+pub use sweep::{Item, NextPage, NextTriage, TriageAnswer, TriageRequest, PAGES_PER_TRIAGE};
 pub use verify::Probing;
 
 use std::time::SystemTime;
@@ -306,12 +308,20 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         })
     }
 
-    /// The token's AWSPENDING version, parsed: the key test and finish
-    /// read the key to test or promote here. `None` when it holds no value.
-    async fn read_pending(&self, secret_id: &str, token: &str) -> Result<Option<ManagedSecret>> {
+    /// The token's AWSPENDING version, parsed, and when it was created: the
+    /// key test and finish read the key to test or promote here. `None`
+    /// when it holds no value.
+    async fn read_pending(
+        &self,
+        secret_id: &str,
+        token: &str,
+    ) -> Result<Option<(ManagedSecret, SystemTime)>> {
         let which = pending_version(token);
         match self.vault.read(secret_id, which).await? {
-            Some(version) => Ok(Some(self.parse(secret_id, &label(which), &version)?)),
+            Some(version) => Ok(Some((
+                self.parse(secret_id, &label(which), &version)?,
+                version.created,
+            ))),
             None => {
                 // The guard saw the token AWSPENDING; another run may have
                 // moved the label since (a race of two rotations).

@@ -76,7 +76,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         token: &str,
         driver: Driver,
     ) -> Result<Option<ManagedSecret>> {
-        if let Some(pending) = self.read_pending(secret_id, token).await? {
+        if let Some((pending, _)) = self.read_pending(secret_id, token).await? {
             return Ok(Some(pending));
         }
         if driver != Driver::Hook {

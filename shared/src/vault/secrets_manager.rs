@@ -1,15 +1,33 @@
 //! The vault on AWS Secrets Manager.
 
+use std::collections::{BTreeMap, HashMap};
+
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use aws_sdk_secretsmanager::Client;
 
 use crate::error::{Error, Result};
 use crate::model::Sensitive;
-use crate::ports::{SecretInfo, SecretVersion, Select, Vault};
+use crate::ports::{SecretInfo, SecretPage, SecretVersion, Select, Vault};
 use crate::records::TAG_MANAGED;
 use crate::sdk::{code, service_error, system_time};
 
 const SERVICE: &str = "Secrets Manager";
+
+/// Secrets per ListSecrets page: the most Secrets Manager returns.
+const LIST_PAGE_SIZE: i32 = 100;
+
+/// A secret's tags as a map.
+fn tags(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or("").to_owned())))
+        .collect()
+}
+
+/// Version id -> its stages.
+fn stages(map: Option<&HashMap<String, Vec<String>>>) -> BTreeMap<String, Vec<String>> {
+    map.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
 
 /// The [`Vault`] on AWS Secrets Manager, through the AWS
 /// SDK.
@@ -53,15 +71,8 @@ impl Vault for SecretsManager {
             arn: out.arn().unwrap_or(secret_id).to_owned(),
             name: out.name().unwrap_or(secret_id).to_owned(),
             rotation_enabled: out.rotation_enabled().unwrap_or(false),
-            tags: out
-                .tags()
-                .iter()
-                .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or("").to_owned())))
-                .collect(),
-            versions: out
-                .version_ids_to_stages()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
+            tags: tags(out.tags()),
+            versions: stages(out.version_ids_to_stages()),
         })
     }
 
@@ -163,10 +174,12 @@ impl Vault for SecretsManager {
         Ok(())
     }
 
-    async fn list_managed(&self) -> Result<Vec<String>> {
-        let mut pages = self
+    async fn list_page(&self, next_token: Option<&str>) -> Result<SecretPage> {
+        let page = self
             .client
             .list_secrets()
+            .max_results(LIST_PAGE_SIZE)
+            .set_next_token(next_token.map(str::to_owned))
             .filters(
                 Filter::builder()
                     .key(FilterNameStringType::TagKey)
@@ -181,18 +194,27 @@ impl Vault for SecretsManager {
                     .values("true")
                     .build(),
             )
-            .into_paginator()
-            .send();
-        let mut arns = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| service_error(SERVICE, "ListSecrets", e))?;
-            arns.extend(
-                page.secret_list()
-                    .iter()
-                    .filter(|s| s.deleted_date().is_none())
-                    .filter_map(|s| s.arn().or(s.name()).map(str::to_owned)),
-            );
-        }
-        Ok(arns)
+            .send()
+            .await
+            .map_err(|e| service_error(SERVICE, "ListSecrets", e))?;
+        let secrets = page
+            .secret_list()
+            .iter()
+            .filter(|s| s.deleted_date().is_none())
+            .filter_map(|s| {
+                let arn = s.arn().or(s.name())?;
+                Some(SecretInfo {
+                    arn: arn.to_owned(),
+                    name: s.name().unwrap_or(arn).to_owned(),
+                    rotation_enabled: s.rotation_enabled().unwrap_or(false),
+                    tags: tags(s.tags()),
+                    versions: stages(s.secret_versions_to_stages()),
+                })
+            })
+            .collect();
+        Ok(SecretPage {
+            secrets,
+            next_token: page.next_token().map(str::to_owned),
+        })
     }
 }

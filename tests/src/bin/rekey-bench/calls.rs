@@ -75,7 +75,13 @@ fn why(step: &str, service: &str, action: &str) -> Option<&'static str> {
             "two moves: AWSCURRENT onto the new version (AWSPREVIOUS follows by itself), then AWSPENDING off it so that the next rotation can start"
         }
         ("secretsmanager", "TagResource") if finish => {
-            "records when the old key was superseded (`rekey:superseded:<key id>`): rekey-cleanup deactivates it after REKEY_DEACTIVATE_AFTER; kept in the secret so that it survives a crash"
+            "records when the old key was superseded (`rekey:superseded:<key id>`): rekey-cleanup deactivates it after REKEY_DEACTIVATE_AFTER; kept in the secret so that it survives a crash; and, in the same call, the version and key about to become current (`rekey:current`), from which the sweep decides when the next rotation is due"
+        }
+        ("secretsmanager", "TagResource") if cleanup => {
+            "records the full check (`rekey:checked`) and, when it is missing or stale, which version and key are current since when (`rekey:current`): the sweep decides from these records alone until the next full check"
+        }
+        ("secretsmanager", "ListSecrets") if step == "triage" => {
+            "one page of up to 100 managed secrets with their tags (rekey's records) and version stages: what is due is decided from these alone, with no further call"
         }
         _ => return None,
     })
@@ -158,6 +164,16 @@ pub async fn count(setup: &Setup) -> Vec<StepCalls> {
     let mut cleanup = start(setup, "cleanup", &env, &proxy).await;
     must(&mut cleanup, "cleanup", events::cleanup(&secret)).await;
     out.push(calls_of(&proxy, "cleanup", "rekey-cleanup"));
+    // Every secret checked once; then a sweep with nothing due.
+    must(&mut cleanup, "cleanup", serde_json::json!({})).await;
+    proxy.clear_log();
+    let answer = must(&mut cleanup, "cleanup", events::triage()).await;
+    assert_eq!(
+        answer["Items"],
+        serde_json::json!([]),
+        "nothing is due: {answer}"
+    );
+    out.push(calls_of(&proxy, "sweep", "triage"));
     cleanup.stop().await;
     out
 }

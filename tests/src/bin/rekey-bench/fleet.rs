@@ -45,7 +45,7 @@ pub struct Fleet {
 type Enrolled = (String, Credential, String);
 
 /// Creates `count` managed secrets, `parallel` at a time.
-async fn enroll(setup: &Setup, count: usize, parallel: usize) -> Vec<Enrolled> {
+pub async fn enroll(setup: &Setup, count: usize, parallel: usize) -> Vec<Enrolled> {
     let made = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..parallel {

@@ -13,6 +13,7 @@ mod calls;
 mod cold;
 mod fleet;
 mod report;
+mod sweep;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct Args {
     pub lambda: PathBuf,
     /// The report's path without extension.
     pub out: PathBuf,
+    /// `tests/statemachine/fleet.py`'s figures, included when present.
+    pub map_fleet: PathBuf,
 }
 
 impl Args {
@@ -49,6 +52,7 @@ impl Args {
             bins: PathBuf::from("target/release"),
             lambda: PathBuf::from("target/lambda"),
             out: PathBuf::from("docs/performance"),
+            map_fleet: PathBuf::from("target/bench-map-fleet.json"),
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -66,6 +70,7 @@ impl Args {
                 "--bins" => args.bins = value.into(),
                 "--lambda" => args.lambda = value.into(),
                 "--out" => args.out = value.into(),
+                "--map-fleet" => args.map_fleet = value.into(),
                 _ => usage(&format!("unknown flag {flag}")),
             }
         }
@@ -76,7 +81,7 @@ impl Args {
 fn usage(problem: &str) -> ! {
     eprintln!(
         "rekey-bench: {problem}\nusage: rekey-bench [--runs N] [--fleet N] [--concurrency 1,8,32] \
-         [--bins DIR] [--lambda DIR] [--out PATH]"
+         [--bins DIR] [--lambda DIR] [--out PATH] [--map-fleet JSON]"
     );
     std::process::exit(2)
 }
@@ -190,6 +195,11 @@ pub mod events {
     pub fn cleanup(secret: &str) -> Value {
         json!({ "SecretId": secret })
     }
+
+    /// The state machine's first triage call.
+    pub fn triage() -> Value {
+        json!({ "Triage": { "RotationPeriod": "90d" } })
+    }
 }
 
 fn main() {
@@ -218,10 +228,15 @@ async fn run(args: Args, tls: report::TlsSetup) {
 
     eprintln!("rekey-bench: artifacts");
     let artifacts = report::artifacts(&args.lambda, &setup);
-    eprintln!("rekey-bench: cold starts, {} runs", args.runs);
-    let cold = cold::measure(&setup, args.runs).await;
+    // The calls first, while moto holds fewer than 100 managed secrets:
+    // the triage's table is of one ListSecrets page, as tests/tests/calls.rs
+    // checks it.
     eprintln!("rekey-bench: API calls per rotation");
     let calls = calls::count(&setup).await;
+    eprintln!("rekey-bench: cold starts, {} runs", args.runs);
+    let cold = cold::measure(&setup, args.runs).await;
+    eprintln!("rekey-bench: sweeps over every secret (a full check, then nothing due)");
+    let sweeps = sweep::run(&setup).await;
     let fleet = if args.fleet == 0 {
         None
     } else {
@@ -240,6 +255,8 @@ async fn run(args: Args, tls: report::TlsSetup) {
         cold,
         calls,
         fleet,
+        sweeps,
+        map_fleet: report::map_fleet(&args.map_fleet),
     };
     report.write(&args.out);
     eprintln!("rekey-bench: wrote {0}.md and {0}.json", args.out.display());

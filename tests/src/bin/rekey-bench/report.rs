@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::calls::StepCalls;
 use crate::cold::{Cold, Sample};
 use crate::fleet::Fleet;
+use crate::sweep::Sweeps;
 use crate::FUNCTIONS;
 
 /// The targets, in decimal units as Lambda states its limits.
@@ -161,6 +162,58 @@ pub struct Report {
     pub cold: Cold,
     pub calls: Vec<StepCalls>,
     pub fleet: Option<Fleet>,
+    pub sweeps: Sweeps,
+    /// The fleet through the Distributed Map (`tests/statemachine/fleet.py`),
+    /// when `scripts/bench` ran it.
+    pub map_fleet: Option<MapFleet>,
+}
+
+/// What `tests/statemachine/fleet.py` writes: the state machine run in
+/// moto over a fleet, once with every secret due, once with nothing due.
+#[derive(Serialize, Deserialize)]
+pub struct MapFleet {
+    pub secrets: usize,
+    pub accounts: usize,
+    pub max_concurrency: usize,
+    /// How cargo lambda watch built the functions: `release` or `debug`.
+    pub build: String,
+    pub child_execution_type: String,
+    pub signatures_checked: bool,
+    pub due_run: MapRun,
+    pub quiet_run: MapRun,
+}
+
+/// One execution of the state machine.
+#[derive(Serialize, Deserialize)]
+pub struct MapRun {
+    pub status: String,
+    pub wall_s: f64,
+    /// Events in the parent execution's history.
+    pub history_events: usize,
+    pub map_runs: usize,
+    /// Child executions (the map runs' items).
+    pub children: usize,
+    pub children_failed: usize,
+    /// Messages the alert topic delivered.
+    pub alerts: usize,
+    /// Secrets found rotated and right at the source (the due run).
+    #[serde(default)]
+    pub rotated: Option<usize>,
+    /// Secrets not rotated or wrong at the source (the due run).
+    #[serde(default)]
+    pub failed: Option<usize>,
+    /// CPU seconds during the run: moto, the functions, the harness.
+    pub cpu_s: BTreeMap<String, f64>,
+    /// Invocations the harness's router sent again after cargo lambda
+    /// watch left them unanswered for 30 s.
+    #[serde(default)]
+    pub invocations_resent: usize,
+}
+
+/// Reads `fleet.py`'s figures, if it ran (`None` otherwise).
+pub fn map_fleet(path: &Path) -> Option<MapFleet> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
 /// Median and 90th percentile (nearest rank).
@@ -204,6 +257,8 @@ const AWS_ROTATION_SECONDS: f64 = 8.0;
 /// IAM calls an old key costs after its rotation, assumed: the sweep
 /// deactivates it once and deletes it once.
 const RETIRE_IAM: usize = 2;
+/// REKEY_FULL_CHECK_EVERY's default, in days.
+const FULL_CHECK_DAYS: f64 = 7.0;
 
 impl Report {
     pub fn write(&self, out: &Path) {
@@ -392,7 +447,11 @@ impl Report {
             ),
             (
                 "cleanup",
-                "rekey-cleanup, one secret, nothing due (per secret per sweep)",
+                "rekey-cleanup, one secret, full check (what the sweep sends on when something is due, and every REKEY_FULL_CHECK_EVERY)",
+            ),
+            (
+                "sweep",
+                "Sweep, one page with nothing due (rekey-cleanup's triage, for the state machine)",
             ),
         ] {
             let (iam, all) = self.path_calls(path);
@@ -410,6 +469,8 @@ impl Report {
         }
 
         self.fleet_section(&mut md);
+        self.sweep_section(&mut md);
+        self.map_fleet_section(&mut md);
         self.model_section(&mut md);
 
         let _ = writeln!(md, "## Settings of the measured functions\n");
@@ -480,20 +541,160 @@ impl Report {
         md.push('\n');
     }
 
+    fn sweep_section(&self, md: &mut String) {
+        let w = &self.sweeps;
+        let _ = writeln!(
+            md,
+            "## Sweeps over every secret\n\n\
+             Every managed secret in moto ({} of them: {} enrolled for this, the rest left by \
+             the runs above; before the fleet runs) swept twice through rekey-cleanup, \
+             counted by the proxy: first each checked in full \
+             (`{{}}`, run again until it reaches every secret: each invocation stops \
+             starting secrets near its deadline, {} s in the bench), as the daily sweep \
+             did for every secret before the sweep decided from ListSecrets; then the \
+             state machine's triage with nothing due (`{{\"Triage\"}}`, 5 pages of 100 per \
+             call, following `Next`).\n\n\
+             | sweep | secrets | invocations | sent on | API calls per secret | IAM calls per secret | wall (s) |\n\
+             |---|---|---|---|---|---|---|",
+            w.nothing_due.secrets,
+            crate::sweep::SECRETS,
+            crate::DEADLINE.as_secs(),
+        );
+        for (name, c) in [
+            (
+                "every secret checked in full (before: every daily sweep)",
+                &w.full_check,
+            ),
+            (
+                "nothing due: triage from ListSecrets (after)",
+                &w.nothing_due,
+            ),
+        ] {
+            let (all, iam) = c.per_secret();
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {all:.3} | {iam:.3} | {:.1} |",
+                c.secrets, c.invocations, c.due, c.wall_s
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\n\"Sent on\": secrets the triage still found due (rotations the cold-start runs \
+             left in progress are looked at by every sweep until they finish or are \
+             abandoned); their full checks are not in the triage's calls.\n"
+        );
+    }
+
+    fn map_fleet_section(&self, md: &mut String) {
+        let _ = writeln!(md, "## Fleet through the Distributed Map\n");
+        let Some(f) = &self.map_fleet else {
+            let _ = writeln!(
+                md,
+                "Not run this time: `scripts/bench` runs it (`tests/statemachine/fleet.py`, \
+                 figures in `target/bench-map-fleet.json`).\n"
+            );
+            return;
+        };
+        let _ = writeln!(
+            md,
+            "The scheduled state machine (`infra/statemachine/rotation.asl.json`) executed by \
+             moto's Step Functions interpreter, its Lambda tasks reaching the real function \
+             binaries ({build} build) under `cargo lambda watch` \
+             (`tests/statemachine/fleet.py`, the harness of `tests/statemachine/test_rotation.py`). \
+             {secrets} secrets, one user each under the managed path, spread over {accounts} \
+             accounts (the central one and two members, reached through the member role), all \
+             due (RotationPeriod 1 s); MaxConcurrency {conc}. Run 1 (`{{}}`) rotates them all; \
+             every secret is then checked at the source (a new AWSCURRENT key, active in its \
+             account, at most two keys, no AWSPENDING left), and a wrong one counts as failed. \
+             Run 2, right after (`{{\"RotationPeriod\": \"90d\"}}`), has nothing due. \
+             Differences from AWS: the children are {child} here (EXPRESS as deployed: moto runs \
+             only Standard children), moto checks no signatures in this run (its interpreter \
+             signs its own calls with fixed test keys), and the harness's router sends an \
+             invocation again when `cargo lambda watch` leaves it unanswered for 30 s \
+             (the steps are idempotent by token; each such wait is in the wall time).\n\n\
+             | run | status | wall (s) | secrets/s | map runs | children | children failed | rotated | failed | alerts | parent history events | invocations resent | CPU: moto / functions / harness (s) |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            build = f.build,
+            secrets = f.secrets,
+            accounts = f.accounts,
+            conc = f.max_concurrency,
+            child = f.child_execution_type,
+        );
+        for (name, r) in [
+            ("1: every secret due", &f.due_run),
+            ("2: nothing due", &f.quiet_run),
+        ] {
+            let cpu = |k: &str| r.cpu_s.get(k).copied().unwrap_or(0.0);
+            let opt = |v: Option<usize>| v.map_or("–".to_owned(), |v| v.to_string());
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} |",
+                r.status,
+                r.wall_s,
+                f.secrets as f64 / r.wall_s.max(0.001),
+                r.map_runs,
+                r.children,
+                r.children_failed,
+                opt(r.rotated),
+                opt(r.failed),
+                r.alerts,
+                r.history_events,
+                r.invocations_resent,
+                cpu("moto"),
+                cpu("functions"),
+                cpu("harness"),
+            );
+        }
+        let due = &f.due_run;
+        let moto_share = due.cpu_s.get("moto").copied().unwrap_or(0.0) / due.wall_s.max(0.001);
+        let _ = writeln!(
+            md,
+            "\n**What bounds it:** moto, one Python process running both the interpreter \
+             and every API request the functions make (its threads share the GIL): during \
+             run 1 it used {:.0} % of a core, against {:.1} s of CPU for all the functions \
+             together. On AWS the bound is IAM's request rate (the model below), not \
+             the state machine. Secrets/s for run 2 is how fast a quiet day is swept: \
+             triage from ListSecrets, no child. The parent's history holds {} events for \
+             {} triage calls and their map runs (the children's events are their own).\n",
+            moto_share * 100.0,
+            due.cpu_s.get("functions").copied().unwrap_or(0.0),
+            due.history_events,
+            due.map_runs,
+        );
+    }
+
     fn model_section(&self, md: &mut String) {
         let (rot_iam, rot_all) = self.path_calls("pipeline");
-        let (sweep_iam, _) = self.path_calls("cleanup");
+        let (check_iam, check_all) = self.path_calls("cleanup");
+        let (quiet_all, quiet_iam) = self.sweeps.nothing_due.per_secret();
         let lifecycle_iam = rot_iam + RETIRE_IAM;
+        // A full check every FULL_CHECK_DAYS at most, spread between half
+        // of that and all of it: three quarters of it on average.
+        let check_every_days = FULL_CHECK_DAYS * 0.75;
+        let checks_per_day = FLEET_USERS / check_every_days;
+        let daily_iam_before = FLEET_USERS * check_iam as f64;
+        // One ListSecrets per page of 100 (the measured rate includes the
+        // last, partial page of a small fleet).
+        let pages = (FLEET_USERS / 100.0).ceil();
+        let daily_iam_after = checks_per_day * check_iam as f64 + FLEET_USERS * quiet_iam;
+        let daily_all_after = checks_per_day * check_all as f64 + pages;
         let _ = writeln!(
             md,
             "## Model: 100,000 IAM users on AWS with a Step Functions Distributed Map\n\n\
              **Measured here:** a rotation on the pipeline path makes {rot_all} API calls, \
-             {rot_iam} of them to IAM. A cleanup sweep with nothing due makes {sweep_iam} IAM \
-             calls per secret. rekey's own CPU is tens of milliseconds per rotation at most \
-             (above): at fleet scale the cost is API calls, not compute.\n\n\
+             {rot_iam} of them to IAM. A full check of one secret makes {check_all} calls, \
+             {check_iam} of them IAM. A sweep with nothing due makes {quiet_all:.3} API \
+             calls per secret, {quiet_iam:.3} of them IAM (one ListSecrets per 100). rekey's \
+             own CPU is tens of milliseconds per rotation at most (above): at fleet scale \
+             the cost is API calls, not compute.\n\n\
              **Assumptions:**\n\
              - The old key later costs {RETIRE_IAM} more IAM calls (deactivated once, \
-               deleted once by the sweep): {lifecycle_iam} IAM calls per key lifetime.\n\
+               deleted once by a full check the sweep sends it to): {lifecycle_iam} IAM \
+               calls per key lifetime, besides the full checks.\n\
+             - The sweep runs daily and checks each secret in full every \
+               REKEY_FULL_CHECK_EVERY ({FULL_CHECK_DAYS:.0} days by default) at most, each \
+               secret between half of that and all of it: every {check_every_days:.2} days \
+               on average.\n\
              - IAM's request rate limit is not published and cannot be raised; throttling \
                answers `Throttling`. The model takes an account budget B of {budgets} IAM \
                requests per second and lets rekey use {share:.0} % of it, leaving the rest \
@@ -505,33 +706,38 @@ impl Report {
                1 s apart (2 s), some 18 API round trips (1 s), and waiting for IAM to \
                propagate the new key, which AWS does not bound (about 5 s taken here); \
                rekey's CPU is negligible against it.\n\
-             - The Distributed Map reads the secret list from S3 (an export of ListSecrets \
-               by tag) in batches, runs each rotation as an Express child workflow \
-               (create → test → finish, with the same Retry as the template), and is \
-               bounded by MaxConcurrency. Lambda concurrency for each function is at \
-               most MaxConcurrency.\n\n\
-             | IAM budget B (req/s) | rekey's share (req/s) | rotations/s | all 100,000 due at once | concurrency needed (rotations/s × {AWS_ROTATION_SECONDS:.0} s) | one cleanup sweep |\n\
+             - The template's Distributed Map runs one Express child per due secret \
+               (its full check, then create → test → finish where due), bounded by \
+               MaxConcurrency; rekey-cleanup's triage feeds it 500 secrets per call. Lambda \
+               concurrency for each function is at most MaxConcurrency.\n\n\
+             | IAM budget B (req/s) | rekey's share (req/s) | rotations/s | all 100,000 due at once | concurrency needed (rotations/s × {AWS_ROTATION_SECONDS:.0} s) | one day's full checks ({checks:.0}) |\n\
              |---|---|---|---|---|---|",
             budgets = IAM_BUDGETS.map(|b| b.to_string()).join(", "),
             share = REKEY_SHARE * 100.0,
+            checks = checks_per_day,
         );
         for b in IAM_BUDGETS {
             let rate = b * REKEY_SHARE;
             let per_second = rate / rot_iam.max(1) as f64;
             let burst = Duration::from_secs_f64(FLEET_USERS / per_second);
-            let sweep = Duration::from_secs_f64(FLEET_USERS * sweep_iam as f64 / rate);
+            let checks = Duration::from_secs_f64(checks_per_day * check_iam as f64 / rate);
             let _ = writeln!(
                 md,
                 "| {b} | {rate} | {per_second:.2} | {} | {:.0} | {} |",
                 hours(burst),
                 (per_second * AWS_ROTATION_SECONDS).ceil(),
-                hours(sweep),
+                hours(checks),
             );
         }
         let steady = FLEET_USERS / 90.0 / 86_400.0 * lifecycle_iam as f64;
         let _ = writeln!(
             md,
             "\n**Reading it:**\n\
+             - The standing IAM load of the daily sweep at 100,000 secrets: before, every \
+               secret was checked in full every day, {daily_iam_before:.0} IAM calls a day \
+               ({:.2}/s); now {daily_iam_after:.0} IAM calls a day ({:.2}/s), all of them the \
+               full checks, and {daily_all_after:.0} API calls in all. A day on which no \
+               check falls due costs {:.0} ListSecrets calls and no IAM call.\n\
              - MaxConcurrency should be the \"concurrency needed\" figure, not more: \
                extra concurrency buys only throttling (each throttled call is retried with \
                backoff, which costs more calls). At B = 10 that is a MaxConcurrency near \
@@ -539,19 +745,17 @@ impl Report {
              - A fleet enrolled all at once takes the \"all due at once\" time the first \
                time. After that, rotations spread by their own age: with a 90-day period \
                100,000 users need {steady:.3} IAM requests per second on average.\n\
-             - A cleanup sweep over every secret costs {sweep_iam} IAM calls each: run \
-               daily at 100,000 secrets, it, not rotation, is the standing IAM load. One \
-               rekey-cleanup invocation (at most 15 minutes) cannot sweep them all: at this \
-               scale the sweep belongs in the Distributed Map too, one `{{\"SecretId\"}}` \
-               event per secret, with the same bounded concurrency, or it runs less often \
-               (weekly suits the default 24 h / 7 d periods if a superseded key may stay \
-               active a few days longer).\n\
-             - The template's state machine uses an inline Map over pages of 100 secrets. \
-               A Standard execution keeps at most 25,000 history events, which limits one \
-               run to a few thousand secrets; 100,000 needs the Distributed Map described \
-               here.\n\
+             - Step Functions' limits: a Standard execution keeps at most 25,000 history \
+               events; the parent loops once per triage call (500 secrets), about 18 events \
+               each (the fleet through the map above measures them), so 100,000 secrets \
+               take some 3,600 events. Each answer is at most 500 \
+               items of about 150 bytes, far below the 256 KB payload limit. The children's \
+               events are their own.\n\
              - The hook path costs the same IAM calls; Secrets Manager schedules it per \
                secret, so its rate is set by the spread of the schedules, not by a Map.\n",
+            daily_iam_before / 86_400.0,
+            daily_iam_after / 86_400.0,
+            pages,
             c10 = (10.0 * REKEY_SHARE / rot_iam.max(1) as f64 * AWS_ROTATION_SECONDS).ceil(),
         );
     }
