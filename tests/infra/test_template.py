@@ -43,6 +43,51 @@ def actions(statement):
     return [a] if isinstance(a, str) else list(a)
 
 
+MACHINE = RESOURCES["RotationStateMachine"]["Properties"]
+LAMBDA_INVOKE = "arn:${Partition}:states:::lambda:invoke"
+# Lambda's own errors of a synchronous invocation (Step Functions names them
+# Lambda.*), retried like rekey's ServiceUnavailable.
+LAMBDA_SERVICE_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+
+
+def error_types():
+    """ERROR_TYPES of shared/src/error.rs: every error type a function reports."""
+    source = (ROOT / "shared/src/error.rs").read_text()
+    block = re.search(r"pub const ERROR_TYPES: &\[&str\] = &\[(.*?)\];", source, re.S).group(1)
+    return set(re.findall(r'"(\w+)"', block))
+
+
+def substituted_definition():
+    """The state machine as the template deploys it: each substitution
+    filled with what the template gives it (a parameter's default, a
+    literal, a stand-in ARN for a resource)."""
+    text = (ROOT / "infra" / MACHINE["DefinitionUri"]).read_text()
+    for name, value in MACHINE["DefinitionSubstitutions"].items():
+        if isinstance(value, str):
+            filled = value
+        elif "Ref" in value and value["Ref"] in TEMPLATE["Parameters"]:
+            filled = str(TEMPLATE["Parameters"][value["Ref"]]["Default"])
+        elif value == {"Ref": "AWS::Partition"}:
+            filled = "aws"
+        else:
+            filled = f"arn:aws:stand-in:{name}"
+        text = text.replace("${" + name + "}", filled)
+    return json.loads(text)
+
+
+def successors(state):
+    """Every state a state may go to next."""
+    out = [state[k] for k in ("Next", "Default") if k in state]
+    out += [c["Next"] for c in state.get("Choices", [])]
+    out += [c["Next"] for c in state.get("Catch", [])]
+    return out
+
+
 class Template(unittest.TestCase):
     def test_every_function_is_a_workspace_binary_and_back(self):
         in_template = {f["Metadata"]["BuildProperties"]["Binary"] for f in FUNCTIONS.values()}
@@ -63,7 +108,8 @@ class Template(unittest.TestCase):
         text = (ROOT / "infra" / machine["DefinitionUri"]).read_text()
         used = set(re.findall(r"\$\{(\w+)\}", text))
         self.assertEqual(used, set(machine["DefinitionSubstitutions"]))
-        filled = re.sub(r"\$\{MaxConcurrency\}", "1", text)
+        # Unquoted substitutions are numbers.
+        filled = re.sub(r":\s*\$\{\w+\}", ": 1", text)
         json.loads(re.sub(r"\$\{\w+\}", "x", filled))
 
     def test_the_managed_path_feeds_the_functions_and_the_policies(self):
@@ -121,22 +167,30 @@ class Template(unittest.TestCase):
         source = "".join(p.read_text() for p in (ROOT / "shared/src").rglob("*.rs"))
         written = set(re.findall(r'const \w+: &str = "(rekey:[a-z]+:)"', source))
         self.assertEqual(written, {"rekey:created:", "rekey:superseded:", "rekey:inactive:"})
+        records = {w + "*" for w in written}
+        # And two whole tags: since when AWSCURRENT is current (finish, and
+        # cleanup when it finds none) and the last full check (cleanup).
+        whole = {"rekey:current", "rekey:checked"}
+        for tag in whole:
+            self.assertTrue(f'"{tag}"' in source, f"the code writes {tag}")
         granted = set()
         for name, f in FUNCTIONS.items():
             for st in statements(f):
                 if "secretsmanager:TagResource" in actions(st):
                     keys = set(st["Condition"]["ForAllValues:StringLike"]["aws:TagKeys"])
-                    self.assertLessEqual(keys, {w + "*" for w in written}, name)
+                    self.assertLessEqual(keys, records | whole, name)
                     granted |= keys
-        self.assertEqual(granted, {w + "*" for w in written})
+        self.assertEqual(granted, records | whole)
         # Each step may write the records it writes: create its new key's,
-        # finish and cleanup the timers, the hook all of them.
+        # finish the timers and rekey:current, cleanup all of them, the hook
+        # all but the full check's.
         def tag_keys(name):
             return {k for st in statements(FUNCTIONS[name]) if "secretsmanager:TagResource" in actions(st)
                     for k in st["Condition"]["ForAllValues:StringLike"]["aws:TagKeys"]}
         self.assertEqual(tag_keys("CreateFunction"), {"rekey:created:*"})
-        self.assertEqual(tag_keys("HookFunction"), {w + "*" for w in written})
-        self.assertLessEqual({"rekey:superseded:*", "rekey:inactive:*"}, tag_keys("FinishFunction"))
+        self.assertEqual(tag_keys("HookFunction"), records | {"rekey:current"})
+        self.assertLessEqual({"rekey:superseded:*", "rekey:inactive:*", "rekey:current"}, tag_keys("FinishFunction"))
+        self.assertEqual(tag_keys("CleanupFunction"), records | whole)
 
     def test_each_function_may_make_the_secrets_manager_calls_its_steps_make(self):
         # What each function's code calls (steps/*.rs through the Vault):
@@ -181,10 +235,206 @@ class Template(unittest.TestCase):
 
         out = transform(template, {}, NoManagedPolicies())
         roles = {k: v for k, v in out["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
-        self.assertGreaterEqual(len(roles), 8, sorted(roles))
+        # The five functions', the state machine's and its schedule's.
+        self.assertGreaterEqual(len(roles), 7, sorted(roles))
         boundary = {"Fn::If": ["HasBoundary", {"Ref": "PermissionsBoundaryArn"}, {"Ref": "AWS::NoValue"}]}
         for name, role in roles.items():
             self.assertEqual(role["Properties"].get("PermissionsBoundary"), boundary, name)
+
+    def test_the_pipeline_is_a_distributed_map_fed_by_triage(self):
+        asl = substituted_definition()
+        states = asl["States"]
+        # The first triage event: the execution input over the defaults.
+        self.assertEqual(states["Defaults"]["Parameters"]["Defaults"], {"RotationPeriod": TEMPLATE["Parameters"]["RotationPeriod"]["Default"]})
+        self.assertEqual(
+            states["FirstTriage"]["Parameters"], {"Triage.$": "States.JsonMerge($.Defaults, $.Input, false)", "Exceeded": False}
+        )
+        # Triage: rekey-cleanup with the triage event; its answer under
+        # $.Page.Answer; a failure fails the run.
+        triage = states["Triage"]
+        self.assertEqual(
+            triage["Parameters"], {"FunctionName": "arn:aws:stand-in:CleanupFunctionArn", "Payload": {"Triage.$": "$.Triage"}}
+        )
+        self.assertEqual(triage["ResultSelector"], {"Answer.$": "$.Payload"})
+        self.assertEqual(triage["ResultPath"], "$.Page")
+        self.assertNotIn("Catch", triage)
+        self.assertEqual(triage["Next"], "Handle")
+        # The map: distributed, Express children in the template, bounded by
+        # the parameters.
+        handle = states["Handle"]
+        self.assertEqual(handle["Type"], "Map")
+        self.assertEqual(handle["ItemsPath"], "$.Page.Answer.Items")
+        self.assertIsNone(handle["ResultPath"])
+        self.assertTrue(handle["Label"])
+        self.assertNotIn("ItemSelector", handle, "each child gets its item, nothing more")
+        config = handle["ItemProcessor"]["ProcessorConfig"]
+        self.assertEqual(config, {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"})
+        subs = MACHINE["DefinitionSubstitutions"]
+        self.assertEqual(subs["ChildExecutionType"], "EXPRESS")
+        self.assertEqual(subs["MaxConcurrency"], {"Ref": "MaxConcurrency"})
+        self.assertEqual(subs["ToleratedFailurePercentage"], {"Ref": "ToleratedFailurePercentage"})
+        tolerated = TEMPLATE["Parameters"]["ToleratedFailurePercentage"]
+        self.assertEqual((tolerated["Type"], tolerated["MinValue"], tolerated["MaxValue"]), ("Number", 0, 100))
+        self.assertEqual(handle["MaxConcurrency"], TEMPLATE["Parameters"]["MaxConcurrency"]["Default"])
+        self.assertEqual(handle["ToleratedFailurePercentage"], tolerated["Default"])
+        # Past the tolerated failures the map run stops, the run notes it and
+        # goes on with the next pages (one broken secret never stops the
+        # others), and fails at its end.
+        self.assertEqual(
+            handle["Catch"], [{"ErrorEquals": ["States.ExceedToleratedFailureThreshold"], "ResultPath": None, "Next": "NoteExceeded"}]
+        )
+        self.assertEqual(states["NoteExceeded"]["Parameters"], {"Triage.$": "$.Triage", "Page.$": "$.Page", "Exceeded": True})
+        self.assertEqual(states["NoteExceeded"]["Next"], "MorePages")
+        # The next page: Next is the next triage event.
+        self.assertEqual(handle["Next"], "MorePages")
+        self.assertEqual(states["MorePages"]["Choices"], [{"Variable": "$.Page.Answer.Next", "IsPresent": True, "Next": "NextPage"}])
+        self.assertEqual(states["NextPage"]["Parameters"], {"Triage.$": "$.Page.Answer.Next.Triage", "Exceeded.$": "$.Exceeded"})
+        self.assertEqual(states["NextPage"]["Next"], "Triage")
+        done = states[states["MorePages"]["Default"]]
+        self.assertEqual(done["Choices"], [{"Variable": "$.Exceeded", "BooleanEquals": True, "Next": "TooManyFailures"}])
+        self.assertEqual(states["TooManyFailures"]["Type"], "Fail")
+        self.assertEqual(states[done["Default"]]["Type"], "Succeed")
+
+    def test_each_secret_is_cleaned_then_rotated_as_before(self):
+        child = substituted_definition()["States"]["Handle"]["ItemProcessor"]
+        states = child["States"]
+        fn = lambda name: f"arn:aws:stand-in:{name}FunctionArn"  # noqa: E731
+        # Clean first, when due: a full cleanup of the one secret.
+        self.assertEqual(child["StartAt"], "CleanFirst")
+        self.assertIn("$.Clean", json.dumps(states["CleanFirst"]["Choices"]))
+        self.assertEqual(states["CleanFirst"]["Choices"][0]["Next"], "Clean")
+        self.assertEqual(states["Clean"]["Parameters"], {"FunctionName": fn("Cleanup"), "Payload": {"SecretId.$": "$.SecretId"}})
+        self.assertIsNone(states["Clean"]["ResultPath"])
+        # Then the rotation, when due: a fresh token, create with the item's
+        # period and Resume, test, finish.
+        for before in ("Clean", "CleanFirst"):
+            self.assertIn("RotateNext", successors(states[before]))
+        self.assertIn("$.Rotate", json.dumps(states["RotateNext"]["Choices"]))
+        self.assertEqual(states["RotateNext"]["Choices"][0]["Next"], "NewToken")
+        self.assertEqual(states["NewToken"]["Parameters"]["ClientRequestToken.$"], "States.UUID()")
+        create = states["Create"]
+        self.assertEqual(create["Parameters"]["FunctionName"], fn("Create"))
+        self.assertEqual(create["Parameters"]["Payload"]["RotationPeriod.$"], "$.RotationPeriod")
+        self.assertIs(create["Parameters"]["Payload"]["Resume"], True)
+        self.assertEqual(states["Started"]["Default"], "Test")
+        self.assertEqual(states["Test"]["Parameters"]["FunctionName"], fn("Test"))
+        self.assertEqual(states["Test"]["Next"], "Finish")
+        self.assertEqual(states["Finish"]["Parameters"]["FunctionName"], fn("Finish"))
+        # No RotationEnabled check here any more: triage answers Rotate false
+        # for the hook's secrets.
+        self.assertNotIn("RotationEnabled", json.dumps(child))
+
+    def test_every_failing_path_of_a_child_goes_through_notify_to_a_fail_state(self):
+        states = substituted_definition()["States"]["Handle"]["ItemProcessor"]["States"]
+        tasks = {n for n, st in states.items() if st["Type"] == "Task"}
+        lambda_tasks = {n for n in tasks if states[n]["Resource"] == "arn:aws:states:::lambda:invoke"}
+        self.assertEqual(lambda_tasks, {"Clean", "Create", "Test", "Finish"})
+        rotation_tasks = lambda_tasks - {"Clean"}
+        for name in lambda_tasks:
+            catches = states[name]["Catch"]
+            self.assertEqual([c["ErrorEquals"] for c in catches], [["States.ALL"]], name)
+            self.assertEqual(catches[0]["Next"], "ReportClean" if name == "Clean" else "Report", name)
+            self.assertEqual(catches[0]["ResultPath"], "$.Failure", name)
+        # A cleanup's failure is published, and the rotation still runs.
+        self.assertEqual(states["ReportClean"]["Parameters"], {"SecretId.$": "$.SecretId", "Failure.$": "$.Failure"})
+        self.assertEqual(states["ReportClean"]["ResultPath"], "$.Alert", "the item stays for the rotation")
+        self.assertEqual(successors(states["ReportClean"]), ["NotifyClean"])
+        notify_clean = states["NotifyClean"]
+        self.assertEqual(notify_clean["Resource"], "arn:aws:states:::sns:publish")
+        self.assertEqual(notify_clean["Parameters"]["Message.$"], "States.JsonToString($.Alert)")
+        self.assertIsNone(notify_clean["ResultPath"])
+        self.assertEqual(set(successors(notify_clean)), {"RotateNext"})
+        # A rotation's failure is published and fails the child.
+        self.assertEqual(states["Report"]["Parameters"], {"SecretId.$": "$.SecretId", "Failure.$": "$.Failure"})
+        self.assertEqual(successors(states["Report"]), ["Notify"])
+        notify = states["Notify"]
+        self.assertEqual(notify["Resource"], "arn:aws:states:::sns:publish")
+        self.assertEqual(notify["Parameters"]["TopicArn"], "arn:aws:stand-in:TopicArn")
+        self.assertEqual(notify["Parameters"]["Message.$"], "States.JsonToString($)")
+        for n in (notify, notify_clean):
+            self.assertTrue(n["Retry"])
+            self.assertEqual([c["ErrorEquals"] for c in n["Catch"]], [["States.ALL"]])
+        after_notify = set(successors(notify))
+        self.assertEqual(len(after_notify), 1, "Notify, published or not, goes to one place")
+        fail = after_notify.pop()
+        self.assertEqual(states[fail]["Type"], "Fail", "so that the map run counts the failure")
+        self.assertTrue(states[fail]["Error"])
+        # Every way into Report, Notify or a Fail state is one of these; every
+        # other end of a child is a success.
+        into = {n: {m for m, st in states.items() if n in successors(st)} for n in states}
+        self.assertEqual(into["Report"], rotation_tasks)
+        self.assertEqual(into["Notify"], {"Report"})
+        self.assertEqual(into["ReportClean"], {"Clean"})
+        for name, st in states.items():
+            if st["Type"] == "Fail":
+                self.assertEqual(into[name], {"Notify"}, name)
+            if not successors(st) and st["Type"] != "Fail":
+                self.assertEqual(st["Type"], "Succeed", name)
+
+    def test_a_child_stays_within_express_five_minutes(self):
+        # Each Lambda task has a timeout (a hung call is reported, not cut
+        # off with the child), and the waits of the KeyNotReady retries,
+        # the only long ones, leave room for the calls themselves.
+        states = substituted_definition()["States"]["Handle"]["ItemProcessor"]["States"]
+        waits = 0
+        for name in ("Clean", "Create", "Test", "Finish"):
+            self.assertLessEqual(states[name]["TimeoutSeconds"], 60, name)
+            for retry in states[name]["Retry"]:
+                if retry["ErrorEquals"] == ["KeyNotReady"]:
+                    interval, rate = retry["IntervalSeconds"], retry.get("BackoffRate", 2.0)
+                    waits += sum(interval * rate**i for i in range(retry["MaxAttempts"]))
+        self.assertLess(waits, 200, "the KeyNotReady waits of test and finish")
+
+    def test_lambda_tasks_retry_and_match_only_error_types_that_exist(self):
+        known = error_types()
+        self.assertIn("KeyNotReady", known)
+        asl = substituted_definition()
+        every = dict(asl["States"], **asl["States"]["Handle"]["ItemProcessor"]["States"])
+        lambda_tasks = {n: st for n, st in every.items() if st.get("Resource") == "arn:aws:states:::lambda:invoke"}
+        self.assertEqual(set(lambda_tasks), {"Triage", "Clean", "Create", "Test", "Finish"})
+        for name, st in lambda_tasks.items():
+            retried = [set(r["ErrorEquals"]) for r in st["Retry"]]
+            self.assertIn({"ServiceUnavailable"} | LAMBDA_SERVICE_ERRORS, retried, name)
+            for rule in st["Retry"] + st.get("Catch", []):
+                for error in rule["ErrorEquals"]:
+                    self.assertTrue(error in known or error in LAMBDA_SERVICE_ERRORS or error == "States.ALL", f"{name}: {error}")
+            if name == "Clean":
+                self.assertIsNone(st["ResultPath"], "the item goes on to the rotation unchanged")
+            elif name == "Triage":
+                self.assertEqual(st["ResultPath"], "$.Page", name)
+            else:
+                self.assertEqual(st["OutputPath"], "$.Payload", name)
+
+    def test_the_machine_role_invokes_the_four_functions_and_runs_its_own_children(self):
+        machine = RESOURCES["RotationStateMachine"]
+        invoked = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in MACHINE["Policies"] if "LambdaInvokePolicy" in p}
+        self.assertEqual(invoked, {"CleanupFunction", "CreateFunction", "TestFunction", "FinishFunction"})
+        # The machine has a fixed name: its role names it without referring
+        # to it (a role cannot !Ref the machine that uses it).
+        self.assertEqual(MACHINE["Name"], {"Fn::Sub": "${AWS::StackName}-rotation"})
+        grants = {a: st["Resource"] for st in statements(machine) for a in actions(st)}
+        prefix = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:"
+        self.assertEqual(grants["states:StartExecution"], {"Fn::Sub": prefix + "stateMachine:${AWS::StackName}-rotation"})
+        for a in ("states:DescribeExecution", "states:StopExecution"):
+            self.assertEqual(grants[a], {"Fn::Sub": prefix + "execution:${AWS::StackName}-rotation/*"}, a)
+        self.assertNotIn("RotationStateMachine", json.dumps([st["Resource"] for st in statements(machine)]))
+        # Triage lists the secrets now; the machine reads none.
+        self.assertFalse([a for a in grants if a.startswith("secretsmanager:")], grants)
+
+    def test_one_schedule_and_an_alarm_on_failed_runs(self):
+        self.assertNotIn("CleanupSchedule", TEMPLATE["Parameters"])
+        for name, f in FUNCTIONS.items():
+            self.assertNotIn("Events", f["Properties"], f"{name}: the pipeline's schedule runs every step")
+        events = MACHINE["Events"]
+        self.assertEqual([e["Type"] for e in events.values()], ["ScheduleV2"])
+        self.assertEqual(list(events.values())[0]["Properties"]["Input"], "{}")
+        alarms = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+        self.assertIn(
+            ("AWS/States", "ExecutionsFailed", [{"Name": "StateMachineArn", "Value": {"Ref": "RotationStateMachine"}}]),
+            [(a["Namespace"], a["MetricName"], a["Dimensions"]) for a in alarms],
+        )
+        grouped = [p for g in TEMPLATE["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"] for p in g["Parameters"]]
+        self.assertEqual(sorted(grouped), sorted(TEMPLATE["Parameters"]))
 
     def test_the_state_machine_names_no_partition(self):
         text = (ROOT / "infra/statemachine/rotation.asl.json").read_text()
