@@ -433,7 +433,9 @@ fn error_code(status: StatusCode, body: &[u8]) -> Option<String> {
 /// The error each service answers for throttling (400) or a failure (500);
 /// Alibaba and SCloud get a failure either way.
 fn error_reply(service: &str, status: u16) -> Response<Full<Bytes>> {
-    let (content_type, body) = if matches!(service, "ram" | "sts" | "scloud") {
+    // (AWS STS is `sts` here; Alibaba's STS and RAM, and SCloud, do not sign
+    // with SigV4 and are never named so.)
+    let (content_type, body) = if matches!(service, "ram" | "scloud") {
         // Their throttling is the emulators' own (`/_emulator/faults`).
         (
             "application/json",

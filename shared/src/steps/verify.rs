@@ -18,7 +18,8 @@ pub enum Probing {
     /// step's clock (the hook).
     Until(SystemTime),
     /// One run of consecutive probes; any failure is `KeyNotReady` at once
-    /// (the pipeline: Step Functions waits and retries).
+    /// (the pipeline: Step Functions waits and retries). A throttled probe
+    /// is asked again, [`MAX_UNANSWERED_ONCE`] times at most.
     Once,
 }
 
@@ -28,6 +29,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// The pipeline's spacing between consecutive probes is kept short.
 const MAX_PIPELINE_SPACING: Duration = Duration::from_millis(500);
+/// A single test (the pipeline's, finish's last one) asks again this many
+/// times when a probe is throttled before it reports `ServiceUnavailable`.
+const MAX_UNANSWERED_ONCE: u32 = 3;
 
 impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// testSecret: the key of the token's version must authenticate as its
@@ -108,6 +112,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let mut passed = 0;
         let mut backoff = Backoff::new();
         let mut attempts = 0u32;
+        let mut unanswered = 0u32;
         let mut last_error: Option<String> = None;
         loop {
             attempts += 1;
@@ -124,6 +129,21 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                     spacing
                 }
                 Ok(name) => return Err(identity_mismatch(secret_id, secret, credential, name)),
+                // Throttled or unavailable: the probe was not answered, which
+                // says nothing of the key; the successes so far stand.
+                Err(
+                    e @ Error::Service {
+                        retryable: true, ..
+                    },
+                ) => {
+                    unanswered += 1;
+                    if matches!(probing, Probing::Once) && unanswered > MAX_UNANSWERED_ONCE {
+                        return Err(e);
+                    }
+                    warn!(key_id = credential.access_key_id, attempts, error = %e, "the probe was not answered; trying again");
+                    last_error = Some(e.to_string());
+                    backoff.next_pause()
+                }
                 Err(e) => {
                     if let Probing::Once = probing {
                         return Err(not_ready(secret, credential, &e.to_string(), attempts));
