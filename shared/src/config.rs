@@ -35,6 +35,11 @@ pub struct Config {
     pub scloud: SCloudSettings,
     /// How rekey reaches IAM users of member accounts.
     pub member: MemberSettings,
+    /// A dry run: every step decides and reports what it would do, and
+    /// makes no change (`dry_run::Gated` holds back every mutating call).
+    pub dry_run: bool,
+    /// The EventBridge bus the events for consumers go to (events.rs).
+    pub event_bus: String,
 }
 
 /// Member accounts: a secret naming an `AccountId` has its user's keys
@@ -217,13 +222,17 @@ pub const MEMBER_ACCOUNTS: &str = "REKEY_MEMBER_ACCOUNTS";
 pub const MEMBER_ROLE: &str = "REKEY_MEMBER_ROLE";
 /// `REKEY_MEMBER_EXTERNAL_ID`: [`MemberSettings::external_id`].
 pub const MEMBER_EXTERNAL_ID: &str = "REKEY_MEMBER_EXTERNAL_ID";
+/// `REKEY_DRY_RUN`: [`Config::dry_run`].
+pub const DRY_RUN: &str = "REKEY_DRY_RUN";
+/// `REKEY_EVENT_BUS`: [`Config::event_bus`].
+pub const EVENT_BUS: &str = "REKEY_EVENT_BUS";
 
 /// Every setting, declared once: its variable, its default, the template
 /// parameter that sets it on the functions, and the part of [`Config`] it
 /// fills and how its text is read. [`Config::from_lookup`] reads them in
 /// this order (the first invalid one is reported), [`Config::to_env`]
 /// writes them back, and a test holds `infra/template.yaml` to the table.
-pub const SETTINGS: [Setting; 19] = [
+pub const SETTINGS: [Setting; 21] = [
     Setting {
         name: MANAGED_USER_PATH,
         default: None,
@@ -370,6 +379,18 @@ pub const SETTINGS: [Setting; 19] = [
             |c, v| c.member.external_id = v,
         ),
     },
+    Setting {
+        name: DRY_RUN,
+        default: Some("false"),
+        template: Some(TemplateValue::Ref("DryRun")),
+        field: Field::Flag(|c| c.dry_run, |c, v| c.dry_run = v),
+    },
+    Setting {
+        name: EVENT_BUS,
+        default: Some("default"),
+        template: Some(TemplateValue::Ref("EventBus")),
+        field: Field::EventBus(|c| c.event_bus.clone(), |c, v| c.event_bus = v),
+    },
 ];
 
 /// One setting of the functions (an entry of [`SETTINGS`]).
@@ -449,6 +470,10 @@ enum Field {
         fn(&Config) -> Option<String>,
         fn(&mut Config, Option<String>),
     ),
+    /// `true` or `false`.
+    Flag(fn(&Config) -> bool, fn(&mut Config, bool)),
+    /// The name of an EventBridge bus of the function's account.
+    EventBus(fn(&Config) -> String, fn(&mut Config, String)),
 }
 
 impl Setting {
@@ -540,6 +565,36 @@ impl Setting {
                 }
                 set(config, value);
             }
+            Field::Flag(_, set) => match required()?.to_ascii_lowercase().as_str() {
+                "true" => set(config, true),
+                "false" => set(config, false),
+                other => {
+                    return Err(Error::Config {
+                        name,
+                        reason: format!(
+                            "{:?} is neither true nor false",
+                            crate::model::truncate(other, 40)
+                        ),
+                    })
+                }
+            },
+            Field::EventBus(_, set) => {
+                let bus = required()?;
+                let valid = (1..=256).contains(&bus.len())
+                    && bus
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+                if !valid {
+                    return Err(Error::Config {
+                        name,
+                        reason: format!(
+                            "{:?} is not the name of an event bus of this account: 1 to 256 letters, digits and ._- (default: default)",
+                            crate::model::truncate(&bus, 40)
+                        ),
+                    });
+                }
+                set(config, bus);
+            }
         }
         Ok(())
     }
@@ -564,6 +619,8 @@ impl Setting {
             Field::Accounts(get, _) => Some(get(config).join(",")).filter(|a| !a.is_empty()),
             Field::Role(get, _) => Some(get(config)),
             Field::ExternalId(get, _) => get(config),
+            Field::Flag(get, _) => Some(get(config).to_string()),
+            Field::EventBus(get, _) => Some(get(config)),
         }
     }
 }
@@ -632,6 +689,8 @@ impl Config {
                 key_limit: 0,
             },
             member: MemberSettings::default(),
+            dry_run: false,
+            event_bus: String::new(),
         }
     }
 }

@@ -34,6 +34,7 @@ pub const ERROR_TYPES: &[&str] = &[
     "KeyIdentityMismatch",
     "SignerRejected",
     "MemberAccountUnreachable",
+    "DryRun",
     "InternalError",
     "ServiceUnavailable",
     "ServiceError",
@@ -230,6 +231,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A dry-run deployment (`REKEY_DRY_RUN`) reached a change it may not
+    /// make: what the step would have done, and nothing was changed.
+    #[error("dry run (REKEY_DRY_RUN is true): nothing was changed; rekey would {would}. Set REKEY_DRY_RUN (template parameter DryRun) to false to let rekey act")]
+    DryRun {
+        /// What the step would have done, in order.
+        would: String,
+    },
+
     /// A fault inside rekey or its runtime, not of the event, the secret or
     /// a service: trying again does not help.
     #[error("internal error in rekey ({operation}): {reason}. This is not a fault of the secret, the event or the provider, and retrying will not help: report it to rekey's maintainers with this message")]
@@ -291,6 +300,7 @@ impl Error {
             Error::KeyIdentityMismatch { .. } => "KeyIdentityMismatch",
             Error::SignerRejected { .. } => "SignerRejected",
             Error::MemberAccountUnreachable { .. } => "MemberAccountUnreachable",
+            Error::DryRun { .. } => "DryRun",
             Error::Internal { .. } => "InternalError",
             Error::Service { retryable, .. } => {
                 if *retryable {
@@ -407,6 +417,7 @@ mod tests {
                 role_arn: s(),
                 reason: s(),
             },
+            Error::DryRun { would: s() },
             Error::Internal {
                 operation: "open provider",
                 reason: s(),

@@ -5,7 +5,9 @@
 //! decisions in [`plan`], the I/O behind the traits in [`ports`].
 
 pub mod config;
+pub mod dry_run;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod lambda;
 pub mod metrics;

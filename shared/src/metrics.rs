@@ -131,6 +131,8 @@ pub fn failure_metric(function: Function, error: &Error) -> &'static str {
     match (function, error) {
         (Function::Cleanup, _) => "CleanupFailed",
         (Function::Test, Error::KeyNotReady { .. }) => "KeyNotReady",
+        // Not a failure: a dry run's createSecret stops where it would act.
+        (_, Error::DryRun { .. }) => "DryRunStops",
         _ => "RotationsFailed",
     }
 }
@@ -162,13 +164,19 @@ pub fn count_created(function: Function, secret_id: &str, created: &Created) {
 /// A rotation promoted by a finish step (and whether it deactivated the
 /// superseded key at once).
 pub fn count_finished(function: Function, secret_id: &str, finished: &Finished) {
-    if let Finished::Promoted { deactivated } = finished {
+    if let Finished::Promoted { deactivated, .. } = finished {
         Record::new(function)
             .count("RotationsSucceeded", 1)
             .count("KeysDeactivated", usize::from(deactivated.is_some()))
             .property("SecretId", secret_id)
             .emit();
     }
+}
+
+/// Events for consumers that could not be put (events.rs): the keys
+/// changed all the same.
+pub fn count_events_not_put(function: Function, n: usize) {
+    Record::new(function).count("EventsNotPut", n).emit();
 }
 
 /// A secret `function` passed over, and why (`paused`, `not-due`, or the
@@ -223,9 +231,14 @@ pub fn count_cleanup(report: &CleanupReport, now: SystemTime) {
         if let Some(error_type) = s.error_type {
             count_skipped(Function::Cleanup, &s.secret_id, error_type);
         }
+        // In a dry run the keys were not touched: counted apart.
+        let (deactivated, deleted) = match report.dry_run {
+            false => ("KeysDeactivated", "KeysDeleted"),
+            true => ("KeysWouldDeactivate", "KeysWouldDelete"),
+        };
         let mut record = Record::new(Function::Cleanup)
-            .count("KeysDeactivated", s.deactivated.len())
-            .count("KeysDeleted", s.deleted.len())
+            .count(deactivated, s.deactivated.len())
+            .count(deleted, s.deleted.len())
             .count("KeysInUse", s.in_use.len())
             .property("SecretId", s.secret_id.as_str());
         if let Some(age) = s

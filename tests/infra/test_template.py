@@ -209,8 +209,49 @@ class Template(unittest.TestCase):
             self.assertLessEqual(actions_needed, granted(name), name)
 
     def test_rekey_test_only_reads_the_secret(self):
+        # (and puts a Rotation Failed event when the key test fails)
         granted = {a for st in statements(FUNCTIONS["TestFunction"]) for a in actions(st)}
-        self.assertEqual(granted, {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "kms:Decrypt"})
+        self.assertEqual(granted, {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "kms:Decrypt", "events:PutEvents"})
+
+    def test_every_function_puts_rekey_events_on_the_deployments_bus_only(self):
+        env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+        self.assertEqual(env["REKEY_EVENT_BUS"], {"Ref": "EventBus"})
+        for name, f in FUNCTIONS.items():
+            puts = [st for st in statements(f) if "events:PutEvents" in actions(st)]
+            self.assertEqual(len(puts), 1, name)
+            self.assertEqual(actions(puts[0]), ["events:PutEvents"], name)
+            self.assertEqual(
+                puts[0]["Resource"],
+                {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBus}"},
+                name,
+            )
+            self.assertEqual(puts[0]["Condition"], {"StringEquals": {"events:source": "rekey"}}, name)
+        machine = {a for st in statements(RESOURCES["RotationStateMachine"]) for a in actions(st)}
+        self.assertNotIn("events:PutEvents", machine)
+
+    def test_the_hooks_failures_reach_the_alerts_topic_as_rekey_events(self):
+        # moto does not deliver EventBridge targets to SNS: the wiring is
+        # checked here. The pipeline's failures are published by its runs
+        # (Notify), so the rule takes the hook's only: one alert a failure.
+        rule = RESOURCES["HookRotationFailed"]["Properties"]
+        self.assertEqual(rule["EventBusName"], {"Ref": "EventBus"})
+        self.assertEqual(
+            rule["EventPattern"],
+            {"source": ["rekey"], "detail-type": ["Rotation Failed"], "detail": {"Driver": ["hook"]}},
+        )
+        self.assertEqual(rule["Targets"], [{"Id": "alerts", "Arn": {"Ref": "AlertsTopic"}}])
+        topic_policy = RESOURCES["AlertsTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+        self.assertIn("events.amazonaws.com", topic_policy["Principal"]["Service"])
+
+    def test_a_dry_run_deployment_changes_nothing_and_pages_no_one_for_it(self):
+        p = TEMPLATE["Parameters"]["DryRun"]
+        self.assertEqual((p["Default"], sorted(p["AllowedValues"])), ("false", ["false", "true"]))
+        env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+        self.assertEqual(env["REKEY_DRY_RUN"], {"Ref": "DryRun"})
+        # Every createSecret of the hook fails with DryRun by design: the
+        # alarm on the hook's Lambda errors is off in a dry run.
+        self.assertEqual(TEMPLATE["Conditions"]["IsLive"], {"Fn::Equals": [{"Ref": "DryRun"}, "false"]})
+        self.assertEqual(RESOURCES["HookErrors"].get("Condition"), "IsLive")
 
     def test_the_hook_outlives_its_test_timeout(self):
         mapping = TEMPLATE["Mappings"]["HookTimeout"]

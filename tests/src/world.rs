@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_secretsmanager::types::{RotationRulesType, Tag};
+use rekey::events::EventBridge;
 use rekey::model::{
     AccessKey, Credential, KeyStatus, Provider, Sensitive, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
 };
@@ -85,22 +86,26 @@ impl World {
 
     /// The steps, as the functions build them, signed as the admin.
     pub fn app(&self, config: Config) -> App {
+        let events = EventBridge::new(&self.sdk, &config.event_bus);
         Rekey::new(
             SecretsManager::new(&self.sdk),
             LiveProviders::new(&self.sdk, &config),
             config,
         )
+        .with_events(events)
     }
 
     /// The steps as the functions build them, but reaching moto through
     /// `proxy`.
     pub async fn app_via(&self, proxy: &proxy::Proxy, config: Config) -> App {
         let sdk = sdk_config_at(&proxy.endpoint, &moto().admin).await;
+        let events = EventBridge::new(&sdk, &config.event_bus);
         Rekey::new(
             SecretsManager::new(&sdk),
             LiveProviders::new(&sdk, &config),
             config,
         )
+        .with_events(events)
     }
 
     /// A new IAM user with a unique name under `path`.

@@ -8,18 +8,20 @@ pub mod request;
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::SystemTime;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{error, info, Instrument};
+use tracing::{error, info, warn, Instrument};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::events::{self, EventBridge, KeyEvent};
 use crate::metrics;
 use crate::ports::{Clock, Providers, Vault};
 use crate::providers::LiveProviders;
-use crate::steps::{CleanupReport, Created, Driver, Probing, Rekey};
+use crate::steps::{CleanupReport, Created, Driver, Finished, Probing, Rekey};
 use crate::vault::SecretsManager;
 
 pub use request::{
@@ -97,11 +99,13 @@ impl FromStr for Function {
 pub async fn app_from_env() -> Result<App> {
     let config = Config::from_env()?;
     let sdk = crate::sdk::load_config().await;
+    let events = EventBridge::new(&sdk, &config.event_bus);
     Ok(App::new(
         SecretsManager::new(&sdk),
         LiveProviders::new(&sdk, &config),
         config,
-    ))
+    )
+    .with_events(events))
 }
 
 /// Runs `function` under the Lambda runtime. Invalid settings stop the
@@ -140,19 +144,24 @@ pub async fn handle<V: Vault, P: Providers, C: Clock>(
     let step = subject.step.as_str();
     let secret_id = subject.secret_id.as_str();
     let token = subject.token.as_deref();
-    let span = tracing::info_span!("rekey", step, secret_id, token);
+    // In a dry run every line carries `dry_run`: what it says was done
+    // was held back (dry_run.rs).
+    let dry_run = app.config.dry_run.then_some(true);
+    let span = tracing::info_span!("rekey", step, secret_id, token, dry_run);
     // Boxed: the step futures are deep, and boxing keeps each function's
     // future small and quick to compile.
     let work = Box::pin(async move { run(app, request?, deadline_ms).await });
     async {
         match work.await {
-            Ok(out) => {
+            Ok((out, events)) => {
                 info!("step succeeded");
+                publish(app, function, &events).await;
                 Ok(out)
             }
             Err(e) => {
                 error!(error_type = e.kind(), "{e}");
                 metrics::count_failure(function, secret_id, &e);
+                publish_failure(app, function, secret_id, &e).await;
                 Err(e.into())
             }
         }
@@ -161,31 +170,89 @@ pub async fn handle<V: Vault, P: Providers, C: Clock>(
     .await
 }
 
+/// Puts `events` for consumers, ten to a call. A rotation that was done
+/// stays done: an event that cannot be put is logged and counted
+/// (`EventsNotPut`), never the step's failure.
+async fn publish<V, P, C>(app: &Rekey<V, P, C>, function: Function, events: &[KeyEvent]) {
+    let Some(sink) = &app.events else {
+        return;
+    };
+    for batch in events.chunks(events::PUT_BATCH) {
+        if let Err(e) = sink.put(batch).await {
+            warn!(error_type = e.kind(), error = %e, "could not put the events for consumers");
+            metrics::count_events_not_put(function, batch.len());
+        }
+    }
+}
+
+/// Puts `Rotation Failed` for a rotation step's failure (events.rs says
+/// which), with the secret's ARN and owner when it can be described.
+async fn publish_failure<V: Vault, P, C: Clock>(
+    app: &Rekey<V, P, C>,
+    function: Function,
+    secret_id: &str,
+    error: &Error,
+) {
+    let Some(driver) = events::failure_driver(function, error) else {
+        return;
+    };
+    if app.events.is_none() || secret_id.is_empty() {
+        return;
+    }
+    let info = app.vault.describe(secret_id).await.ok();
+    let holder = events::KeyHolder::described(secret_id, info.as_ref());
+    let event = events::failed(driver, holder, error, app.clock.now());
+    publish(app, function, &[event]).await;
+}
+
 /// Runs a request: the one place that maps each request to its steps.
+/// Answers the step's output and the events for consumers it gave rise to.
 async fn run<V: Vault, P: Providers, C: Clock>(
     app: &Rekey<V, P, C>,
     request: Request,
     deadline_ms: u64,
-) -> Result<Value> {
+) -> Result<(Value, Vec<KeyEvent>)> {
+    let now = || app.clock.now();
+    let no_events = |out| (out, Vec::new());
     match request {
-        Request::Hook(r) => hook(app, &r, deadline_ms).await.map(json),
-        Request::Create(r) => create(app, r).await.map(json),
+        Request::Hook(r) => hook(app, &r, deadline_ms)
+            .await
+            .map(|events| (Value::Null, events)),
+        Request::Create(r) => create(app, r).await.map(json).map(no_events),
         Request::Test(r) => {
             let done = app
                 .verify(&r.secret_id, &r.token, Driver::Pipeline, Probing::Once)
                 .await
                 .map(|()| None);
-            pipeline_output(Function::Test, r.secret_id, r.token, done).map(json)
+            pipeline_output(Function::Test, r.secret_id, r.token, done)
+                .map(json)
+                .map(no_events)
         }
         Request::Finish(r) => {
+            let mut events = Vec::new();
             let done = app
                 .finish(&r.secret_id, &r.token, Driver::Pipeline)
                 .await
-                .map(|f| metrics::count_finished(Function::Finish, &r.secret_id, &f))
+                .map(|f| {
+                    metrics::count_finished(Function::Finish, &r.secret_id, &f);
+                    events = finished_events(&f, Driver::Pipeline, now());
+                })
                 .map(|()| None);
-            pipeline_output(Function::Finish, r.secret_id, r.token, done).map(json)
+            pipeline_output(Function::Finish, r.secret_id, r.token, done)
+                .map(|out| (json(out), events))
         }
         Request::Cleanup(r) => cleanup(app, r, deadline_ms).await,
+    }
+}
+
+/// The events of a finish: `Key Rotated` when it promoted.
+fn finished_events(finished: &Finished, driver: Driver, now: SystemTime) -> Vec<KeyEvent> {
+    match finished {
+        Finished::Promoted {
+            promotion,
+            deactivated,
+        } => events::rotated(promotion, driver, deactivated.as_deref(), now),
+        Finished::AlreadyCurrent => Vec::new(),
     }
 }
 
@@ -194,28 +261,31 @@ fn json<T: Serialize>(out: T) -> Value {
     serde_json::to_value(out).unwrap_or(Value::Null)
 }
 
-/// `rekey-hook`: one of Secrets Manager's four steps; answers nothing.
+/// `rekey-hook`: one of Secrets Manager's four steps; answers nothing to
+/// Secrets Manager, and the events of a promotion.
 async fn hook<V: Vault, P: Providers, C: Clock>(
     app: &Rekey<V, P, C>,
     r: &HookRequest,
     deadline_ms: u64,
-) -> Result<()> {
+) -> Result<Vec<KeyEvent>> {
     let (id, token) = (r.secret_id.as_str(), r.token.as_str());
     match r.step {
         HookStep::Create => app
             .create(id, token, Driver::Hook)
             .await
-            .map(|c| metrics::count_created(Function::Hook, id, &c)),
-        HookStep::Set => app.set(id, token, Driver::Hook).await,
+            .map(|c| metrics::count_created(Function::Hook, id, &c))?,
+        HookStep::Set => app.set(id, token, Driver::Hook).await?,
         HookStep::Test => {
             let probing = deadline::probe_until(app, deadline_ms);
-            app.verify(id, token, Driver::Hook, probing).await
+            app.verify(id, token, Driver::Hook, probing).await?
         }
-        HookStep::Finish => app
-            .finish(id, token, Driver::Hook)
-            .await
-            .map(|f| metrics::count_finished(Function::Hook, id, &f)),
+        HookStep::Finish => {
+            let finished = app.finish(id, token, Driver::Hook).await?;
+            metrics::count_finished(Function::Hook, id, &finished);
+            return Ok(finished_events(&finished, Driver::Hook, app.clock.now()));
+        }
     }
+    Ok(Vec::new())
 }
 
 /// `rekey-create`: a new rotation when due; with `Resume`, another token's
@@ -284,6 +354,13 @@ fn pipeline_output(
             metrics::count_skipped(function, &secret_id, "paused");
             Some("paused".to_owned())
         }
+        // A dry run ends the rotation where it would first change
+        // something: the run goes on to the next secret.
+        Err(e @ Error::DryRun { .. }) => {
+            info!("{e}");
+            metrics::count_skipped(function, &secret_id, "dry-run");
+            Some("dry-run".to_owned())
+        }
         Err(e) => return Err(e),
     };
     Ok(PipelineOutput {
@@ -299,12 +376,18 @@ async fn cleanup<V: Vault, P: Providers, C: Clock>(
     app: &Rekey<V, P, C>,
     r: CleanupRequest,
     deadline_ms: u64,
-) -> Result<Value> {
+) -> Result<(Value, Vec<KeyEvent>)> {
     let report = match r {
-        CleanupRequest::Triage(t) => return app.triage_page(&t).await.map(json),
+        CleanupRequest::Triage(t) => {
+            return app
+                .triage_page(&t)
+                .await
+                .map(|page| (json(page), Vec::new()))
+        }
         CleanupRequest::One(id) => CleanupReport {
             secrets: vec![app.cleanup(&id).await?],
             not_reached: 0,
+            dry_run: app.config.dry_run,
         },
         CleanupRequest::All => {
             let now = app.clock.now();
@@ -313,8 +396,14 @@ async fn cleanup<V: Vault, P: Providers, C: Clock>(
             app.cleanup_all(stop_at).await?
         }
     };
-    metrics::count_cleanup(&report, app.clock.now());
-    Ok(json(report))
+    let now = app.clock.now();
+    metrics::count_cleanup(&report, now);
+    let events = report
+        .secrets
+        .iter()
+        .flat_map(|s| events::retired(s, report.dry_run, now))
+        .collect();
+    Ok((json(report), events))
 }
 
 #[cfg(test)]

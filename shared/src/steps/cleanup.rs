@@ -8,8 +8,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::{check_managed, InProgress, Rekey};
+use super::{check_managed, InProgress, Keys, Rekey};
 use crate::error::Result;
+use crate::events::KeyHolder;
 use crate::model::{AccessKey, LastUsed, ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::{self, timestamp, Action, CleanupInput, Scheduled};
 use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
@@ -50,6 +51,9 @@ pub struct SecretCleanup {
     /// label cleanup took off (its token).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abandoned: Option<String>,
+    /// Whose keys these are, for the events (not in the report).
+    #[serde(skip)]
+    pub holder: Option<KeyHolder>,
 }
 
 /// A superseded key left active because it was used recently.
@@ -73,6 +77,11 @@ pub struct CleanupReport {
     /// Secrets a sweep had no time left for (the next run takes them).
     #[serde(skip_serializing_if = "is_zero")]
     pub not_reached: usize,
+    /// A dry run (`REKEY_DRY_RUN`): the keys listed as deactivated and
+    /// deleted, and the versions abandoned, are what cleanup would have
+    /// done; nothing was changed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -110,6 +119,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             secret_id: secret_id.to_owned(),
             status: "cleaned",
             current_since: Some(timestamp(current_read.created)),
+            holder: Some(KeyHolder::of(&info, &current)),
             ..Default::default()
         };
         let pending_key = match &pending {
@@ -222,7 +232,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// what was done to `report`.
     async fn carry_out(
         &self,
-        provider: &P::KeyApi,
+        provider: &Keys<P>,
         user: &str,
         action: Action,
         now: SystemTime,
@@ -271,7 +281,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// it stays active and the next run tries again: what the report says.
     async fn still_in_use(
         &self,
-        provider: &P::KeyApi,
+        provider: &Keys<P>,
         user: &str,
         key: &str,
         now: SystemTime,
@@ -341,8 +351,10 @@ mod tests {
                     due: humantime::parse_rfc3339("2026-01-03T00:00:00Z").unwrap(),
                 }],
                 abandoned: Some("T".into()),
+                holder: Some(KeyHolder::default()),
             }],
             not_reached: 0,
+            dry_run: false,
         };
         assert_eq!(
             serde_json::to_string(&report).unwrap(),

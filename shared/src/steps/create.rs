@@ -6,12 +6,16 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
-use super::{Driver, InProgress, Rekey, TokenState};
+use super::{Driver, InProgress, Keys, Rekey, TokenState};
 use crate::error::{Error, Result};
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, ManagedSecret, AWSCURRENT};
 use crate::plan::{self, KeyFacts, KeyRole, PendingFacts, RoleFacts, Room, RoomContext};
 use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
 use crate::records::{created_value, load_records, record_tag, trusted_since, Records, CREATED};
+
+/// The token `preview_rotation` decides with (never written: the
+/// preview runs dry).
+const PREVIEW_TOKEN: &str = "rekey-plan-preview";
 
 /// What createSecret found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +58,43 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         period: Option<Duration>,
     ) -> Result<Created> {
         let (info, state) = self.guard(secret_id, token, driver).await?;
+        self.create_in(secret_id, token, &info, state, period).await
+    }
+
+    /// What a rotation started now would do, or why none would start:
+    /// `create` itself decides, in a dry run (so it changes nothing), on a
+    /// token of its own, whatever the secret's driver. `Err(DryRun)` names
+    /// the keys it would delete and the key it would create; `Ok(NotDue)`
+    /// says since when AWSCURRENT is current. Refused unless the steps
+    /// run dry (`Rekey::new` with `dry_run`): `rekey plan` and `rekey
+    /// status` use it.
+    pub async fn preview_rotation(
+        &self,
+        secret_id: &str,
+        period: Option<Duration>,
+    ) -> Result<Created> {
+        if !self.config.dry_run {
+            return Err(Error::Internal {
+                operation: "preview a rotation",
+                reason: "the steps must run dry to preview".into(),
+            });
+        }
+        let info = self.vault.describe(secret_id).await?;
+        super::check_managed(secret_id, &info)?;
+        let state = super::token_state(secret_id, &info, PREVIEW_TOKEN, Driver::Pipeline)?;
+        self.create_in(secret_id, PREVIEW_TOKEN, &info, state, period)
+            .await
+    }
+
+    /// create after its guard: `state` is where `token` stands in `info`.
+    async fn create_in(
+        &self,
+        secret_id: &str,
+        token: &str,
+        info: &SecretInfo,
+        state: TokenState,
+        period: Option<Duration>,
+    ) -> Result<Created> {
         if state == TokenState::Current {
             return Ok(Created::AlreadyCurrent);
         }
@@ -68,13 +109,13 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             }
         }
 
-        self.check_owner(secret_id, &info, &current)?;
+        self.check_owner(secret_id, info, &current)?;
         let user = current.user_name.as_str();
         let provider = self.provider_for(secret_id, &current).await?;
         provider.ensure_managed(user, &info.arn).await?;
         // Read before the key list, so a key it holds is in that list.
         let pending = match state {
-            TokenState::Pending => Some(self.in_progress(secret_id, &info, token, &current).await?),
+            TokenState::Pending => Some(self.in_progress(secret_id, info, token, &current).await?),
             _ => None,
         };
         let keys = provider.list_keys(user).await?;
@@ -83,7 +124,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         }
         let facts = SecretFacts {
             secret_id,
-            info: &info,
+            info,
             current: &current,
             current_created: current_version.created,
         };
@@ -112,6 +153,14 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         keys: &[AccessKey],
     ) -> Result<Created> {
         if let Some(reason) = plan::dead_pending(pending.facts(), keys, self.clock.now()) {
+            if self.config.dry_run {
+                return Err(Error::DryRun {
+                    would: format!(
+                        "take AWSPENDING off version {} ({reason}), and the next rotation would start anew",
+                        pending.version
+                    ),
+                });
+            }
             self.abandon(secret_id, &pending, reason).await?;
             return Err(Error::RotationAbandoned {
                 secret_id: secret_id.to_owned(),
@@ -135,7 +184,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// a record's word). Returns the keys left and the ones deleted.
     async fn reclaim_own_keys(
         &self,
-        provider: &P::KeyApi,
+        provider: &Keys<P>,
         secret: &SecretFacts<'_>,
         token: &str,
         keys: Vec<AccessKey>,
@@ -173,7 +222,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// invariant key-limit). Returns the deleted key ids.
     async fn make_room(
         &self,
-        provider: &P::KeyApi,
+        provider: &Keys<P>,
         secret: &SecretFacts<'_>,
         keys: Vec<AccessKey>,
     ) -> Result<Vec<String>> {
@@ -218,7 +267,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// those that may be orphans.
     async fn key_facts(
         &self,
-        provider: &P::KeyApi,
+        provider: &Keys<P>,
         user: &str,
         keys: Vec<AccessKey>,
         roles: &RoleFacts<'_>,
@@ -242,7 +291,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// Deletes the keys `room` names: the orphans, then the inactive key.
     async fn delete_for_room(
         &self,
-        provider: &P::KeyApi,
+        provider: &Keys<P>,
         user: &str,
         room: Room,
     ) -> Result<Vec<String>> {
@@ -273,7 +322,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// retire-by-record). A key that cannot be recorded is deleted.
     async fn create_recorded_key(
         &self,
-        provider: &P::KeyApi,
+        provider: &Keys<P>,
         secret_id: &str,
         user: &str,
         token: &str,
@@ -298,7 +347,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// record has cleanup retire it.
     async fn store_new_key(
         &self,
-        provider: &P::KeyApi,
+        provider: &Keys<P>,
         secret: &SecretFacts<'_>,
         token: &str,
         new_key: Credential,

@@ -5,6 +5,7 @@ use tracing::{info, warn};
 
 use super::{label, other_key, pending_version, Driver, Probing, Rekey, TokenState};
 use crate::error::{Error, Result};
+use crate::events::{KeyHolder, Promotion};
 use crate::model::{ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::timestamp;
 use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
@@ -16,6 +17,8 @@ pub enum Finished {
     /// Promoted; `deactivated` is the superseded key if it was deactivated
     /// at once (`REKEY_DEACTIVATE_AFTER=0s`).
     Promoted {
+        /// Whose key, the new key and the one it superseded.
+        promotion: Promotion,
         /// The superseded key, if finish deactivated it.
         deactivated: Option<String>,
     },
@@ -88,14 +91,22 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         self.vault.tag(secret_id, &records).await?;
         self.promote(secret_id, token, &current_version).await?;
         info!(key_id = new_key, "promoted the new key to AWSCURRENT");
-        let deactivated = match old_key {
+        let deactivated = match &old_key {
             Some(old) if self.config.deactivate_after.is_zero() => self
-                .deactivate_at_once(secret_id, &info.arn, &pending, &old)
+                .deactivate_at_once(secret_id, &info.arn, &pending, old)
                 .await
-                .then_some(old),
+                .then(|| old.clone()),
             _ => None,
         };
-        Ok(Finished::Promoted { deactivated })
+        let promotion = Promotion {
+            holder: KeyHolder::of(&info, &pending),
+            new_key,
+            old_key,
+        };
+        Ok(Finished::Promoted {
+            promotion,
+            deactivated,
+        })
     }
 
     /// The answer when there is nothing to promote: the token's version is

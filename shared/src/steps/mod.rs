@@ -5,21 +5,26 @@
 mod cleanup;
 mod create;
 mod finish;
+mod inspect;
 mod sweep;
 mod verify;
 
 pub use cleanup::{CleanupReport, SecretCleanup};
 pub use create::Created;
 pub use finish::Finished;
+pub use inspect::{Inspection, RotationOutlook};
 pub use sweep::{Item, NextPage, NextTriage, TriageAnswer, TriageRequest, PAGES_PER_TRIAGE};
 pub use verify::Probing;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tracing::warn;
 
 use crate::config::Config;
+use crate::dry_run::Gated;
 use crate::error::{Error, Result};
+use crate::events::EventSink;
 use crate::model::{
     Credential, ManagedSecret, SecretFormatError, Signing, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
 };
@@ -29,6 +34,9 @@ use crate::ports::{
     Clock, Providers, SecretInfo, SecretVersion, Select, Signer, SystemClock, Vault,
 };
 use crate::records::{self, Enrolment};
+
+/// A provider's key management, behind its dry-run gate.
+type Keys<P> = Gated<<P as Providers>::KeyApi>;
 
 /// Who drives the rotation of a secret. A secret has one driver: the hook
 /// when Secrets Manager rotation is enabled, the pipeline otherwise.
@@ -42,15 +50,20 @@ pub enum Driver {
 
 /// The steps, bound to a vault, the providers, the settings and a clock
 /// (the system's, unless a test gives its own with [`Rekey::with_clock`]).
+/// The vault and the providers are reached through their gates, which hold
+/// back every change in a dry run (`dry_run.rs`).
 pub struct Rekey<V, P, C = SystemClock> {
     /// Where the managed secrets are (Secrets Manager).
-    pub vault: V,
+    pub vault: Gated<V>,
     /// The providers that issue the keys.
-    pub providers: P,
+    pub providers: Gated<P>,
     /// rekey's settings, from the function's environment.
     pub config: Config,
     /// The time source for grace periods, deadlines and pauses.
     pub clock: C,
+    /// Where the Lambda edge puts the events for consumers (events.rs);
+    /// none: no events.
+    pub events: Option<Arc<dyn EventSink>>,
 }
 
 /// The AWSPENDING version of a rotation in progress, as read from the vault.
@@ -94,13 +107,15 @@ enum TokenState {
 }
 
 impl<V, P> Rekey<V, P> {
-    /// The steps on the system's clock.
+    /// The steps on the system's clock; in a dry run (`config.dry_run`)
+    /// they change nothing.
     pub fn new(vault: V, providers: P, config: Config) -> Self {
         Rekey {
-            vault,
-            providers,
+            vault: Gated::new(vault, config.dry_run),
+            providers: Gated::new(providers, config.dry_run),
             config,
             clock: SystemClock,
+            events: None,
         }
     }
 }
@@ -113,7 +128,14 @@ impl<V, P, C> Rekey<V, P, C> {
             providers: self.providers,
             config: self.config,
             clock,
+            events: self.events,
         }
+    }
+
+    /// The same steps, with events put to `sink` by the Lambda edge.
+    pub fn with_events(mut self, sink: impl EventSink + 'static) -> Self {
+        self.events = Some(Arc::new(sink));
+        self
     }
 }
 
@@ -121,7 +143,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// The provider of `secret`, signing with what the secret names: the
     /// function's own role, the key pair in its `AdminSecretId` secret, or
     /// else the user's own key in `secret`.
-    async fn provider_for(&self, secret_id: &str, secret: &ManagedSecret) -> Result<P::KeyApi> {
+    async fn provider_for(&self, secret_id: &str, secret: &ManagedSecret) -> Result<Keys<P>> {
         let kind = secret.provider;
         let signer = match (kind.signing(), &secret.admin_secret_id, &secret.credential) {
             (Signing::Ambient, _, _) => None,

@@ -249,6 +249,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         Ok(CleanupReport {
             secrets: secrets.into_iter().flatten().collect(),
             not_reached,
+            dry_run: self.config.dry_run,
         })
     }
 

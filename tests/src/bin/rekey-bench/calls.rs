@@ -80,6 +80,12 @@ fn why(step: &str, service: &str, action: &str) -> Option<&'static str> {
         ("secretsmanager", "TagResource") if cleanup => {
             "records the full check (`rekey:checked`) and, when it is missing or stale, which version and key are current since when (`rekey:current`): the sweep decides from these records alone until the next full check"
         }
+        ("events", "PutEvents") if finish => {
+            "the Key Rotated event for the applications and teams that use the key (README \"Events\"): the secret, its user, the new and the superseded key ids and its owner, never a secret"
+        }
+        ("events", "PutEvents") if cleanup => {
+            "the Key Deactivated and Key Deleted events of the keys retired, ten to a call"
+        }
         ("secretsmanager", "ListSecrets") if step == "triage" => {
             "one page of up to 100 managed secrets with their tags (rekey's records) and version stages: what is due is decided from these alone, with no further call"
         }
