@@ -19,6 +19,12 @@ use crate::error::Error;
 /// credentials are resolved and TLS is set up on first use. Throttling and
 /// transient errors are retried with backoff.
 pub async fn load_config() -> aws_config::SdkConfig {
+    loader().load().await
+}
+
+/// The loader [`load_config`] uses, for callers that add to it (the
+/// `rekey` command's `--profile`).
+pub fn loader() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry_config())
         .http_client(SharedHttpClient::new(OnFirstRequest(
@@ -28,8 +34,6 @@ pub async fn load_config() -> aws_config::SdkConfig {
                 ))
                 .build_https(),
         )))
-        .load()
-        .await
 }
 
 /// The SDK's HTTPS client (hyper, rustls with aws-lc-rs, the system's root

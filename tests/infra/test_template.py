@@ -20,9 +20,13 @@ MEMBER, _ = decode_str((ROOT / "infra/member.yaml").read_text())
 
 
 def workspace_binaries():
+    """The workspace's binaries but the `rekey` command (cli/), which is for
+    people and no Lambda function."""
     members = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["members"]
     names = set()
     for m in members:
+        if m == "cli":
+            continue
         manifest = tomllib.loads((ROOT / m / "Cargo.toml").read_text())
         names.update(b["name"] for b in manifest.get("bin", []))
     return names

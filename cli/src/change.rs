@@ -1,0 +1,111 @@
+//! `rekey pause` and `rekey resume`: the changes the command makes, each
+//! printed first and asked for (`--yes` skips the question; off a terminal
+//! without `--yes` the command refuses), or only printed with `--dry-run`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use rekey::ports::Vault;
+use rekey::records::{self, Enrolment};
+use rekey::vault::SecretsManager;
+use serde::Serialize;
+
+use crate::output::{self, Format};
+use crate::{Failure, EXIT_OK};
+
+/// What a change command did.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "PascalCase")]
+struct Outcome {
+    secret_id: String,
+    /// The change, in words.
+    change: String,
+    /// Whether it was made (not when it was already so, or a dry run).
+    changed: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dry_run: bool,
+}
+
+/// Asks before `change`; `Ok(false)` when the answer is no.
+fn confirm(change: &str, yes: bool) -> Result<bool, Failure> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::Usage(format!(
+            "refusing to {change} without --yes: not on a terminal, so nobody can be asked"
+        )));
+    }
+    eprint!("rekey will {change}. Go ahead? [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::Error(format!("could not read the answer: {e}")))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// Pauses (`pause`) or resumes a managed secret through its tag.
+pub async fn pause(
+    sdk: &aws_config::SdkConfig,
+    secret: &str,
+    pause: bool,
+    yes: bool,
+    dry_run: bool,
+    format: Format,
+) -> Result<u8, Failure> {
+    let vault = SecretsManager::new(sdk);
+    let info = vault.describe(secret).await?;
+    let now = records::enrolment(&info);
+    if now == Enrolment::NotManaged {
+        return Err(rekey::Error::SecretNotManaged {
+            secret_id: secret.to_owned(),
+        }
+        .into());
+    }
+    let change = match pause {
+        true => format!("pause {} (tag {}=true)", info.name, records::TAG_PAUSED),
+        false => format!(
+            "resume {} (remove its tag {})",
+            info.name,
+            records::TAG_PAUSED
+        ),
+    };
+    let already = (now == Enrolment::Paused) == pause;
+    let mut outcome = Outcome {
+        secret_id: info.arn.clone(),
+        change: change.clone(),
+        changed: false,
+        dry_run,
+    };
+    if already {
+        outcome.change = format!(
+            "nothing: {} is {} already",
+            info.name,
+            if pause { "paused" } else { "not paused" }
+        );
+    } else if dry_run {
+        eprintln!("dry run: rekey would {change}; nothing was changed");
+    } else if confirm(&change, yes)? {
+        if pause {
+            vault
+                .tag(
+                    &info.arn,
+                    &[(records::TAG_PAUSED.to_owned(), "true".to_owned())],
+                )
+                .await?;
+        } else {
+            vault
+                .untag(&info.arn, &[records::TAG_PAUSED.to_owned()])
+                .await?;
+        }
+        outcome.changed = true;
+    } else {
+        outcome.change = format!("nothing: not confirmed ({change})");
+    }
+    match format {
+        Format::Json => output::json(&outcome),
+        Format::Table => println!("{}", outcome.change),
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,154 @@
+//! `rekey`: the command for the people who run rekey. It reads arguments,
+//! reaches AWS and prints; every decision is the `rekey` crate's, made by
+//! the very steps the functions run (in a dry run for `status` and `plan`,
+//! so they change nothing).
+//!
+//! Exit codes (stable, README "The rekey command"): 0 done, 1 an error,
+//! 2 a usage error (or a change refused without `--yes` off a terminal),
+//! 3 findings (a secret overdue or stuck).
+
+mod change;
+mod deployment;
+mod output;
+mod show;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use output::Format;
+
+/// Done.
+pub const EXIT_OK: u8 = 0;
+/// An error: the message says what to fix.
+pub const EXIT_ERROR: u8 = 1;
+/// A usage error, or a change refused.
+pub const EXIT_USAGE: u8 = 2;
+/// Findings: a secret is overdue or stuck.
+pub const EXIT_FINDINGS: u8 = 3;
+
+/// rekey: see what rekey does and will do to your keys, and steer it.
+#[derive(Parser, Debug)]
+#[command(name = "rekey", version)]
+struct Cli {
+    /// Read the deployment's settings from this CloudFormation stack (its
+    /// parameters and outputs); without it, from the same REKEY_*
+    /// environment the functions use.
+    #[arg(long, global = true, value_name = "NAME")]
+    stack: Option<String>,
+    /// The AWS profile (default: the standard credential chain;
+    /// AWS_ENDPOINT_URL is honoured).
+    #[arg(long, global = true, value_name = "NAME")]
+    profile: Option<String>,
+    /// table (the default on a terminal) or json (the default otherwise).
+    #[arg(long, global = true, value_enum)]
+    output: Option<Format>,
+    /// Show what would change and change nothing (status and plan never
+    /// change anything).
+    #[arg(long, global = true)]
+    dry_run: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Every managed secret (or those named): its user and driver, the
+    /// AWSCURRENT key and its age, the other keys with their retirement
+    /// and last use, a rotation in progress, overdue, and the next thing
+    /// rekey will do to it and when. Exits 3 when one is overdue or stuck.
+    Status(Select),
+    /// What the next rotation and the next cleanup of each managed secret
+    /// (or those named) would do right now, decided by the functions'
+    /// own steps in a dry run: no change is made.
+    Plan(Select),
+    /// Pause a secret (tag rekey:paused=true): nothing rotates or cleans
+    /// it until it is resumed.
+    Pause(Change),
+    /// Resume a paused secret (remove its rekey:paused tag).
+    Resume(Change),
+}
+
+#[derive(Args, Debug)]
+struct Select {
+    /// Secret names or ARNs (default: every managed secret).
+    secrets: Vec<String>,
+    /// The rotation period (default: the stack's RotationPeriod, else 30d).
+    #[arg(long, value_name = "DURATION")]
+    period: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct Change {
+    /// The secret's name or ARN.
+    secret: String,
+    /// Do it without asking.
+    #[arg(long)]
+    yes: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("rekey: {e}");
+            ExitCode::from(match e {
+                Failure::Usage(_) => EXIT_USAGE,
+                Failure::Error(_) => EXIT_ERROR,
+            })
+        }
+    }
+}
+
+/// Why a command stopped.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command was used wrongly (exit 2).
+    Usage(String),
+    /// Something failed (exit 1): the message says what to fix.
+    Error(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Usage(m) | Failure::Error(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<rekey::Error> for Failure {
+    fn from(e: rekey::Error) -> Self {
+        Failure::Error(format!("{e} ({})", e.kind()))
+    }
+}
+
+/// Runs one command: the one place that maps each to its code.
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let format = Format::chosen(cli.output);
+    let mut loader = rekey::sdk::loader();
+    if let Some(profile) = &cli.profile {
+        loader = loader.profile_name(profile);
+    }
+    let sdk = loader.load().await;
+    let deployment = deployment::load(&sdk, cli.stack.as_deref()).await?;
+    match cli.command {
+        Command::Status(s) => {
+            let d = deployment.with_period(s.period.as_deref())?;
+            show::status(&sdk, &d, &s.secrets, format).await
+        }
+        Command::Plan(s) => {
+            let d = deployment.with_period(s.period.as_deref())?;
+            show::plan(&sdk, &d, &s.secrets, format).await
+        }
+        Command::Pause(c) => change::pause(&sdk, &c.secret, true, c.yes, cli.dry_run, format).await,
+        Command::Resume(c) => {
+            change::pause(&sdk, &c.secret, false, c.yes, cli.dry_run, format).await
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The `rekey` command against moto (signatures checked), run as an
+//! operator runs it: its JSON and table output, its exit codes, and
+//! through the test kit's proxy that `status`, `plan` and `--dry-run`
+//! make no mutating call.
+
+use std::process::{Command, Output, Stdio};
+
+use tokio::process::Command as AsyncCommand;
+
+use rekey_testkit::proxy::Proxy;
+use rekey_testkit::{moto, test_config, World, MANAGED_PATH};
+use serde_json::Value;
+
+/// Every call by which rekey changes a key, a secret or its records.
+const MUTATING: [&str; 7] = [
+    "CreateAccessKey",
+    "UpdateAccessKey",
+    "DeleteAccessKey",
+    "PutSecretValue",
+    "UpdateSecretVersionStage",
+    "TagResource",
+    "UntagResource",
+];
+
+/// Runs `rekey args…` with the tests' settings, reaching AWS at `endpoint`,
+/// with no terminal on stdin (awaited: the proxy serves on this runtime).
+async fn rekey(w: &World, endpoint: &str, args: &[&str]) -> Output {
+    let mut env = w.function_env(&test_config());
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    AsyncCommand::new(env!("CARGO_BIN_EXE_rekey"))
+        .args(args)
+        .envs(env)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("the rekey binary runs")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn assert_no_change(proxy: &Proxy, what: &str) {
+    let counts = proxy.counts();
+    assert!(!counts.is_empty(), "{what}: no call at all");
+    for action in MUTATING {
+        assert_eq!(counts.get(action), None, "{what} made {action}: {counts:?}");
+    }
+    proxy.clear_log();
+}
+
+/// A user rotated once by the hook: (user, secret, old key, new key).
+async fn rotated_once(w: &World) -> (String, String, String, String) {
+    let app = w.app(test_config());
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
+    let token = w.start_rotation(&secret).await;
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        let event =
+            serde_json::json!({"SecretId": secret, "ClientRequestToken": token, "Step": step});
+        rekey::lambda::handle(
+            &app,
+            rekey::lambda::Function::Hook,
+            lambda_runtime::LambdaEvent::new(event, Default::default()),
+        )
+        .await
+        .unwrap();
+    }
+    let new = w.current_credential(&secret).await.unwrap().access_key_id;
+    (user, secret, old.access_key_id, new)
+}
+
+#[tokio::test]
+async fn status_shows_each_key_and_what_comes_next_and_changes_nothing() {
+    let w = World::new().await;
+    let (user, secret, old, new) = rotated_once(&w).await;
+    let proxy = Proxy::start(&moto().endpoint).await;
+
+    let out = rekey(
+        &w,
+        &proxy.endpoint,
+        &["status", &secret, "--output", "json"],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = &json(&out)[0];
+    assert_eq!(s["SecretId"], secret.as_str());
+    assert_eq!(s["Provider"], "aws");
+    assert_eq!(s["UserName"], user.as_str());
+    assert_eq!(s["Driver"], "hook");
+    assert_eq!(s["Paused"], false);
+    assert_eq!(s["CurrentKey"], new.as_str());
+    assert_eq!(s["CurrentAgeDays"], 0.0);
+    assert_eq!(s["Overdue"], false);
+    let other = &s["OtherKeys"][0];
+    assert_eq!(other["AccessKeyId"], old.as_str());
+    assert_eq!(other["Status"], "Active");
+    assert_eq!(other["NextStep"], "deactivation");
+    // The superseded key's grace period (24h) is the next thing to happen.
+    assert_eq!(s["Next"]["Action"], format!("deactivate {old}"));
+    assert!(s.get("Problem").is_none(), "{s}");
+    assert_no_change(&proxy, "rekey status");
+
+    let out = rekey(
+        &w,
+        &proxy.endpoint,
+        &["status", &secret, "--output", "table"],
+    )
+    .await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("SECRET"), "{table}");
+    let row = lines.next().unwrap();
+    for cell in [
+        user.as_str(),
+        "hook",
+        new.as_str(),
+        &format!("{old} active"),
+    ] {
+        assert!(row.contains(cell), "{cell:?} in {row:?}");
+    }
+    assert_no_change(&proxy, "rekey status --output table");
+    w.assert_no_secret_in(&table, "the status table");
+}
+
+#[tokio::test]
+async fn plan_says_what_the_next_rotation_and_cleanup_would_do() {
+    let w = World::new().await;
+    let (user, secret, old, _) = rotated_once(&w).await;
+    let proxy = Proxy::start(&moto().endpoint).await;
+
+    // Not due with the default 30 days; the old key waits out its grace.
+    let out = rekey(&w, &proxy.endpoint, &["plan", &secret, "--output", "json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = &json(&out)[0];
+    assert_eq!(p["Rotation"]["Outlook"], "not-due", "{p}");
+    assert!(p["Rotation"]["Detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("nothing: not due until"));
+    assert_eq!(p["Cleanup"]["Waiting"][0]["AccessKeyId"], old.as_str());
+    assert!(p["Cleanup"].get("Deactivated").is_none(), "{p}");
+
+    // Due now: at the limit (2 keys), the old key is active and still in
+    // its grace period: the rotation would be refused, and says why.
+    let out = rekey(
+        &w,
+        &proxy.endpoint,
+        &["plan", &secret, "--period", "0s", "--output", "json"],
+    )
+    .await;
+    let p = &json(&out)[0];
+    assert_eq!(p["Rotation"]["Outlook"], "blocked", "{p}");
+    let detail = p["Rotation"]["Detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("fails: ") && detail.contains(&old),
+        "{p}"
+    );
+    assert_no_change(&proxy, "rekey plan");
+
+    // A fresh secret, due now: the plan is the key it would create.
+    let (fresh_user, _, fresh) = w.enrolled(MANAGED_PATH).await;
+    let out = rekey(
+        &w,
+        &proxy.endpoint,
+        &["plan", &fresh, "--period", "0s", "--output", "table"],
+    )
+    .await;
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        table.contains(&format!(
+            "would create a new access key for user {fresh_user}"
+        )),
+        "{table}"
+    );
+    assert_no_change(&proxy, "rekey plan --period 0s");
+    assert_eq!(w.keys(&fresh_user).await.len(), 1);
+    assert_eq!(w.keys(&user).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_stuck_secret_is_a_finding() {
+    let w = World::new().await;
+    // A managed secret naming a user outside the managed path.
+    let (_, _, secret) = w.enrolled("/elsewhere/").await;
+    let out = rekey(
+        &w,
+        &moto().endpoint,
+        &["status", &secret, "--output", "json"],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)[0]["Problem"]["ErrorType"], "UserNotManaged");
+    // A secret that does not exist is a finding too, not a crash.
+    let out = rekey(
+        &w,
+        &moto().endpoint,
+        &["status", "rekey/aws/nobody-here", "--output", "json"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(json(&out)[0]["Problem"]["ErrorType"], "SecretNotFound");
+}
+
+#[tokio::test]
+async fn pause_and_resume_ask_first_and_dry_run_changes_nothing() {
+    let w = World::new().await;
+    let (user, _, secret) = w.enrolled(MANAGED_PATH).await;
+    let proxy = Proxy::start(&moto().endpoint).await;
+
+    // No terminal to ask and no --yes: refused (usage), nothing changed.
+    let out = rekey(&w, &proxy.endpoint, &["pause", &secret]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    let out = rekey(
+        &w,
+        &proxy.endpoint,
+        &["pause", &secret, "--dry-run", "--output", "json"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json(&out)["Changed"], false);
+    assert_eq!(json(&out)["DryRun"], true);
+    assert_no_change(&proxy, "rekey pause --dry-run");
+    assert!(!w.tags(&secret).await.contains_key("rekey:paused"));
+
+    let out = rekey(
+        &w,
+        &proxy.endpoint,
+        &["pause", &secret, "--yes", "--output", "json"],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["Changed"], true);
+    assert_eq!(
+        w.tags(&secret)
+            .await
+            .get("rekey:paused")
+            .map(String::as_str),
+        Some("true")
+    );
+    let out = rekey(
+        &w,
+        &proxy.endpoint,
+        &["status", &secret, "--output", "json"],
+    )
+    .await;
+    let s = &json(&out)[0];
+    assert_eq!(
+        (s["Paused"].clone(), s["Next"]["Action"].clone()),
+        (true.into(), "nothing: paused".into())
+    );
+
+    let out = rekey(
+        &w,
+        &proxy.endpoint,
+        &["resume", &secret, "--yes", "--output", "json"],
+    )
+    .await;
+    assert_eq!(json(&out)["Changed"], true);
+    assert!(!w.tags(&secret).await.contains_key("rekey:paused"));
+    let out = rekey(
+        &w,
+        &proxy.endpoint,
+        &["resume", &secret, "--yes", "--output", "json"],
+    )
+    .await;
+    assert_eq!(json(&out)["Changed"], false, "resumed already");
+    w.assert_invariants(&secret, &user).await;
+}
+
+#[test]
+fn every_subcommand_has_help_and_misuse_exits_2() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rekey"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for sub in ["status", "plan", "pause", "resume"] {
+        let out = run(&[sub, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{sub} --help");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: rekey"),
+            "{sub}"
+        );
+    }
+    assert_eq!(run(&["nonsense"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["pause"]).status.code(),
+        Some(2),
+        "pause needs a secret"
+    );
+    assert_eq!(run(&["status", "--output", "yaml"]).status.code(), Some(2));
+}
