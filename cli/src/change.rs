@@ -104,7 +104,7 @@ pub async fn pause(
         outcome.change = format!("nothing: not confirmed ({change})");
     }
     match format {
-        Format::Json => output::json(&outcome),
+        Format::Json | Format::Csv => output::json(&outcome),
         Format::Table => println!("{}", outcome.change),
     }
     Ok(EXIT_OK)

@@ -7,6 +7,7 @@
 //! 2 a usage error (or a change refused without `--yes` off a terminal),
 //! 3 findings (a secret overdue or stuck).
 
+mod audit;
 mod change;
 mod deployment;
 mod output;
@@ -40,7 +41,8 @@ struct Cli {
     /// AWS_ENDPOINT_URL is honoured).
     #[arg(long, global = true, value_name = "NAME")]
     profile: Option<String>,
-    /// table (the default on a terminal) or json (the default otherwise).
+    /// table (the default on a terminal) or json (the default otherwise);
+    /// csv for audit.
     #[arg(long, global = true, value_enum)]
     output: Option<Format>,
     /// Show what would change and change nothing (status and plan never
@@ -62,6 +64,11 @@ enum Command {
     /// (or those named) would do right now, decided by the functions'
     /// own steps in a dry run: no change is made.
     Plan(Select),
+    /// Every IAM user of the account, enrolled or not: each key's status,
+    /// age, last use and service, whether rekey manages it, and its
+    /// findings (an active key older than --max-age, or unused for
+    /// --max-unused). Exits 3 when a key has a finding.
+    Audit(Audit),
     /// Pause a secret (tag rekey:paused=true): nothing rotates or cleans
     /// it until it is resumed.
     Pause(Change),
@@ -76,6 +83,17 @@ struct Select {
     /// The rotation period (default: the stack's RotationPeriod, else 30d).
     #[arg(long, value_name = "DURATION")]
     period: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct Audit {
+    /// An active key older than this is a finding (CIS: 90 days).
+    #[arg(long, value_name = "DURATION", default_value = "90d")]
+    max_age: String,
+    /// An active key unused for this long (or never used, and made this
+    /// long ago) is a finding (CIS: 45 days).
+    #[arg(long, value_name = "DURATION", default_value = "45d")]
+    max_unused: String,
 }
 
 #[derive(Args, Debug)]
@@ -131,6 +149,9 @@ impl From<rekey::Error> for Failure {
 /// Runs one command: the one place that maps each to its code.
 async fn run(cli: Cli) -> Result<u8, Failure> {
     let format = Format::chosen(cli.output);
+    if format == Format::Csv && !matches!(cli.command, Command::Audit(_)) {
+        return Err(Failure::Usage("--output csv is for rekey audit".into()));
+    }
     let mut loader = rekey::sdk::loader();
     if let Some(profile) = &cli.profile {
         loader = loader.profile_name(profile);
@@ -145,6 +166,16 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Plan(s) => {
             let d = deployment.with_period(s.period.as_deref())?;
             show::plan(&sdk, &d, &s.secrets, format).await
+        }
+        Command::Audit(a) => {
+            let duration = |name, text: &str| {
+                rekey::config::parse_duration(name, text).map_err(|e| Failure::Usage(e.to_string()))
+            };
+            let rules = rekey::audit::AuditRules {
+                max_age: duration("--max-age", &a.max_age)?,
+                max_unused: duration("--max-unused", &a.max_unused)?,
+            };
+            audit::audit(&sdk, &deployment, rules, format).await
         }
         Command::Pause(c) => change::pause(&sdk, &c.secret, true, c.yes, cli.dry_run, format).await,
         Command::Resume(c) => {

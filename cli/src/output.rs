@@ -13,6 +13,8 @@ pub enum Format {
     Table,
     /// One JSON document.
     Json,
+    /// Comma-separated values, one line a row (`rekey audit` only).
+    Csv,
 }
 
 impl Format {
@@ -58,9 +60,42 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
+/// `rows` under `headers` as CSV (RFC 4180: a cell with a comma, a quote
+/// or a line break is quoted, its quotes doubled).
+pub fn csv(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let cell = |c: &str| {
+        if c.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", c.replace('"', "\"\""))
+        } else {
+            c.to_owned()
+        }
+    };
+    let line = |cells: Vec<&str>| cells.into_iter().map(cell).collect::<Vec<_>>().join(",");
+    let mut out = line(headers.to_vec());
+    out.push_str("\r\n");
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+        out.push_str("\r\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        let rows = vec![vec![
+            "a,b".to_owned(),
+            "say \"hi\"".to_owned(),
+            "plain".to_owned(),
+        ]];
+        assert_eq!(
+            csv(&["X", "Y", "Z"], &rows),
+            "X,Y,Z\r\n\"a,b\",\"say \"\"hi\"\"\",plain\r\n"
+        );
+    }
 
     #[test]
     fn columns_are_as_wide_as_their_widest_cell() {

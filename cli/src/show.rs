@@ -314,7 +314,7 @@ pub async fn status(
         .map(|(id, found)| status_of(id, found, d, now))
         .collect();
     match format {
-        Format::Json => output::json(&statuses),
+        Format::Json | Format::Csv => output::json(&statuses),
         Format::Table => {
             let rows: Vec<Vec<String>> = statuses.iter().map(status_row).collect();
             let headers = [
@@ -510,7 +510,7 @@ pub async fn plan(
         .map(|(id, found)| plan_of(id, found, d.period))
         .collect();
     match format {
-        Format::Json => output::json(&plans),
+        Format::Json | Format::Csv => output::json(&plans),
         Format::Table => {
             let rows: Vec<Vec<String>> = plans
                 .iter()

@@ -320,3 +320,83 @@ fn every_subcommand_has_help_and_misuse_exits_2() {
     );
     assert_eq!(run(&["status", "--output", "yaml"]).status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn audit_lists_every_users_keys_with_their_findings() {
+    let w = World::new().await;
+    // A few hundred users of their own path, one key each, and one enrolled.
+    let path = format!(
+        "/audit-{}/",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut made = Vec::new();
+    for _ in 0..10 {
+        let batch = (0..30).map(|_| async {
+            let user = w.user(&path).await;
+            let key = w.create_key(&user).await;
+            (user, key.access_key_id)
+        });
+        made.extend(futures::future::join_all(batch).await);
+    }
+    let (enrolled, _, _) = w.enrolled(MANAGED_PATH).await;
+
+    let out = rekey(&w, &moto().endpoint, &["audit", "--output", "json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("rekey audit:"),
+        "no progress line off a terminal"
+    );
+    let keys = json(&out);
+    let ours: Vec<&Value> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["UserPath"] == path.as_str())
+        .collect();
+    assert_eq!(ours.len(), 300);
+    for (user, key) in &made {
+        let k = ours
+            .iter()
+            .find(|k| k["UserName"] == user.as_str())
+            .unwrap();
+        assert_eq!(k["AccessKeyId"], key.as_str());
+        assert_eq!(k["Status"], "Active");
+        assert_eq!(k["LastUsed"], "never");
+        assert_eq!(k["Findings"], serde_json::json!([]));
+        assert!(k.get("ManagedBy").is_none());
+    }
+    let managed = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["UserName"] == enrolled.as_str())
+        .unwrap();
+    assert_eq!(managed["ManagedBy"], format!("rekey/aws/{enrolled}"));
+
+    // Held to a maximum age of nothing, every active key is a finding.
+    let out = rekey(
+        &w,
+        &moto().endpoint,
+        &["audit", "--max-age", "0s", "--output", "csv"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3));
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "USER,PATH,KEY,STATUS,AGE,LAST USED,SERVICE,MANAGED BY,FINDINGS"
+    );
+    let (user, key) = &made[0];
+    let row = lines.find(|l| l.starts_with(&format!("{user},"))).unwrap();
+    assert_eq!(
+        row,
+        format!("{user},{path},{key},Active,0d,never,,,too-old")
+    );
+    w.assert_no_secret_in(&csv, "the audit");
+}

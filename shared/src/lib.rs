@@ -4,6 +4,7 @@
 //! with its [`lambda::Function`]. The protocol lives in [`steps`], the
 //! decisions in [`plan`], the I/O behind the traits in [`ports`].
 
+pub mod audit;
 pub mod config;
 pub mod dry_run;
 pub mod error;
