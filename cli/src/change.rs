@@ -1,6 +1,7 @@
-//! `rekey pause` and `rekey resume`: the changes the command makes, each
-//! printed first and asked for (`--yes` skips the question; off a terminal
-//! without `--yes` the command refuses), or only printed with `--dry-run`.
+//! `rekey pause`, `rekey resume` and `rekey rotate`: the changes the
+//! command makes, each printed first and asked for (`--yes` skips the
+//! question; off a terminal without `--yes` the command refuses), or only
+//! printed with `--dry-run`.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -9,6 +10,7 @@ use rekey::records::{self, Enrolment};
 use rekey::vault::SecretsManager;
 use serde::Serialize;
 
+use crate::deployment::Deployment;
 use crate::output::{self, Format};
 use crate::{Failure, EXIT_OK};
 
@@ -98,6 +100,99 @@ pub async fn pause(
             vault
                 .untag(&info.arn, &[records::TAG_PAUSED.to_owned()])
                 .await?;
+        }
+        outcome.changed = true;
+    } else {
+        outcome.change = format!("nothing: not confirmed ({change})");
+    }
+    match format {
+        Format::Json | Format::Csv => output::json(&outcome),
+        Format::Table => println!("{}", outcome.change),
+    }
+    Ok(EXIT_OK)
+}
+
+/// Starts a rotation of `secret` now, through its driver: Secrets
+/// Manager's RotateSecret for the hook; for the pipeline, the state
+/// machine with this one secret and a rotation period of 0s (README
+/// "Deploying": the machine's explicit input).
+pub async fn rotate(
+    sdk: &aws_config::SdkConfig,
+    d: &Deployment,
+    secret: &str,
+    yes: bool,
+    dry_run: bool,
+    format: Format,
+) -> Result<u8, Failure> {
+    let vault = SecretsManager::new(sdk);
+    let info = vault.describe(secret).await?;
+    match records::enrolment(&info) {
+        Enrolment::Managed => {}
+        Enrolment::NotManaged => {
+            return Err(rekey::Error::SecretNotManaged {
+                secret_id: secret.to_owned(),
+            }
+            .into())
+        }
+        Enrolment::Paused => {
+            return Err(rekey::Error::SecretPaused {
+                secret_id: secret.to_owned(),
+            }
+            .into())
+        }
+    }
+    let machine = match (info.rotation_enabled, &d.state_machine) {
+        (true, _) => None,
+        (false, Some(arn)) => Some(arn.clone()),
+        (false, None) => {
+            return Err(Failure::Usage(format!(
+                "{} is rotated by the pipeline: name its stack (--stack) or set {} to the state machine's ARN",
+                info.name,
+                crate::deployment::STATE_MACHINE_VARIABLE
+            )))
+        }
+    };
+    let change = match &machine {
+        None => format!(
+            "rotate {} now (Secrets Manager RotateSecret: the hook runs)",
+            info.name
+        ),
+        Some(arn) => format!(
+            "rotate {} now (start the pipeline {arn} for it alone)",
+            info.name
+        ),
+    };
+    let mut outcome = Outcome {
+        secret_id: info.arn.clone(),
+        change: change.clone(),
+        changed: false,
+        dry_run,
+    };
+    if dry_run {
+        eprintln!("dry run: rekey would {change}; nothing was changed");
+    } else if confirm(&change, yes)? {
+        match machine {
+            None => {
+                aws_sdk_secretsmanager::Client::new(sdk)
+                    .rotate_secret()
+                    .secret_id(&info.arn)
+                    .send()
+                    .await
+                    .map_err(|e| rekey::sdk::service_error("Secrets Manager", "RotateSecret", e))?;
+            }
+            Some(arn) => {
+                let input = serde_json::json!({"SecretIds": [info.arn], "RotationPeriod": "0s"});
+                let out = aws_sdk_sfn::Client::new(sdk)
+                    .start_execution()
+                    .state_machine_arn(&arn)
+                    .input(input.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        rekey::sdk::service_error("Step Functions", "StartExecution", e)
+                    })?;
+                outcome.change = format!("{change}: execution {}", out.execution_arn());
+            }
         }
         outcome.changed = true;
     } else {

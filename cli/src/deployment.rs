@@ -11,6 +11,8 @@ use rekey::Config;
 
 use crate::Failure;
 
+/// Where the pipeline's ARN is read from without `--stack`.
+pub const STATE_MACHINE_VARIABLE: &str = "REKEY_STATE_MACHINE_ARN";
 /// The template's default `RotationPeriod`.
 const DEFAULT_PERIOD: &str = "30d";
 /// The template's default `OverdueAfterDays`.
@@ -26,6 +28,10 @@ pub struct Deployment {
     /// A secret whose AWSCURRENT is older than this is overdue
     /// (`OverdueAfterDays`, the alarm's threshold).
     pub overdue_after: Duration,
+    /// The scheduled pipeline (the stack's `StateMachineArn` output, else
+    /// `REKEY_STATE_MACHINE_ARN`), which `rekey rotate` starts for a
+    /// pipeline-driven secret.
+    pub state_machine: Option<String>,
 }
 
 impl Deployment {
@@ -42,7 +48,11 @@ impl Deployment {
 /// Reads the deployment from `stack`, or from the environment.
 pub async fn load(sdk: &aws_config::SdkConfig, stack: Option<&str>) -> Result<Deployment, Failure> {
     let Some(stack) = stack else {
-        return from_lookup(|name| std::env::var(name).ok(), &HashMap::new());
+        let mut d = from_lookup(|name| std::env::var(name).ok(), &HashMap::new())?;
+        d.state_machine = std::env::var(STATE_MACHINE_VARIABLE)
+            .ok()
+            .filter(|a| !a.is_empty());
+        return Ok(d);
     };
     let out = aws_sdk_cloudformation::Client::new(sdk)
         .describe_stacks()
@@ -70,7 +80,18 @@ pub async fn load(sdk: &aws_config::SdkConfig, stack: Option<&str>) -> Result<De
                 .collect()
         })
         .unwrap_or_default();
-    from_lookup(|name| setting_from(&parameters, name), &parameters)
+    let mut d = from_lookup(|name| setting_from(&parameters, name), &parameters)?;
+    d.state_machine = out
+        .stacks()
+        .first()
+        .and_then(|s| {
+            s.outputs()
+                .iter()
+                .find(|o| o.output_key() == Some("StateMachineArn"))
+        })
+        .and_then(|o| o.output_value())
+        .map(str::to_owned);
+    Ok(d)
 }
 
 /// The value the template gives setting `name` from the stack's
@@ -103,6 +124,7 @@ fn from_lookup(
         config,
         period: parse_duration("RotationPeriod", period)?,
         overdue_after: Duration::from_secs(overdue_days * 86_400),
+        state_machine: None,
     })
 }
 

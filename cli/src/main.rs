@@ -69,6 +69,9 @@ enum Command {
     /// findings (an active key older than --max-age, or unused for
     /// --max-unused). Exits 3 when a key has a finding.
     Audit(Audit),
+    /// Rotate a secret now, through its driver: RotateSecret for the hook,
+    /// the state machine with this one secret for the pipeline.
+    Rotate(Change),
     /// Pause a secret (tag rekey:paused=true): nothing rotates or cleans
     /// it until it is resumed.
     Pause(Change),
@@ -176,6 +179,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 max_unused: duration("--max-unused", &a.max_unused)?,
             };
             audit::audit(&sdk, &deployment, rules, format).await
+        }
+        Command::Rotate(c) => {
+            change::rotate(&sdk, &deployment, &c.secret, c.yes, cli.dry_run, format).await
         }
         Command::Pause(c) => change::pause(&sdk, &c.secret, true, c.yes, cli.dry_run, format).await,
         Command::Resume(c) => {

@@ -25,11 +25,17 @@ const MUTATING: [&str; 7] = [
 /// Runs `rekey args…` with the tests' settings, reaching AWS at `endpoint`,
 /// with no terminal on stdin (awaited: the proxy serves on this runtime).
 async fn rekey(w: &World, endpoint: &str, args: &[&str]) -> Output {
+    rekey_with(w, endpoint, args, &[]).await
+}
+
+/// `rekey` with more variables in its environment.
+async fn rekey_with(w: &World, endpoint: &str, args: &[&str], more: &[(&str, &str)]) -> Output {
     let mut env = w.function_env(&test_config());
     env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
     AsyncCommand::new(env!("CARGO_BIN_EXE_rekey"))
         .args(args)
         .envs(env)
+        .envs(more.iter().copied())
         .env("AWS_ENDPOINT_URL", endpoint)
         .stdin(Stdio::null())
         .output()
@@ -304,7 +310,7 @@ fn every_subcommand_has_help_and_misuse_exits_2() {
             .output()
             .unwrap()
     };
-    for sub in ["status", "plan", "pause", "resume"] {
+    for sub in ["status", "plan", "audit", "rotate", "pause", "resume"] {
         let out = run(&[sub, "--help"]);
         assert_eq!(out.status.code(), Some(0), "{sub} --help");
         assert!(
@@ -399,4 +405,97 @@ async fn audit_lists_every_users_keys_with_their_findings() {
         format!("{user},{path},{key},Active,0d,never,,,too-old")
     );
     w.assert_no_secret_in(&csv, "the audit");
+}
+
+#[tokio::test]
+async fn rotate_starts_the_secrets_own_driver() {
+    let w = World::new().await;
+    let proxy = Proxy::start(&moto().endpoint).await;
+
+    // The hook's secret: Secrets Manager's RotateSecret, and nothing else
+    // changed by the command (moto cannot run the Rust hook).
+    let (_, hooked, _, _) = rotated_once(&w).await;
+    proxy.clear_log();
+    let out = rekey(
+        &w,
+        &proxy.endpoint,
+        &["rotate", &hooked, "--yes", "--output", "json"],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["Changed"], true);
+    let counts = proxy.counts();
+    assert_eq!(counts.get("RotateSecret"), Some(&1), "{counts:?}");
+    for action in MUTATING {
+        assert_eq!(counts.get(action), None, "rekey rotate made {action}");
+    }
+    proxy.clear_log();
+
+    // The pipeline's secret: the state machine, for it alone, due now.
+    let (_, _, piped) = w.enrolled(MANAGED_PATH).await;
+    let out = rekey(&w, &proxy.endpoint, &["rotate", &piped, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(2), "no state machine named");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REKEY_STATE_MACHINE_ARN"));
+    let sfn = aws_sdk_sfn::Client::new(&w.sdk);
+    let machine = sfn
+        .create_state_machine()
+        .name(format!(
+            "rekey-rotation-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ))
+        .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#)
+        .role_arn("arn:aws:iam::123456789012:role/rekey-test-machine")
+        .send()
+        .await
+        .expect("CreateStateMachine")
+        .state_machine_arn;
+    proxy.clear_log();
+    let more = [("REKEY_STATE_MACHINE_ARN", machine.as_str())];
+    let out = rekey_with(
+        &w,
+        &proxy.endpoint,
+        &["rotate", &piped, "--dry-run", "--output", "json"],
+        &more,
+    )
+    .await;
+    assert_eq!(json(&out)["Changed"], false);
+    assert_eq!(proxy.counts().get("StartExecution"), None);
+    let out = rekey_with(
+        &w,
+        &proxy.endpoint,
+        &["rotate", &piped, "--yes", "--output", "json"],
+        &more,
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(proxy.counts().get("StartExecution"), Some(&1));
+    let executions = sfn
+        .list_executions()
+        .state_machine_arn(&machine)
+        .send()
+        .await
+        .unwrap();
+    let execution = executions.executions()[0].execution_arn();
+    let input = sfn
+        .describe_execution()
+        .execution_arn(execution)
+        .send()
+        .await
+        .unwrap()
+        .input
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&input).unwrap(),
+        serde_json::json!({"SecretIds": [piped], "RotationPeriod": "0s"})
+    );
 }
