@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use rekey::ports::Vault;
+use rekey::ports::{SecretInfo, Vault};
 use rekey::records::{self, Enrolment};
 use rekey::vault::SecretsManager;
 use serde::Serialize;
@@ -47,6 +47,55 @@ fn confirm(change: &str, yes: bool) -> Result<bool, Failure> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+/// `secret`, described, and how it is enrolled; refused unless rekey
+/// manages it.
+async fn managed(vault: &SecretsManager, secret: &str) -> Result<(SecretInfo, Enrolment), Failure> {
+    let info = vault.describe(secret).await?;
+    match records::enrolment(&info) {
+        Enrolment::NotManaged => Err(rekey::Error::SecretNotManaged {
+            secret_id: secret.to_owned(),
+        }
+        .into()),
+        enrolment => Ok((info, enrolment)),
+    }
+}
+
+/// Whether to make `change` now: in a dry run it is only printed; else
+/// once confirmed.
+fn go_ahead(change: &str, yes: bool, dry_run: bool) -> Result<bool, Failure> {
+    if dry_run {
+        eprintln!("dry run: rekey would {change}; nothing was changed");
+        return Ok(false);
+    }
+    confirm(change, yes)
+}
+
+impl Outcome {
+    fn new(info: &SecretInfo, change: &str, dry_run: bool) -> Self {
+        Outcome {
+            secret_id: info.arn.clone(),
+            change: change.to_owned(),
+            changed: false,
+            dry_run,
+        }
+    }
+
+    /// Not made: not confirmed (a dry run says so itself).
+    fn declined(&mut self) {
+        if !self.dry_run {
+            self.change = format!("nothing: not confirmed ({})", self.change);
+        }
+    }
+
+    fn print(&self, format: Format) -> u8 {
+        match format {
+            Format::Json | Format::Csv => output::json(self),
+            Format::Table => println!("{}", self.change),
+        }
+        EXIT_OK
+    }
+}
+
 /// Pauses (`pause`) or resumes a managed secret through its tag.
 pub async fn pause(
     sdk: &aws_config::SdkConfig,
@@ -57,59 +106,28 @@ pub async fn pause(
     format: Format,
 ) -> Result<u8, Failure> {
     let vault = SecretsManager::new(sdk);
-    let info = vault.describe(secret).await?;
-    let now = records::enrolment(&info);
-    if now == Enrolment::NotManaged {
-        return Err(rekey::Error::SecretNotManaged {
-            secret_id: secret.to_owned(),
-        }
-        .into());
-    }
+    let (info, now) = managed(&vault, secret).await?;
+    let paused = records::TAG_PAUSED;
     let change = match pause {
-        true => format!("pause {} (tag {}=true)", info.name, records::TAG_PAUSED),
-        false => format!(
-            "resume {} (remove its tag {})",
-            info.name,
-            records::TAG_PAUSED
-        ),
+        true => format!("pause {} (tag {paused}=true)", info.name),
+        false => format!("resume {} (remove its tag {paused})", info.name),
     };
-    let already = (now == Enrolment::Paused) == pause;
-    let mut outcome = Outcome {
-        secret_id: info.arn.clone(),
-        change: change.clone(),
-        changed: false,
-        dry_run,
-    };
-    if already {
-        outcome.change = format!(
-            "nothing: {} is {} already",
-            info.name,
-            if pause { "paused" } else { "not paused" }
-        );
-    } else if dry_run {
-        eprintln!("dry run: rekey would {change}; nothing was changed");
-    } else if confirm(&change, yes)? {
+    let mut outcome = Outcome::new(&info, &change, dry_run);
+    if (now == Enrolment::Paused) == pause {
+        let state = if pause { "paused" } else { "not paused" };
+        outcome.change = format!("nothing: {} is {state} already", info.name);
+    } else if go_ahead(&change, yes, dry_run)? {
         if pause {
-            vault
-                .tag(
-                    &info.arn,
-                    &[(records::TAG_PAUSED.to_owned(), "true".to_owned())],
-                )
-                .await?;
+            let tag = (paused.to_owned(), "true".to_owned());
+            vault.tag(&info.arn, &[tag]).await?;
         } else {
-            vault
-                .untag(&info.arn, &[records::TAG_PAUSED.to_owned()])
-                .await?;
+            vault.untag(&info.arn, &[paused.to_owned()]).await?;
         }
         outcome.changed = true;
     } else {
-        outcome.change = format!("nothing: not confirmed ({change})");
+        outcome.declined();
     }
-    match format {
-        Format::Json | Format::Csv => output::json(&outcome),
-        Format::Table => println!("{}", outcome.change),
-    }
-    Ok(EXIT_OK)
+    Ok(outcome.print(format))
 }
 
 /// Starts a rotation of `secret` now, through its driver: Secrets
@@ -124,22 +142,12 @@ pub async fn rotate(
     dry_run: bool,
     format: Format,
 ) -> Result<u8, Failure> {
-    let vault = SecretsManager::new(sdk);
-    let info = vault.describe(secret).await?;
-    match records::enrolment(&info) {
-        Enrolment::Managed => {}
-        Enrolment::NotManaged => {
-            return Err(rekey::Error::SecretNotManaged {
-                secret_id: secret.to_owned(),
-            }
-            .into())
+    let (info, enrolment) = managed(&SecretsManager::new(sdk), secret).await?;
+    if enrolment == Enrolment::Paused {
+        return Err(rekey::Error::SecretPaused {
+            secret_id: secret.to_owned(),
         }
-        Enrolment::Paused => {
-            return Err(rekey::Error::SecretPaused {
-                secret_id: secret.to_owned(),
-            }
-            .into())
-        }
+        .into());
     }
     let machine = match (info.rotation_enabled, &d.state_machine) {
         (true, _) => None,
@@ -162,45 +170,32 @@ pub async fn rotate(
             info.name
         ),
     };
-    let mut outcome = Outcome {
-        secret_id: info.arn.clone(),
-        change: change.clone(),
-        changed: false,
-        dry_run,
-    };
-    if dry_run {
-        eprintln!("dry run: rekey would {change}; nothing was changed");
-    } else if confirm(&change, yes)? {
-        match machine {
-            None => {
-                aws_sdk_secretsmanager::Client::new(sdk)
-                    .rotate_secret()
-                    .secret_id(&info.arn)
-                    .send()
-                    .await
-                    .map_err(|e| rekey::sdk::service_error("Secrets Manager", "RotateSecret", e))?;
-            }
-            Some(arn) => {
-                let input = serde_json::json!({"SecretIds": [info.arn], "RotationPeriod": "0s"});
-                let out = aws_sdk_sfn::Client::new(sdk)
-                    .start_execution()
-                    .state_machine_arn(&arn)
-                    .input(input.to_string())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        rekey::sdk::service_error("Step Functions", "StartExecution", e)
-                    })?;
-                outcome.change = format!("{change}: execution {}", out.execution_arn());
-            }
+    let mut outcome = Outcome::new(&info, &change, dry_run);
+    if !go_ahead(&change, yes, dry_run)? {
+        outcome.declined();
+        return Ok(outcome.print(format));
+    }
+    match machine {
+        None => {
+            aws_sdk_secretsmanager::Client::new(sdk)
+                .rotate_secret()
+                .secret_id(&info.arn)
+                .send()
+                .await
+                .map_err(|e| rekey::sdk::service_error("Secrets Manager", "RotateSecret", e))?;
         }
-        outcome.changed = true;
-    } else {
-        outcome.change = format!("nothing: not confirmed ({change})");
+        Some(arn) => {
+            let input = serde_json::json!({"SecretIds": [info.arn], "RotationPeriod": "0s"});
+            let out = aws_sdk_sfn::Client::new(sdk)
+                .start_execution()
+                .state_machine_arn(&arn)
+                .input(input.to_string())
+                .send()
+                .await
+                .map_err(|e| rekey::sdk::service_error("Step Functions", "StartExecution", e))?;
+            outcome.change = format!("{change}: execution {}", out.execution_arn());
+        }
     }
-    match format {
-        Format::Json | Format::Csv => output::json(&outcome),
-        Format::Table => println!("{}", outcome.change),
-    }
-    Ok(EXIT_OK)
+    outcome.changed = true;
+    Ok(outcome.print(format))
 }

@@ -44,17 +44,21 @@ async fn secret_ids(app: &App, named: &[String]) -> Result<Vec<String>, Failure>
     }
 }
 
-/// One secret's inspection, or the error that stopped it.
-async fn inspect_all(
-    app: &App,
+/// Each secret named (or every managed secret) with its inspection, or
+/// the error that stopped it.
+async fn inspected(
+    sdk: &aws_config::SdkConfig,
     d: &Deployment,
-    ids: &[String],
-) -> Vec<(String, Result<Inspection, Error>)> {
+    named: &[String],
+) -> Result<Vec<(String, Result<Inspection, Error>)>, Failure> {
+    let app = app(sdk, d);
+    let ids = secret_ids(&app, named).await?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        out.push((id.clone(), app.inspect(id, Some(d.period)).await));
+        let found = app.inspect(&id, Some(d.period)).await;
+        out.push((id, found));
     }
-    out
+    Ok(out)
 }
 
 /// An error as the command shows it.
@@ -305,11 +309,9 @@ pub async fn status(
     named: &[String],
     format: Format,
 ) -> Result<u8, Failure> {
-    let app = app(sdk, d);
-    let ids = secret_ids(&app, named).await?;
     let now = SystemTime::now();
-    let statuses: Vec<Status> = inspect_all(&app, d, &ids)
-        .await
+    let statuses: Vec<Status> = inspected(sdk, d, named)
+        .await?
         .into_iter()
         .map(|(id, found)| status_of(id, found, d, now))
         .collect();
@@ -502,10 +504,8 @@ pub async fn plan(
     named: &[String],
     format: Format,
 ) -> Result<u8, Failure> {
-    let app = app(sdk, d);
-    let ids = secret_ids(&app, named).await?;
-    let plans: Vec<Plan> = inspect_all(&app, d, &ids)
-        .await
+    let plans: Vec<Plan> = inspected(sdk, d, named)
+        .await?
         .into_iter()
         .map(|(id, found)| plan_of(id, found, d.period))
         .collect();

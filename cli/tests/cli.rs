@@ -7,20 +7,9 @@ use std::process::{Command, Output, Stdio};
 
 use tokio::process::Command as AsyncCommand;
 
-use rekey_testkit::proxy::Proxy;
+use rekey_testkit::proxy::{Proxy, MUTATING};
 use rekey_testkit::{moto, test_config, World, MANAGED_PATH};
 use serde_json::Value;
-
-/// Every call by which rekey changes a key, a secret or its records.
-const MUTATING: [&str; 7] = [
-    "CreateAccessKey",
-    "UpdateAccessKey",
-    "DeleteAccessKey",
-    "PutSecretValue",
-    "UpdateSecretVersionStage",
-    "TagResource",
-    "UntagResource",
-];
 
 /// Runs `rekey args…` with the tests' settings, reaching AWS at `endpoint`,
 /// with no terminal on stdin (awaited: the proxy serves on this runtime).
@@ -43,6 +32,16 @@ async fn rekey_with(w: &World, endpoint: &str, args: &[&str], more: &[(&str, &st
         .expect("the rekey binary runs")
 }
 
+/// Fails unless `rekey` exited 0, showing what it said.
+fn succeeded(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -51,15 +50,6 @@ fn json(out: &Output) -> Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
-}
-
-fn assert_no_change(proxy: &Proxy, what: &str) {
-    let counts = proxy.counts();
-    assert!(!counts.is_empty(), "{what}: no call at all");
-    for action in MUTATING {
-        assert_eq!(counts.get(action), None, "{what} made {action}: {counts:?}");
-    }
-    proxy.clear_log();
 }
 
 /// A user rotated once by the hook: (user, secret, old key, new key).
@@ -94,12 +84,7 @@ async fn status_shows_each_key_and_what_comes_next_and_changes_nothing() {
         &["status", &secret, "--output", "json"],
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let s = &json(&out)[0];
     assert_eq!(s["SecretId"], secret.as_str());
     assert_eq!(s["Provider"], "aws");
@@ -116,7 +101,7 @@ async fn status_shows_each_key_and_what_comes_next_and_changes_nothing() {
     // The superseded key's grace period (24h) is the next thing to happen.
     assert_eq!(s["Next"]["Action"], format!("deactivate {old}"));
     assert!(s.get("Problem").is_none(), "{s}");
-    assert_no_change(&proxy, "rekey status");
+    proxy.assert_no_change("rekey status");
 
     let out = rekey(
         &w,
@@ -136,7 +121,7 @@ async fn status_shows_each_key_and_what_comes_next_and_changes_nothing() {
     ] {
         assert!(row.contains(cell), "{cell:?} in {row:?}");
     }
-    assert_no_change(&proxy, "rekey status --output table");
+    proxy.assert_no_change("rekey status --output table");
     w.assert_no_secret_in(&table, "the status table");
 }
 
@@ -148,12 +133,7 @@ async fn plan_says_what_the_next_rotation_and_cleanup_would_do() {
 
     // Not due with the default 30 days; the old key waits out its grace.
     let out = rekey(&w, &proxy.endpoint, &["plan", &secret, "--output", "json"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let p = &json(&out)[0];
     assert_eq!(p["Rotation"]["Outlook"], "not-due", "{p}");
     assert!(p["Rotation"]["Detail"]
@@ -178,7 +158,7 @@ async fn plan_says_what_the_next_rotation_and_cleanup_would_do() {
         detail.starts_with("fails: ") && detail.contains(&old),
         "{p}"
     );
-    assert_no_change(&proxy, "rekey plan");
+    proxy.assert_no_change("rekey plan");
 
     // A fresh secret, due now: the plan is the key it would create.
     let (fresh_user, _, fresh) = w.enrolled(MANAGED_PATH).await;
@@ -195,7 +175,7 @@ async fn plan_says_what_the_next_rotation_and_cleanup_would_do() {
         )),
         "{table}"
     );
-    assert_no_change(&proxy, "rekey plan --period 0s");
+    proxy.assert_no_change("rekey plan --period 0s");
     assert_eq!(w.keys(&fresh_user).await.len(), 1);
     assert_eq!(w.keys(&user).await.len(), 2);
 }
@@ -248,7 +228,7 @@ async fn pause_and_resume_ask_first_and_dry_run_changes_nothing() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(json(&out)["Changed"], false);
     assert_eq!(json(&out)["DryRun"], true);
-    assert_no_change(&proxy, "rekey pause --dry-run");
+    proxy.assert_no_change("rekey pause --dry-run");
     assert!(!w.tags(&secret).await.contains_key("rekey:paused"));
 
     let out = rekey(
@@ -257,12 +237,7 @@ async fn pause_and_resume_ask_first_and_dry_run_changes_nothing() {
         &["pause", &secret, "--yes", "--output", "json"],
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(json(&out)["Changed"], true);
     assert_eq!(
         w.tags(&secret)
@@ -347,12 +322,7 @@ async fn audit_lists_every_users_keys_with_their_findings() {
     let (enrolled, _, _) = w.enrolled(MANAGED_PATH).await;
 
     let out = rekey(&w, &moto().endpoint, &["audit", "--output", "json"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("rekey audit:"),
         "no progress line off a terminal"
@@ -422,12 +392,7 @@ async fn rotate_starts_the_secrets_own_driver() {
         &["rotate", &hooked, "--yes", "--output", "json"],
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(json(&out)["Changed"], true);
     let counts = proxy.counts();
     assert_eq!(counts.get("RotateSecret"), Some(&1), "{counts:?}");
@@ -472,12 +437,7 @@ async fn rotate_starts_the_secrets_own_driver() {
         &more,
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(proxy.counts().get("StartExecution"), Some(&1));
     let executions = sfn
         .list_executions()

@@ -189,7 +189,29 @@ impl Proxy {
     pub fn clear_log(&self) {
         self.state.lock().unwrap().calls.clear();
     }
+
+    /// Fails unless the proxy saw calls and none of them was
+    /// [`MUTATING`]; then forgets them.
+    pub fn assert_no_change(&self, what: &str) {
+        let counts = self.counts();
+        assert!(!counts.is_empty(), "{what}: the proxy saw no call at all");
+        for action in MUTATING {
+            assert_eq!(counts.get(action), None, "{what} made {action}: {counts:?}");
+        }
+        self.clear_log();
+    }
 }
+
+/// Every call by which rekey changes a key, a secret or its records.
+pub const MUTATING: [&str; 7] = [
+    "CreateAccessKey",
+    "UpdateAccessKey",
+    "DeleteAccessKey",
+    "PutSecretValue",
+    "UpdateSecretVersionStage",
+    "TagResource",
+    "UntagResource",
+];
 
 type Reply = Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>>;
 

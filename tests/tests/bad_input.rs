@@ -7,19 +7,9 @@ mod common;
 
 use common::{invoke, Function};
 use rekey::model::Provider;
-use rekey_testkit::proxy::Proxy;
+use rekey_testkit::proxy::{Proxy, MUTATING};
 use rekey_testkit::{moto, test_config, App, World, MANAGED_PATH};
 use serde_json::{json, Value};
-
-const MUTATING: [&str; 7] = [
-    "CreateAccessKey",
-    "UpdateAccessKey",
-    "DeleteAccessKey",
-    "PutSecretValue",
-    "UpdateSecretVersionStage",
-    "TagResource",
-    "UntagResource",
-];
 
 const TOKEN: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
 
