@@ -222,8 +222,8 @@ pub fn failure_driver(function: Function, error: &Error) -> Option<Driver> {
         Function::Create | Function::Test | Function::Finish => Driver::Pipeline,
         Function::Cleanup => return None,
     };
-    let retried = driver == Driver::Pipeline
-        && (error.is_retryable() || matches!(error, Error::KeyNotReady { .. }));
+    // (`is_retryable` covers KeyNotReady and ServiceUnavailable.)
+    let retried = driver == Driver::Pipeline && error.is_retryable();
     (!retried && !matches!(error, Error::DryRun { .. })).then_some(driver)
 }
 
