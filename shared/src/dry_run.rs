@@ -192,6 +192,14 @@ impl<K: KeyApi> KeyApi for Gated<K> {
         self.inner.deactivate_key(user, key_id).await
     }
 
+    async fn reactivate_key(&self, user: &str, key_id: &str) -> Result<()> {
+        if self.dry_run {
+            self.hold_back(format!("reactivate key {key_id} of user {user}"));
+            return Ok(());
+        }
+        self.inner.reactivate_key(user, key_id).await
+    }
+
     async fn delete_key(&self, user: &str, key_id: &str) -> Result<()> {
         if self.dry_run {
             self.hold_back(format!("delete key {key_id} of user {user}"));
@@ -232,6 +240,9 @@ mod tests {
             panic!("CreateAccessKey in a dry run")
         }
         async fn deactivate_key(&self, _: &str, _: &str) -> Result<()> {
+            panic!("UpdateAccessKey in a dry run")
+        }
+        async fn reactivate_key(&self, _: &str, _: &str) -> Result<()> {
             panic!("UpdateAccessKey in a dry run")
         }
         async fn delete_key(&self, _: &str, _: &str) -> Result<()> {

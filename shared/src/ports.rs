@@ -160,6 +160,9 @@ pub trait KeyApi {
     async fn create_key(&self, user: &str) -> Result<Credential>;
     /// Ok if the key is already gone.
     async fn deactivate_key(&self, user: &str, key_id: &str) -> Result<()>;
+    /// Makes an inactive key active again (an operator's rollback, never a
+    /// rotation); fails if the key is gone.
+    async fn reactivate_key(&self, user: &str, key_id: &str) -> Result<()>;
     /// Ok if the key is already gone.
     async fn delete_key(&self, user: &str, key_id: &str) -> Result<()>;
     /// When the key last signed a request; `LastUsed::Unknown` where the

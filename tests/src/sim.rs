@@ -988,6 +988,20 @@ impl KeyApi for SimKeyApi {
         Sim::answer(lost, Ok(()))
     }
 
+    /// Only an operator's rollback turns a key back on.
+    async fn reactivate_key(&self, user: &str, key_id: &str) -> Result<()> {
+        let mut s = self.sim.state();
+        if !s.keys(self.kind, user).iter().any(|k| k.id == key_id) {
+            return Err(sm_error(
+                Op::Deactivate,
+                "NoSuchEntity",
+                format!("no key {key_id}"),
+            ));
+        }
+        s.reactivate(self.kind, user, key_id);
+        Ok(())
+    }
+
     /// IAM and RAM say when a key was last used; SCloud cannot tell.
     async fn last_used(&self, user: &str, key_id: &str) -> Result<LastUsed> {
         self.sim.fault(Op::LastUsed)?;

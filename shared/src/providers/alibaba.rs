@@ -215,6 +215,19 @@ impl KeyApi for AlibabaRam {
         }
     }
 
+    async fn reactivate_key(&self, user: &str, key_id: &str) -> Result<()> {
+        let op = "UpdateAccessKey";
+        let params = [
+            ("UserName", user),
+            ("UserAccessKeyId", key_id),
+            ("Status", "Active"),
+        ];
+        match self.ram(op, &params, Retry::Yes).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.error(op, user, e)),
+        }
+    }
+
     async fn delete_key(&self, user: &str, key_id: &str) -> Result<()> {
         let op = "DeleteAccessKey";
         let params = [("UserName", user), ("UserAccessKeyId", key_id)];

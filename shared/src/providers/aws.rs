@@ -302,6 +302,18 @@ impl KeyApi for AwsIam {
         }
     }
 
+    async fn reactivate_key(&self, user: &str, key_id: &str) -> Result<()> {
+        self.iam
+            .update_access_key()
+            .user_name(user)
+            .access_key_id(key_id)
+            .status(StatusType::Active)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| service_error(SERVICE, "UpdateAccessKey", e))
+    }
+
     async fn delete_key(&self, user: &str, key_id: &str) -> Result<()> {
         match self
             .iam

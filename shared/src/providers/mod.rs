@@ -301,6 +301,14 @@ impl KeyApi for LiveKeyApi {
         }
     }
 
+    async fn reactivate_key(&self, user: &str, key_id: &str) -> Result<()> {
+        match self {
+            LiveKeyApi::Aws(p) => p.reactivate_key(user, key_id).await,
+            LiveKeyApi::Alibaba(p) => p.reactivate_key(user, key_id).await,
+            LiveKeyApi::SCloud(p) => p.reactivate_key(user, key_id).await,
+        }
+    }
+
     async fn delete_key(&self, user: &str, key_id: &str) -> Result<()> {
         match self {
             LiveKeyApi::Aws(p) => p.delete_key(user, key_id).await,

@@ -158,6 +158,15 @@ impl KeyApi for SCloud {
         }
     }
 
+    async fn reactivate_key(&self, _user: &str, key_id: &str) -> Result<()> {
+        let op = "UpdateAccessKey";
+        let params = [("AccessKeyID", key_id), ("Status", "Active")];
+        match self.call(op, &params, Retry::Yes).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.error(op, e)),
+        }
+    }
+
     async fn delete_key(&self, user: &str, key_id: &str) -> Result<()> {
         let op = "DeleteAccessKey";
         match self.call(op, &[("AccessKeyID", key_id)], Retry::Yes).await {
