@@ -21,6 +21,7 @@ use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use rekey::lambda::Function;
 use rekey::model::{KeyStatus, Provider, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use rekey::records::{TAG_MANAGED, TAG_PAUSED};
+use rekey::steps::RollBackOutcome;
 use rekey::{Config, Driver, Rekey};
 use rekey_testkit::sim::{Actor, Fault, Op, Sim};
 use serde_json::{json, Value};
@@ -754,6 +755,7 @@ impl World {
                 self.sim.state().edit(&arn, &version);
                 self.note(format!("operator: edit {user}'s secret"));
             }
+            6 if self.rng.below(2) == 0 => self.roll_back_with_rekey(i),
             6 => self.roll_back(i),
             7 => {
                 let Some(key) = self.superseded_active(i) else {
@@ -833,6 +835,34 @@ impl World {
         s.keys(m.kind, &m.user)
             .iter()
             .any(|k| k.status == KeyStatus::Active && !held.contains(&Some(k.id.clone())))
+    }
+
+    /// `rekey rollback` (the step `Rekey::roll_back`): it rolls back and
+    /// pauses, or refuses what would strand a key and changes nothing.
+    fn roll_back_with_rekey(&mut self, i: usize) {
+        let (arn, kind, user) = {
+            let m = &self.secrets[i];
+            (m.arn.clone(), m.kind, m.user.clone())
+        };
+        let seen = |s: &rekey_testkit::sim::State| {
+            format!("{:?} {:?}", s.secret(&arn), s.keys(kind, &user))
+        };
+        let before = seen(&self.sim.state());
+        let out = run(self.app.roll_back(&arn));
+        let shown = match &out {
+            Ok(RollBackOutcome::Ready(p)) => format!("from {} to {}", p.from_key, p.to_key),
+            Ok(RollBackOutcome::Refused(why)) => {
+                if seen(&self.sim.state()) != before {
+                    self.sim
+                        .state()
+                        .violations
+                        .push(format!("a refused rollback of {user} changed something"));
+                }
+                format!("refused: {why}")
+            }
+            Err(e) => format!("{}: {e}", e.kind()),
+        };
+        self.note(format!("operator: rekey rollback {user} -> {shown}"));
     }
 
     /// A rollback as the README gives it: pause, reactivate the previous

@@ -6,6 +6,7 @@ mod cleanup;
 mod create;
 mod finish;
 mod inspect;
+mod rollback;
 mod sweep;
 mod verify;
 
@@ -13,6 +14,7 @@ pub use cleanup::{CleanupReport, SecretCleanup};
 pub use create::Created;
 pub use finish::Finished;
 pub use inspect::{Inspection, RotationOutlook};
+pub use rollback::{RollBack, RollBackOutcome};
 pub use sweep::{Item, NextPage, NextTriage, TriageAnswer, TriageRequest, PAGES_PER_TRIAGE};
 pub use verify::Probing;
 
