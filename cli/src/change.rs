@@ -1,4 +1,4 @@
-//! `rekey pause`, `rekey resume` and `rekey rotate`: the changes the
+//! `rekey pause`, `rekey resume`, `rekey rotate` and `rekey rollback`: the changes the
 //! command makes, each printed first and asked for (`--yes` skips the
 //! question; off a terminal without `--yes` the command refuses), or only
 //! printed with `--dry-run`.
@@ -7,6 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use rekey::ports::{SecretInfo, Vault};
 use rekey::records::{self, Enrolment};
+use rekey::steps::{RollBack, RollBackOutcome};
 use rekey::vault::SecretsManager;
 use serde::Serialize;
 
@@ -25,6 +26,9 @@ struct Outcome {
     changed: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     dry_run: bool,
+    /// A rollback's keys and versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roll_back: Option<RollBack>,
 }
 
 /// Asks before `change`; `Ok(false)` when the answer is no.
@@ -77,6 +81,7 @@ impl Outcome {
             change: change.to_owned(),
             changed: false,
             dry_run,
+            roll_back: None,
         }
     }
 
@@ -197,5 +202,59 @@ pub async fn rotate(
         }
     }
     outcome.changed = true;
+    Ok(outcome.print(format))
+}
+
+/// Rolls `secret` back to its AWSPREVIOUS key (README "Rolling a promotion
+/// back"), by the step `Rekey::roll_back`: decided dry and shown first,
+/// then made once confirmed (refused if the secret changed meanwhile). The
+/// secret is left paused.
+pub async fn roll_back(
+    sdk: &aws_config::SdkConfig,
+    d: &Deployment,
+    secret: &str,
+    yes: bool,
+    dry_run: bool,
+    format: Format,
+) -> Result<u8, Failure> {
+    let refused = |why: String| Failure::Error(format!("rekey will not roll {secret} back: {why}"));
+    let plan = match d.steps(sdk, false).roll_back(secret, None).await? {
+        RollBackOutcome::Ready(plan) => plan,
+        RollBackOutcome::Refused(why) => return Err(refused(why)),
+    };
+    let name = crate::show::short_name(&plan.secret_id).to_owned();
+    let mut change = format!(
+        "roll {name} back: AWSCURRENT from key {} to key {} (version {})",
+        plan.from_key, plan.to_key, plan.to_version
+    );
+    if plan.reactivate {
+        change += &format!(", reactivating key {}", plan.to_key);
+    }
+    change += &format!(
+        "; key {} is recorded superseded (cleanup retires it after its grace period)",
+        plan.from_key
+    );
+    if plan.pause {
+        change += &format!(", and {name} is paused");
+    }
+    let mut outcome = Outcome {
+        secret_id: plan.secret_id.clone(),
+        change: change.clone(),
+        changed: false,
+        dry_run,
+        roll_back: Some(plan.clone()),
+    };
+    if !go_ahead(&change, yes, dry_run)? {
+        outcome.declined();
+        return Ok(outcome.print(format));
+    }
+    match d.steps(sdk, true).roll_back(secret, Some(&plan)).await? {
+        RollBackOutcome::Ready(_) => {}
+        RollBackOutcome::Refused(why) => return Err(refused(why)),
+    }
+    outcome.changed = true;
+    outcome.change = format!(
+        "{change}.\n{name} is paused: nothing rotates or cleans it until `rekey resume {name}`"
+    );
     Ok(outcome.print(format))
 }

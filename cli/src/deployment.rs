@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rekey::config::{parse_duration, TemplateValue, SETTINGS};
-use rekey::Config;
+use rekey::providers::LiveProviders;
+use rekey::vault::SecretsManager;
+use rekey::{Config, Rekey};
 
 use crate::Failure;
 
@@ -34,7 +36,22 @@ pub struct Deployment {
     pub state_machine: Option<String>,
 }
 
+/// The functions' steps, as the command runs them.
+pub type Steps = Rekey<SecretsManager, LiveProviders>;
+
 impl Deployment {
+    /// The functions' steps with this deployment's settings: dry (they
+    /// change nothing) unless `live`, for a change an operator confirmed.
+    pub fn steps(&self, sdk: &aws_config::SdkConfig, live: bool) -> Steps {
+        let mut config = self.config.clone();
+        config.dry_run = !live;
+        Rekey::new(
+            SecretsManager::new(sdk),
+            LiveProviders::new(sdk, &config),
+            config,
+        )
+    }
+
     /// The same deployment with `--period`, when given.
     pub fn with_period(mut self, period: Option<&str>) -> Result<Self, Failure> {
         if let Some(p) = period {

@@ -72,6 +72,11 @@ enum Command {
     /// Rotate a secret now, through its driver: RotateSecret for the hook,
     /// the state machine with this one secret for the pipeline.
     Rotate(Change),
+    /// Roll a secret back to its previous key (AWSPREVIOUS): reactivate it
+    /// if it was deactivated, make it AWSCURRENT, record the key rolled
+    /// back from as superseded, and pause the secret. Refused during a
+    /// rotation, or when a key would be left active that no version holds.
+    Rollback(Change),
     /// Pause a secret (tag rekey:paused=true): nothing rotates or cleans
     /// it until it is resumed.
     Pause(Change),
@@ -182,6 +187,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Rotate(c) => {
             change::rotate(&sdk, &deployment, &c.secret, c.yes, cli.dry_run, format).await
+        }
+        Command::Rollback(c) => {
+            change::roll_back(&sdk, &deployment, &c.secret, c.yes, cli.dry_run, format).await
         }
         Command::Pause(c) => change::pause(&sdk, &c.secret, true, c.yes, cli.dry_run, format).await,
         Command::Resume(c) => {

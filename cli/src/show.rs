@@ -6,29 +6,16 @@ use std::time::{Duration, SystemTime};
 use rekey::model::{KeyStatus, LastUsed};
 use rekey::plan::{timestamp, RetirementStep};
 use rekey::ports::Vault;
-use rekey::providers::LiveProviders;
 use rekey::steps::{Created, Inspection, RotationOutlook};
-use rekey::vault::SecretsManager;
-use rekey::{Driver, Error, Rekey};
+use rekey::{Driver, Error};
 use serde::Serialize;
 
-use crate::deployment::Deployment;
+use crate::deployment::{Deployment, Steps};
 use crate::output::{self, Format};
 use crate::{Failure, EXIT_FINDINGS, EXIT_OK};
 
-type App = Rekey<SecretsManager, LiveProviders>;
-
-/// The steps, run dry (`Deployment::config` always is).
-fn app(sdk: &aws_config::SdkConfig, d: &Deployment) -> App {
-    Rekey::new(
-        SecretsManager::new(sdk),
-        LiveProviders::new(sdk, &d.config),
-        d.config.clone(),
-    )
-}
-
 /// The secrets named, or every managed secret (ListSecrets, page by page).
-async fn secret_ids(app: &App, named: &[String]) -> Result<Vec<String>, Failure> {
+async fn secret_ids(app: &Steps, named: &[String]) -> Result<Vec<String>, Failure> {
     if !named.is_empty() {
         return Ok(named.to_vec());
     }
@@ -51,7 +38,7 @@ async fn inspected(
     d: &Deployment,
     named: &[String],
 ) -> Result<Vec<(String, Result<Inspection, Error>)>, Failure> {
-    let app = app(sdk, d);
+    let app = d.steps(sdk, false);
     let ids = secret_ids(&app, named).await?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
@@ -294,7 +281,7 @@ fn status_of(
 
 /// The name of a secret's ARN (its last part, without Secrets Manager's
 /// six-character suffix), for tables.
-fn short_name(arn: &str) -> &str {
+pub(crate) fn short_name(arn: &str) -> &str {
     let name = arn.split(":secret:").nth(1).unwrap_or(arn);
     match name.rsplit_once('-') {
         Some((base, suffix)) if suffix.len() == 6 && arn.contains(":secret:") => base,

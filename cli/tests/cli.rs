@@ -285,7 +285,9 @@ fn every_subcommand_has_help_and_misuse_exits_2() {
             .output()
             .unwrap()
     };
-    for sub in ["status", "plan", "audit", "rotate", "pause", "resume"] {
+    for sub in [
+        "status", "plan", "audit", "enroll", "rotate", "rollback", "pause", "resume",
+    ] {
         let out = run(&[sub, "--help"]);
         assert_eq!(out.status.code(), Some(0), "{sub} --help");
         assert!(
@@ -457,5 +459,106 @@ async fn rotate_starts_the_secrets_own_driver() {
     assert_eq!(
         serde_json::from_str::<Value>(&input).unwrap(),
         serde_json::json!({"SecretIds": [piped], "RotationPeriod": "0s"})
+    );
+}
+
+#[tokio::test]
+async fn rollback_puts_the_previous_key_back_keeps_the_invariants_and_pauses() {
+    let w = World::new().await;
+    let (user, secret, old, new) = rotated_once(&w).await;
+    // Past its grace period: cleanup deactivated the superseded key.
+    w.deactivate(&user, &old).await;
+    let proxy = Proxy::start(&moto().endpoint).await;
+    let rollback = |extra: &'static [&'static str]| {
+        let mut args = vec!["rollback", secret.as_str(), "--output", "json"];
+        args.extend_from_slice(extra);
+        args
+    };
+
+    // A rotation in progress would promote over the rollback: refused.
+    let token = w.start_rotation(&secret).await;
+    proxy.clear_log();
+    let out = rekey(&w, &proxy.endpoint, &rollback(&["--yes"])).await;
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("rotation is in progress"), "{said}");
+    proxy.assert_no_change("a refused rollback");
+    w.move_stage(&secret, "AWSPENDING", None, Some(&token))
+        .await;
+
+    // Off a terminal without --yes: refused; --dry-run: shown only.
+    proxy.clear_log();
+    let out = rekey(&w, &proxy.endpoint, &rollback(&[])).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rekey(&w, &proxy.endpoint, &rollback(&["--dry-run"])).await;
+    succeeded(&out);
+    let shown = json(&out);
+    assert_eq!(
+        (
+            &shown["Changed"],
+            &shown["RollBack"]["FromKey"],
+            &shown["RollBack"]["ToKey"],
+            &shown["RollBack"]["Reactivate"],
+            &shown["RollBack"]["Pause"],
+        ),
+        (
+            &Value::from(false),
+            &Value::from(new.as_str()),
+            &Value::from(old.as_str()),
+            &Value::from(true),
+            &Value::from(true)
+        )
+    );
+    proxy.assert_no_change("rekey rollback --dry-run");
+
+    let out = rekey(&w, &proxy.endpoint, &rollback(&["--yes"])).await;
+    succeeded(&out);
+    let done = json(&out);
+    assert_eq!(done["Changed"], true);
+    assert!(done["Change"].as_str().unwrap().contains("rekey resume"));
+    assert_eq!(
+        w.current_credential(&secret).await.unwrap().access_key_id,
+        old
+    );
+    let stages = w.stages(&secret).await;
+    assert_eq!(
+        (
+            rekey_testkit::version_with(&stages, "AWSCURRENT"),
+            rekey_testkit::version_with(&stages, "AWSPREVIOUS"),
+        ),
+        (
+            done["RollBack"]["ToVersion"].as_str().map(str::to_owned),
+            done["RollBack"]["FromVersion"].as_str().map(str::to_owned),
+        )
+    );
+    let tags = w.tags(&secret).await;
+    assert_eq!(tags.get("rekey:paused").map(String::as_str), Some("true"));
+    assert!(tags.contains_key(&format!("rekey:superseded:{new}")));
+    assert!(
+        !tags.contains_key(&format!("rekey:superseded:{old}"))
+            && !tags.contains_key(&format!("rekey:inactive:{old}")),
+        "the restored key keeps no timer: {tags:?}"
+    );
+    w.assert_invariants(&secret, &user).await;
+    let mutating: Vec<String> = proxy
+        .counts()
+        .into_iter()
+        .filter(|(action, _)| MUTATING.contains(&action.as_str()))
+        .map(|(action, n)| format!("{action}={n}"))
+        .collect();
+    assert_eq!(
+        mutating,
+        [
+            "TagResource=1",
+            "UntagResource=1",
+            "UpdateAccessKey=1",
+            "UpdateSecretVersionStage=1"
+        ],
+        "one call each"
     );
 }

@@ -848,7 +848,7 @@ impl World {
             format!("{:?} {:?}", s.secret(&arn), s.keys(kind, &user))
         };
         let before = seen(&self.sim.state());
-        let out = run(self.app.roll_back(&arn));
+        let out = run(self.app.roll_back(&arn, None));
         let shown = match &out {
             Ok(RollBackOutcome::Ready(p)) => format!("from {} to {}", p.from_key, p.to_key),
             Ok(RollBackOutcome::Refused(why)) => {

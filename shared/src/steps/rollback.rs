@@ -45,7 +45,7 @@ pub struct RollBack {
 /// What [`Rekey::roll_back`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RollBackOutcome {
-    /// Rolled back (in a dry run: what a rollback would do; nothing
+    /// Rolled back (in a dry run: what a rollback would do, and nothing
     /// changed).
     Ready(RollBack),
     /// Not rolled back, and nothing changed: why, and what a person does.
@@ -54,8 +54,14 @@ pub enum RollBackOutcome {
 
 impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// Rolls `secret_id` back to its AWSPREVIOUS key, and leaves it paused
-    /// (an operator resumes it once the cause is understood).
-    pub async fn roll_back(&self, secret_id: &str) -> Result<RollBackOutcome> {
+    /// (an operator resumes it once the cause is understood). With
+    /// `shown`, the rollback an operator confirmed (decided in a dry run):
+    /// refused if the secret has changed since.
+    pub async fn roll_back(
+        &self,
+        secret_id: &str,
+        shown: Option<&RollBack>,
+    ) -> Result<RollBackOutcome> {
         let refuse = |why: String| Ok(RollBackOutcome::Refused(why));
         let info = self.vault.describe(secret_id).await?;
         let paused = match records::enrolment(&info) {
@@ -125,6 +131,16 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             reactivate: target.status == KeyStatus::Inactive,
             pause: !paused,
         };
+        if shown.is_some_and(|s| {
+            (&s.from_version, &s.to_version) != (&plan.from_version, &plan.to_version)
+        }) {
+            return refuse(
+                "the secret changed since the rollback was shown: run the command again".into(),
+            );
+        }
+        if self.config.dry_run {
+            return Ok(RollBackOutcome::Ready(plan));
+        }
         // Pause and record first: from here the key rolled back from is
         // retired by its record whatever happens to the labels.
         let mut tags = vec![(
@@ -154,13 +170,11 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         if !timers.is_empty() {
             self.vault.untag(&info.arn, &timers).await?;
         }
-        if !self.config.dry_run {
-            info!(
-                from_key = plan.from_key,
-                to_key = plan.to_key,
-                "rolled back to the AWSPREVIOUS key; the secret is paused"
-            );
-        }
+        info!(
+            from_key = plan.from_key,
+            to_key = plan.to_key,
+            "rolled back to the AWSPREVIOUS key; the secret is paused"
+        );
         Ok(RollBackOutcome::Ready(plan))
     }
 }
