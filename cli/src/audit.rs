@@ -1,4 +1,5 @@
-//! `rekey audit`: every IAM user of the account, enrolled or not, each key
+//! `rekey audit`: every IAM user of the account (or of each member account
+//! named, through its read-only operator role), enrolled or not, each key
 //! with its status, age and last use, whether rekey manages it, and the
 //! verdict of `rekey::audit` (CIS AWS Foundations' rules by default).
 //! Paginated; throttling is retried with backoff by the SDK (more attempts
@@ -25,6 +26,9 @@ use crate::{Failure, EXIT_FINDINGS, EXIT_OK};
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "PascalCase")]
 struct AuditedKey {
+    /// The member account, when the user is not in the caller's account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<String>,
     user_name: String,
     user_path: String,
     access_key_id: String,
@@ -74,65 +78,85 @@ async fn managed_secret_names(sdk: &aws_config::SdkConfig) -> Result<BTreeSet<St
     }
 }
 
-/// `rekey audit`.
+/// An account to audit: a member account (`None`: the caller's own) and
+/// the configuration its IAM calls are made with.
+pub struct Target {
+    /// The member account, or `None` for the account of the credentials.
+    pub account: Option<String>,
+    /// The configuration for its IAM calls.
+    pub iam: aws_config::SdkConfig,
+}
+
+/// `rekey audit` of each target account.
 pub async fn audit(
     sdk: &aws_config::SdkConfig,
+    targets: &[Target],
     d: &Deployment,
     rules: AuditRules,
     format: Format,
 ) -> Result<u8, Failure> {
     // More patience with throttling than a function has: a scan of
     // thousands of users is throttled, and nothing waits on it.
-    let sdk = sdk
-        .to_builder()
-        .retry_config(rekey::sdk::retry_config().with_max_attempts(10))
-        .build();
-    let managed = managed_secret_names(&sdk).await?;
-    let clients = AwsClients::new(&sdk);
-    let keys_of = AwsIam::new(&clients, "/");
-    let iam = aws_sdk_iam::Client::new(&sdk);
+    let patient = |c: &aws_config::SdkConfig| {
+        c.to_builder()
+            .retry_config(rekey::sdk::retry_config().with_max_attempts(10))
+            .build()
+    };
+    let managed = managed_secret_names(&patient(sdk)).await?;
     let progress = Progress(std::io::stderr().is_terminal());
     let now = SystemTime::now();
     let mut audited = Vec::new();
     let mut users = 0;
-    let mut pages = iam.list_users().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| rekey::sdk::service_error("IAM", "ListUsers", e))?;
-        for user in page.users() {
-            users += 1;
-            let name = user.user_name();
-            let owning =
-                rekey::ownership::owning_name(&d.config.secret_prefix, Provider::Aws, None, name);
-            let managed_by = managed.contains(&owning).then_some(owning);
-            for key in keys_of.list_keys(name).await? {
-                let used = keys_of.last_used(name, &key.id).await?;
-                let findings = verdict(&key, &used, now, &rules);
-                let (last_used, last_used_service) = match used {
-                    LastUsed::Unknown => ("unknown".to_owned(), None),
-                    LastUsed::Never => ("never".to_owned(), None),
-                    LastUsed::At { when, service } => (timestamp(when), service),
-                };
-                audited.push(AuditedKey {
-                    user_name: name.to_owned(),
-                    user_path: user.path().to_owned(),
-                    access_key_id: key.id.clone(),
-                    status: match key.status {
-                        KeyStatus::Active => "Active",
-                        KeyStatus::Inactive => "Inactive",
-                    },
-                    created: timestamp(key.created),
-                    age_days: now
-                        .duration_since(key.created)
-                        .unwrap_or(Duration::ZERO)
-                        .as_secs()
-                        / 86_400,
-                    last_used,
-                    last_used_service,
-                    managed_by: managed_by.clone(),
-                    findings,
-                });
+    for target in targets {
+        let iam_config = patient(&target.iam);
+        let clients = AwsClients::new(&iam_config);
+        let keys_of = AwsIam::new(&clients, "/");
+        let iam = aws_sdk_iam::Client::new(&iam_config);
+        let account = target.account.as_deref();
+        let mut pages = iam.list_users().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| rekey::sdk::service_error("IAM", "ListUsers", e))?;
+            for user in page.users() {
+                users += 1;
+                let name = user.user_name();
+                let owning = rekey::ownership::owning_name(
+                    &d.config.secret_prefix,
+                    Provider::Aws,
+                    account,
+                    name,
+                );
+                let managed_by = managed.contains(&owning).then_some(owning);
+                for key in keys_of.list_keys(name).await? {
+                    let used = keys_of.last_used(name, &key.id).await?;
+                    let findings = verdict(&key, &used, now, &rules);
+                    let (last_used, last_used_service) = match used {
+                        LastUsed::Unknown => ("unknown".to_owned(), None),
+                        LastUsed::Never => ("never".to_owned(), None),
+                        LastUsed::At { when, service } => (timestamp(when), service),
+                    };
+                    audited.push(AuditedKey {
+                        account_id: target.account.clone(),
+                        user_name: name.to_owned(),
+                        user_path: user.path().to_owned(),
+                        access_key_id: key.id.clone(),
+                        status: match key.status {
+                            KeyStatus::Active => "Active",
+                            KeyStatus::Inactive => "Inactive",
+                        },
+                        created: timestamp(key.created),
+                        age_days: now
+                            .duration_since(key.created)
+                            .unwrap_or(Duration::ZERO)
+                            .as_secs()
+                            / 86_400,
+                        last_used,
+                        last_used_service,
+                        managed_by: managed_by.clone(),
+                        findings,
+                    });
+                }
+                progress.show(users, audited.len());
             }
-            progress.show(users, audited.len());
         }
     }
     progress.done();
@@ -141,7 +165,8 @@ pub async fn audit(
     Ok(if findings { EXIT_FINDINGS } else { EXIT_OK })
 }
 
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 10] = [
+    "ACCOUNT",
     "USER",
     "PATH",
     "KEY",
@@ -163,6 +188,7 @@ fn cells(k: &AuditedKey) -> Vec<String> {
         })
         .collect();
     vec![
+        k.account_id.clone().unwrap_or_default(),
         k.user_name.clone(),
         k.user_path.clone(),
         k.access_key_id.clone(),
@@ -176,15 +202,22 @@ fn cells(k: &AuditedKey) -> Vec<String> {
 }
 
 fn print(audited: &[AuditedKey], format: Format) {
+    // The account column only when a member account was audited.
+    let skip = usize::from(audited.iter().all(|k| k.account_id.is_none()));
+    let rows: Vec<Vec<String>> = audited.iter().map(|k| cells(k)[skip..].to_vec()).collect();
     match format {
         Format::Json => output::json(&audited),
-        Format::Table => {
-            let rows: Vec<Vec<String>> = audited.iter().map(cells).collect();
-            println!("{}", output::table(&COLUMNS, &rows));
-        }
-        Format::Csv => {
-            let rows: Vec<Vec<String>> = audited.iter().map(cells).collect();
-            print!("{}", output::csv(&COLUMNS, &rows));
-        }
+        Format::Table => println!("{}", output::table(&COLUMNS[skip..], &rows)),
+        Format::Csv => print!("{}", output::csv(&COLUMNS[skip..], &rows)),
     }
+}
+
+/// The read-only operator role `infra/member.yaml` creates in `account`
+/// (`OperatorRole=true`), on the member role's path.
+pub fn operator_role(d: &Deployment, account: &str) -> String {
+    let path = match d.config.member.role.rsplit_once('/') {
+        Some((path, _)) => format!("{path}/"),
+        None => "/".to_owned(),
+    };
+    format!("arn:aws:iam::{account}:role{path}rekey-operator-readonly")
 }

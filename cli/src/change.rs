@@ -66,7 +66,7 @@ async fn managed(vault: &SecretsManager, secret: &str) -> Result<(SecretInfo, En
 
 /// Whether to make `change` now: in a dry run it is only printed; else
 /// once confirmed.
-fn go_ahead(change: &str, yes: bool, dry_run: bool) -> Result<bool, Failure> {
+pub(crate) fn go_ahead(change: &str, yes: bool, dry_run: bool) -> Result<bool, Failure> {
     if dry_run {
         eprintln!("dry run: rekey would {change}; nothing was changed");
         return Ok(false);
@@ -190,19 +190,30 @@ pub async fn rotate(
                 .map_err(|e| rekey::sdk::service_error("Secrets Manager", "RotateSecret", e))?;
         }
         Some(arn) => {
-            let input = serde_json::json!({"SecretIds": [info.arn], "RotationPeriod": "0s"});
-            let out = aws_sdk_sfn::Client::new(sdk)
-                .start_execution()
-                .state_machine_arn(&arn)
-                .input(input.to_string())
-                .send()
-                .await
-                .map_err(|e| rekey::sdk::service_error("Step Functions", "StartExecution", e))?;
-            outcome.change = format!("{change}: execution {}", out.execution_arn());
+            let execution = start_pipeline(sdk, &arn, &info.arn).await?;
+            outcome.change = format!("{change}: execution {execution}");
         }
     }
     outcome.changed = true;
     Ok(outcome.print(format))
+}
+
+/// Starts the pipeline `machine` for `secret` alone, due now (README
+/// "Deploying": the machine's explicit input); its execution's ARN.
+pub async fn start_pipeline(
+    sdk: &aws_config::SdkConfig,
+    machine: &str,
+    secret: &str,
+) -> Result<String, Failure> {
+    let input = serde_json::json!({"SecretIds": [secret], "RotationPeriod": "0s"});
+    let out = aws_sdk_sfn::Client::new(sdk)
+        .start_execution()
+        .state_machine_arn(machine)
+        .input(input.to_string())
+        .send()
+        .await
+        .map_err(|e| rekey::sdk::service_error("Step Functions", "StartExecution", e))?;
+    Ok(out.execution_arn().to_owned())
 }
 
 /// Rolls `secret` back to its AWSPREVIOUS key (README "Rolling a promotion

@@ -15,6 +15,8 @@ use crate::Failure;
 
 /// Where the pipeline's ARN is read from without `--stack`.
 pub const STATE_MACHINE_VARIABLE: &str = "REKEY_STATE_MACHINE_ARN";
+/// Where the hook's ARN is read from without `--stack`.
+pub const HOOK_VARIABLE: &str = "REKEY_HOOK_FUNCTION_ARN";
 /// The template's default `RotationPeriod`.
 const DEFAULT_PERIOD: &str = "30d";
 /// The template's default `OverdueAfterDays`.
@@ -34,6 +36,10 @@ pub struct Deployment {
     /// `REKEY_STATE_MACHINE_ARN`), which `rekey rotate` starts for a
     /// pipeline-driven secret.
     pub state_machine: Option<String>,
+    /// The rotation hook (the stack's `HookFunctionArn` output, else
+    /// `REKEY_HOOK_FUNCTION_ARN`), which `rekey enroll --hook` turns
+    /// rotation on with.
+    pub hook_function: Option<String>,
 }
 
 /// The functions' steps, as the command runs them.
@@ -66,9 +72,9 @@ impl Deployment {
 pub async fn load(sdk: &aws_config::SdkConfig, stack: Option<&str>) -> Result<Deployment, Failure> {
     let Some(stack) = stack else {
         let mut d = from_lookup(|name| std::env::var(name).ok(), &HashMap::new())?;
-        d.state_machine = std::env::var(STATE_MACHINE_VARIABLE)
-            .ok()
-            .filter(|a| !a.is_empty());
+        let variable = |name| std::env::var(name).ok().filter(|a: &String| !a.is_empty());
+        d.state_machine = variable(STATE_MACHINE_VARIABLE);
+        d.hook_function = variable(HOOK_VARIABLE);
         return Ok(d);
     };
     let out = aws_sdk_cloudformation::Client::new(sdk)
@@ -98,16 +104,15 @@ pub async fn load(sdk: &aws_config::SdkConfig, stack: Option<&str>) -> Result<De
         })
         .unwrap_or_default();
     let mut d = from_lookup(|name| setting_from(&parameters, name), &parameters)?;
-    d.state_machine = out
-        .stacks()
-        .first()
-        .and_then(|s| {
-            s.outputs()
-                .iter()
-                .find(|o| o.output_key() == Some("StateMachineArn"))
-        })
-        .and_then(|o| o.output_value())
-        .map(str::to_owned);
+    let output = |key: &str| {
+        out.stacks()
+            .first()
+            .and_then(|s| s.outputs().iter().find(|o| o.output_key() == Some(key)))
+            .and_then(|o| o.output_value())
+            .map(str::to_owned)
+    };
+    d.state_machine = output("StateMachineArn");
+    d.hook_function = output("HookFunctionArn");
     Ok(d)
 }
 
@@ -142,6 +147,7 @@ fn from_lookup(
         period: parse_duration("RotationPeriod", period)?,
         overdue_after: Duration::from_secs(overdue_days * 86_400),
         state_machine: None,
+        hook_function: None,
     })
 }
 

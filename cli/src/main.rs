@@ -10,6 +10,7 @@
 mod audit;
 mod change;
 mod deployment;
+mod enroll;
 mod output;
 mod show;
 
@@ -45,6 +46,13 @@ struct Cli {
     /// csv for audit.
     #[arg(long, global = true, value_enum)]
     output: Option<Format>,
+    /// Make the IAM calls (audit, enroll) as this role, assumed with your
+    /// credentials: an operator's role in a member account.
+    #[arg(long, global = true, value_name = "ARN")]
+    role_arn: Option<String>,
+    /// The external id the role's trust policy requires, if any.
+    #[arg(long, global = true, value_name = "ID", requires = "role_arn")]
+    external_id: Option<String>,
     /// Show what would change and change nothing (status and plan never
     /// change anything).
     #[arg(long, global = true)]
@@ -69,6 +77,12 @@ enum Command {
     /// findings (an active key older than --max-age, or unused for
     /// --max-unused). Exits 3 when a key has a finding.
     Audit(Audit),
+    /// Enrol a user: create its owning secret (tagged rekey:managed), tag
+    /// an IAM user rekey:owner with the secret's ARN, and choose its
+    /// driver. Refuses a user that has an owner already, or a secret of
+    /// the owning name that rekey does not manage; a second run finishes
+    /// what the first left undone.
+    Enroll(enroll::Enroll),
     /// Rotate a secret now, through its driver: RotateSecret for the hook,
     /// the state machine with this one secret for the pipeline.
     Rotate(Change),
@@ -102,6 +116,11 @@ struct Audit {
     /// long ago) is a finding (CIS: 45 days).
     #[arg(long, value_name = "DURATION", default_value = "45d")]
     max_unused: String,
+    /// Audit this member account (repeatable) through its read-only
+    /// operator role (infra/member.yaml, OperatorRole=true) instead of
+    /// the account of your credentials.
+    #[arg(long = "account", value_name = "ID")]
+    accounts: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -166,6 +185,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     }
     let sdk = loader.load().await;
     let deployment = deployment::load(&sdk, cli.stack.as_deref()).await?;
+    let iam = match &cli.role_arn {
+        None => sdk.clone(),
+        Some(role) => assumed_role(&sdk, role, cli.external_id.as_deref()).await?,
+    };
     match cli.command {
         Command::Status(s) => {
             let d = deployment.with_period(s.period.as_deref())?;
@@ -183,7 +206,36 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 max_age: duration("--max-age", &a.max_age)?,
                 max_unused: duration("--max-unused", &a.max_unused)?,
             };
-            audit::audit(&sdk, &deployment, rules, format).await
+            if cli.role_arn.is_some() && !a.accounts.is_empty() {
+                return Err(Failure::Usage(
+                    "give --role-arn (one account) or --account (each through its operator role), not both".into(),
+                ));
+            }
+            let mut targets = Vec::new();
+            let own = caller_account(&sdk).await?;
+            for account in &a.accounts {
+                let role = audit::operator_role(&deployment, account);
+                let member = (Some(account) != own.as_ref()).then(|| account.clone());
+                let iam = assumed_role(&sdk, &role, None).await?;
+                targets.push(audit::Target {
+                    account: member,
+                    iam,
+                });
+            }
+            if targets.is_empty() {
+                let account = cli.role_arn.as_deref().and_then(|r| r.split(':').nth(4));
+                targets.push(audit::Target {
+                    account: account
+                        .filter(|a| Some(*a) != own.as_deref())
+                        .map(str::to_owned),
+                    iam,
+                });
+            }
+            audit::audit(&sdk, &targets, &deployment, rules, format).await
+        }
+        Command::Enroll(e) => {
+            let d = deployment.with_period(None)?;
+            enroll::enroll(&sdk, &iam, &d, &e, cli.dry_run, format).await
         }
         Command::Rotate(c) => {
             change::rotate(&sdk, &deployment, &c.secret, c.yes, cli.dry_run, format).await
@@ -196,4 +248,30 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             change::pause(&sdk, &c.secret, false, c.yes, cli.dry_run, format).await
         }
     }
+}
+
+/// `sdk` acting as `role` (`--role-arn`).
+async fn assumed_role(
+    sdk: &aws_config::SdkConfig,
+    role: &str,
+    external_id: Option<&str>,
+) -> Result<aws_config::SdkConfig, Failure> {
+    let account = role.split(':').nth(4).unwrap_or_default();
+    match rekey::providers::assumed(sdk, account, role, external_id).await {
+        Ok((config, _)) => Ok(config),
+        Err(rekey::Error::MemberAccountUnreachable { reason, .. }) => Err(Failure::Error(format!(
+            "{role} could not be assumed with your credentials: {reason}. Check the role's trust policy (and --external-id)"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The account of the command's own credentials (STS GetCallerIdentity).
+async fn caller_account(sdk: &aws_config::SdkConfig) -> Result<Option<String>, Failure> {
+    let me = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| rekey::sdk::service_error("STS", "GetCallerIdentity", e))?;
+    Ok(me.account().map(str::to_owned))
 }

@@ -72,6 +72,28 @@ async fn rotated_once(w: &World) -> (String, String, String, String) {
     (user, secret, old.access_key_id, new)
 }
 
+/// A state machine standing in for the pipeline (moto does not run it):
+/// its ARN.
+async fn state_machine(w: &World) -> String {
+    aws_sdk_sfn::Client::new(&w.sdk)
+        .create_state_machine()
+        .name(format!(
+            "rekey-rotation-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ))
+        .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#)
+        .role_arn("arn:aws:iam::123456789012:role/rekey-test-machine")
+        .send()
+        .await
+        .expect("CreateStateMachine")
+        .state_machine_arn
+}
+
+/// The first error line of a `rekey` run.
+fn said(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[tokio::test]
 async fn status_shows_each_key_and_what_comes_next_and_changes_nothing() {
     let w = World::new().await;
@@ -409,18 +431,7 @@ async fn rotate_starts_the_secrets_own_driver() {
     assert_eq!(out.status.code(), Some(2), "no state machine named");
     assert!(String::from_utf8_lossy(&out.stderr).contains("REKEY_STATE_MACHINE_ARN"));
     let sfn = aws_sdk_sfn::Client::new(&w.sdk);
-    let machine = sfn
-        .create_state_machine()
-        .name(format!(
-            "rekey-rotation-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        ))
-        .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#)
-        .role_arn("arn:aws:iam::123456789012:role/rekey-test-machine")
-        .send()
-        .await
-        .expect("CreateStateMachine")
-        .state_machine_arn;
+    let machine = state_machine(&w).await;
     proxy.clear_log();
     let more = [("REKEY_STATE_MACHINE_ARN", machine.as_str())];
     let out = rekey_with(
@@ -561,4 +572,317 @@ async fn rollback_puts_the_previous_key_back_keeps_the_invariants_and_pauses() {
         ],
         "one call each"
     );
+}
+
+#[tokio::test]
+async fn enroll_makes_a_user_rekeys_in_one_step_and_refuses_a_second_owner() {
+    let w = World::new().await;
+    let user = w.user(MANAGED_PATH).await;
+    let proxy = Proxy::start(&moto().endpoint).await;
+    let enroll = |extra: &[&'static str]| {
+        let mut args = vec![
+            "enroll".to_owned(),
+            user.clone(),
+            "--output".into(),
+            "json".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let run = |args: Vec<String>, more: Vec<(&'static str, String)>| {
+        let (w, endpoint) = (&w, proxy.endpoint.clone());
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let more: Vec<(&str, &str)> = more.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            rekey_with(w, &endpoint, &args, &more).await
+        }
+    };
+
+    // Asked first; shown only in a dry run.
+    let out = run(enroll(&[]), vec![]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    let out = run(enroll(&["--dry-run"]), vec![]).await;
+    succeeded(&out);
+    let shown = json(&out);
+    assert_eq!(shown["Changed"], false);
+    assert_eq!(shown["Changes"].as_array().unwrap().len(), 2, "{shown}");
+    proxy.assert_no_change("rekey enroll --dry-run");
+
+    // Enrolled: the owning secret, managed, and the user's tag naming it;
+    // with --rotate-now, the pipeline started for it.
+    let machine = state_machine(&w).await;
+    let more = vec![("REKEY_STATE_MACHINE_ARN", machine.clone())];
+    let out = run(enroll(&["--yes", "--rotate-now"]), more.clone()).await;
+    succeeded(&out);
+    let done = json(&out);
+    assert_eq!(
+        (&done["Changed"], &done["Driver"]),
+        (&true.into(), &"pipeline".into())
+    );
+    assert!(done["Execution"].is_string(), "{done}");
+    let secret = done["SecretId"].as_str().unwrap().to_owned();
+    assert_eq!(done["SecretName"], format!("rekey/aws/{user}"));
+    assert_eq!(
+        w.tags(&secret)
+            .await
+            .get("rekey:managed")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        w.value(&secret, "AWSCURRENT").await,
+        Some(serde_json::json!({"UserName": user}))
+    );
+    let owner = w
+        .iam
+        .list_user_tags()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap();
+    assert!(owner
+        .tags()
+        .iter()
+        .any(|t| t.key() == "rekey:owner" && t.value() == secret));
+    let counts = proxy.counts();
+    assert_eq!(
+        ["CreateSecret", "TagUser", "StartExecution"].map(|a| counts.get(a).copied()),
+        [Some(1); 3],
+        "{counts:?}"
+    );
+    proxy.clear_log();
+
+    // The functions take it: the pipeline's first rotation makes its key.
+    let app = w.app(test_config());
+    let mut token = serde_json::json!({"SecretId": secret, "RotationPeriod": "0s"});
+    for function in [
+        rekey::lambda::Function::Create,
+        rekey::lambda::Function::Test,
+        rekey::lambda::Function::Finish,
+    ] {
+        token = rekey::lambda::handle(
+            &app,
+            function,
+            lambda_runtime::LambdaEvent::new(token.clone(), Default::default()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{function:?}: {e:?}"));
+    }
+    assert!(w.current_credential(&secret).await.is_some());
+    w.assert_invariants(&secret, &user).await;
+
+    // Again: enrolled already, nothing to do.
+    let out = run(enroll(&["--yes"]), vec![]).await;
+    succeeded(&out);
+    assert_eq!(json(&out)["Changes"], serde_json::json!([]));
+    proxy.assert_no_change("a second rekey enroll");
+
+    // A user enrolled to another secret that exists has an owner: refused,
+    // nothing changed.
+    let other = w.user(MANAGED_PATH).await;
+    let team = w
+        .secret_named(
+            &format!("team/{other}"),
+            &serde_json::json!({"UserName": other}),
+            &[("rekey:managed", "true")],
+        )
+        .await;
+    w.enrol(&other, &team).await;
+    let args = |u: &str| vec!["enroll".to_owned(), u.to_owned(), "--yes".into()];
+    let out = run(args(&other), vec![]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        said(&out).contains("has one owner") && said(&out).contains(&team),
+        "{}",
+        said(&out)
+    );
+    proxy.assert_no_change("a refused second owner");
+    // Once that secret is gone, its tag is stale and is replaced.
+    w.delete_secret(&team).await;
+    let out = run(args(&other), vec![]).await;
+    succeeded(&out);
+    let tags = w
+        .iam
+        .list_user_tags()
+        .user_name(&other)
+        .send()
+        .await
+        .unwrap();
+    let owner = tags
+        .tags()
+        .iter()
+        .find(|t| t.key() == "rekey:owner")
+        .unwrap();
+    assert!(owner
+        .value()
+        .contains(&format!(":secret:rekey/aws/{other}-")));
+
+    // A secret of the owning name that rekey does not manage is not taken
+    // over; a user outside the managed path is not touched.
+    let third = w.user(MANAGED_PATH).await;
+    w.secret_named(
+        &format!("rekey/aws/{third}"),
+        &serde_json::json!({"UserName": third}),
+        &[],
+    )
+    .await;
+    let out = run(args(&third), vec![]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        said(&out).contains("not tagged rekey:managed"),
+        "{}",
+        said(&out)
+    );
+    let outside = w.user("/elsewhere/").await;
+    let out = run(args(&outside), vec![]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        said(&out).contains("outside the managed path"),
+        "{}",
+        said(&out)
+    );
+    proxy.assert_no_change("refused enrolments");
+
+    // Unknown provider, or a RAM user without an admin secret: usage.
+    let out = run(
+        vec![
+            "enroll".into(),
+            "bob".into(),
+            "--provider".into(),
+            "gcp".into(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(said(&out).contains("unknown provider"), "{}", said(&out));
+    let out = run(
+        vec![
+            "enroll".into(),
+            "bob".into(),
+            "--provider".into(),
+            "alibaba".into(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(said(&out).contains("--admin-secret"), "{}", said(&out));
+}
+
+#[tokio::test]
+async fn enroll_with_the_hook_turns_rotation_on() {
+    let w = World::new().await;
+    let user = w.user(MANAGED_PATH).await;
+    let args = [
+        "enroll",
+        user.as_str(),
+        "--hook",
+        "--yes",
+        "--output",
+        "json",
+    ];
+    let out = rekey(&w, &moto().endpoint, &args).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        said(&out).contains("REKEY_HOOK_FUNCTION_ARN"),
+        "{}",
+        said(&out)
+    );
+    // moto calls the function named on RotateSecret, so it must exist
+    // there (it cannot run it: Secrets Manager would run the hook now).
+    let hook = register_function(&format!("rekey-hook-{}", &user[2..10]));
+    let more = [("REKEY_HOOK_FUNCTION_ARN", hook.as_str())];
+    let out = rekey_with(&w, &moto().endpoint, &args, &more).await;
+    succeeded(&out);
+    let done = json(&out);
+    assert_eq!(done["Driver"], "hook");
+    let described =
+        w.sm.describe_secret()
+            .secret_id(done["SecretId"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(described.rotation_enabled(), Some(true));
+    assert_eq!(described.rotation_lambda_arn(), Some(hook.as_str()));
+    assert_eq!(
+        described
+            .rotation_rules()
+            .and_then(|r| r.automatically_after_days()),
+        Some(30),
+        "the rotation period's days"
+    );
+}
+
+/// A Lambda function in moto (boto3 from the tests' venv: the workspace
+/// has no Lambda client), for RotateSecret to name: its ARN.
+fn register_function(name: &str) -> String {
+    let script = r#"
+import boto3, io, os, sys, zipfile
+kw = dict(endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1",
+          aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+          aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"])
+role = boto3.client("iam", **kw).create_role(
+    RoleName=sys.argv[1], AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+code = io.BytesIO()
+with zipfile.ZipFile(code, "w") as z:
+    z.writestr("bootstrap", "")
+arn = boto3.client("lambda", **kw).create_function(
+    FunctionName=sys.argv[1], Runtime="provided.al2023", Role=role,
+    Handler="bootstrap", Code={"ZipFile": code.getvalue()})["FunctionArn"]
+print(arn)
+"#;
+    let moto = moto();
+    let out = Command::new(rekey_testkit::python())
+        .args(["-c", script, name])
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", &moto.admin.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", moto.admin.secret.expose())
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn audit_reaches_member_accounts_through_their_operator_role() {
+    let w = World::new().await;
+    let account = rekey_testkit::MEMBER_ACCOUNTS[0];
+    let member = w.in_account(account).await;
+    let path = format!(
+        "/audit-{}/",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let user = member.user(&path).await;
+    let key = member.create_key(&user).await.access_key_id;
+    let role = format!("arn:aws:iam::{account}:role/rekey/rekey-operator-readonly");
+    for args in [
+        vec!["audit", "--account", account, "--output", "json"],
+        vec!["audit", "--role-arn", role.as_str(), "--output", "json"],
+    ] {
+        let out = rekey(&w, &moto().endpoint, &args).await;
+        succeeded(&out);
+        let rows = json(&out);
+        let rows = rows.as_array().unwrap();
+        assert!(rows.iter().all(|r| r["AccountId"] == account), "{args:?}");
+        let row = rows
+            .iter()
+            .find(|r| r["UserName"] == user.as_str())
+            .unwrap();
+        assert_eq!(
+            (&row["AccessKeyId"], &row["UserPath"]),
+            (&key.as_str().into(), &path.as_str().into())
+        );
+    }
+    let out = rekey(
+        &w,
+        &moto().endpoint,
+        &["audit", "--account", account, "--role-arn", &role],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "one or the other");
 }

@@ -92,6 +92,66 @@ pub fn bad_owner_tag(user: &str, tag: Option<&str>, secret_arn: &str) -> Option<
     }
 }
 
+/// What is there when a user is enrolled (`rekey enroll`).
+#[derive(Clone, Copy, Debug)]
+pub struct EnrolFacts<'a> {
+    /// The user's owning name ([`owning_name`]).
+    pub owning_name: &'a str,
+    /// The secret of that name, if it exists: its ARN, and whether it is
+    /// tagged `rekey:managed`.
+    pub secret: Option<(&'a str, bool)>,
+    /// An IAM user's `rekey:owner` tag, and whether the secret it names
+    /// exists; `None` when untagged or not an IAM user.
+    pub owner_tag: Option<(&'a str, bool)>,
+    /// An IAM user (only those carry `rekey:owner`).
+    pub iam_user: bool,
+}
+
+/// What enrolling a user still takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enrolling {
+    /// Nothing: its owning secret exists, is managed, and (IAM) the user's
+    /// tag names it.
+    Done,
+    /// Create the owning secret (if `create`), then (IAM) tag the user
+    /// with its ARN (if `tag`): a first enrolment, or one a crash cut short.
+    Steps {
+        /// Create the owning secret.
+        create: bool,
+        /// Tag the IAM user with the secret's ARN.
+        tag: bool,
+    },
+}
+
+/// What enrolling a user takes, or why it would break invariant one-owner
+/// (nothing may then change): a user tagged to another secret that exists
+/// has an owner already, and a secret of the owning name that rekey does
+/// not manage is someone else's. A tag naming a deleted secret is stale
+/// and is replaced.
+pub fn enrolling(f: EnrolFacts<'_>) -> Result<Enrolling, String> {
+    let name = f.owning_name;
+    if let Some((arn, false)) = f.secret {
+        return Err(format!(
+            "a secret named {name} ({arn}) exists and is not tagged rekey:managed=true: enrolling would take over a secret rekey did not make. If it is this user's, tag it rekey:managed=true and enrol again; otherwise delete or rename it"
+        ));
+    }
+    let owning_arn = f.secret.map(|(arn, _)| arn);
+    let tagged_here = matches!((f.owner_tag, owning_arn), (Some((t, _)), Some(a)) if t == a);
+    if let Some((other, true)) = f.owner_tag.filter(|_| !tagged_here) {
+        return Err(format!(
+            "the user is enrolled already: its {OWNER_TAG} tag names {other}, which exists, and a user has one owner. To move its rotation to {name}, see the README, \"Migrating a secret\""
+        ));
+    }
+    let tag = f.iam_user && !tagged_here;
+    match (f.secret.is_some(), tag) {
+        (true, false) => Ok(Enrolling::Done),
+        (exists, tag) => Ok(Enrolling::Steps {
+            create: !exists,
+            tag,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +248,50 @@ mod tests {
         assert!(bad_owner_tag("alice", Some("arn:other"), arn)
             .unwrap()
             .contains("arn:other"));
+    }
+
+    #[test]
+    fn enrolment_refuses_a_second_owner_and_finishes_what_a_crash_cut_short() {
+        let facts = |secret, owner_tag| EnrolFacts {
+            owning_name: "rekey/aws/alice",
+            secret,
+            owner_tag,
+            iam_user: true,
+        };
+        let arn = "arn:aws:secretsmanager:us-east-1:1:secret:rekey/aws/alice-AbCdEf";
+        let other = "arn:aws:secretsmanager:us-east-1:1:secret:team/alice-XyZxYz";
+        let steps = |create, tag| Ok(Enrolling::Steps { create, tag });
+        assert_eq!(enrolling(facts(None, None)), steps(true, true));
+        assert_eq!(
+            enrolling(facts(Some((arn, true)), None)),
+            steps(false, true)
+        );
+        assert_eq!(
+            enrolling(facts(Some((arn, true)), Some((arn, true)))),
+            Ok(Enrolling::Done)
+        );
+        // A tag naming a deleted secret is stale; one naming a live
+        // secret is an owner.
+        assert_eq!(
+            enrolling(facts(None, Some((other, false)))),
+            steps(true, true)
+        );
+        let second = enrolling(facts(None, Some((other, true)))).unwrap_err();
+        assert!(
+            second.contains("has one owner") && second.contains(other),
+            "{second}"
+        );
+        let second = enrolling(facts(Some((arn, true)), Some((other, true)))).unwrap_err();
+        assert!(second.contains("Migrating a secret"), "{second}");
+        // A secret of the owning name that rekey does not manage.
+        let foreign = enrolling(facts(Some((arn, false)), None)).unwrap_err();
+        assert!(foreign.contains("not tagged rekey:managed"), "{foreign}");
+        // Other providers bind by name alone.
+        let ram = |secret| EnrolFacts {
+            iam_user: false,
+            ..facts(secret, None)
+        };
+        assert_eq!(enrolling(ram(None)), steps(true, false));
+        assert_eq!(enrolling(ram(Some((arn, true)))), Ok(Enrolling::Done));
     }
 }

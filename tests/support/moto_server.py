@@ -35,14 +35,20 @@ args = parser.parse_args()
 members = [a for a in args.member_accounts.split(",") if a]
 denying = [a for a in args.denying_accounts.split(",") if a]
 
-# Each member account: one AssumeRole, then two roles of two calls each.
-CALLS_PER_MEMBER = 5
+# Each member account: one AssumeRole, then three roles of two calls each.
+CALLS_PER_MEMBER = 7
 if not args.no_auth:
     # Read by moto at import time.
     os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(3 + CALLS_PER_MEMBER * (len(members) + len(denying)))
 
 import boto3  # noqa: E402
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: E402
+
+from moto.core.config import default_user_config  # noqa: E402
+
+# No Docker here: a Lambda function moto is asked to invoke (RotateSecret
+# with a RotationLambdaARN) answers a stub instead of running.
+default_user_config["lambda"]["use_docker"] = False
 
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
 server.start()
@@ -68,6 +74,10 @@ key = iam.create_access_key(UserName="rekey-admin")["AccessKey"]
 
 MEMBER_ROLE = ("/rekey/", "rekey-member")
 ADMIN_ROLE = ("/", "rekey-test-admin")
+# infra/member.yaml's OperatorReadOnlyRole (OperatorRole=true), on the
+# member role's path, with its read-only grants.
+OPERATOR_ROLE = ("/rekey/", "rekey-operator-readonly")
+OPERATOR_ACTIONS = ["iam:ListUsers", "iam:GetUser", "iam:ListUserTags", "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed"]
 KEY_ACTIONS = [
     "iam:GetUser",
     "iam:ListAccessKeys",
@@ -84,8 +94,9 @@ def policy(statement):
 
 def make_roles(account, grants):
     """The member role (IAM key actions on users under /rekey/, as the member
-    template grants; nothing if not `grants`) and an admin role the tests act
-    through as an operator of that account. moto checks no trust policy."""
+    template grants; nothing if not `grants`), the read-only operator role
+    `rekey audit --account` assumes, and an admin role the tests act through
+    as an operator of that account. moto checks no trust policy."""
     sts = boto3.client(
         "sts", endpoint_url=endpoint, region_name="us-east-1",
         aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap",
@@ -108,6 +119,7 @@ def make_roles(account, grants):
     for (path, name), statement in [
         (MEMBER_ROLE, member),
         (ADMIN_ROLE, {"Effect": "Allow", "Action": "*", "Resource": "*"}),
+        (OPERATOR_ROLE, {"Effect": "Allow", "Action": OPERATOR_ACTIONS, "Resource": "*"}),
     ]:
         member_iam.create_role(Path=path, RoleName=name, AssumeRolePolicyDocument=trust)
         member_iam.put_role_policy(RoleName=name, PolicyName="rekey", PolicyDocument=policy(statement))

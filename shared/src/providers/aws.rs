@@ -45,44 +45,7 @@ impl AwsClients {
         role_arn: &str,
         external_id: &str,
     ) -> Result<(AwsClients, SystemTime)> {
-        let out = Sts::new(config)
-            .assume_role()
-            .role_arn(role_arn)
-            .role_session_name("rekey")
-            .external_id(external_id)
-            .send()
-            .await
-            .map_err(|e| match code(&e) {
-                Some("AccessDenied" | "NoSuchEntity" | "InvalidClientTokenId") => {
-                    Error::MemberAccountUnreachable {
-                        account: account.to_owned(),
-                        role_arn: role_arn.to_owned(),
-                        reason: service_error("STS", "AssumeRole", e).to_string(),
-                    }
-                }
-                // The answer carries the role's credentials.
-                _ => service_error("STS", "AssumeRole", e).withhold_message(),
-            })?;
-        let unusable = || Error::Service {
-            service: "STS",
-            operation: "AssumeRole",
-            code: "EmptyResponse".into(),
-            message: "the response held no credentials".into(),
-            retryable: false,
-        };
-        let creds = out.credentials().ok_or_else(unusable)?;
-        let expires = system_time(Some(creds.expiration())).ok_or_else(unusable)?;
-        let credentials = Credentials::new(
-            creds.access_key_id(),
-            creds.secret_access_key(),
-            Some(creds.session_token().to_owned()),
-            Some(expires),
-            "rekey-member",
-        );
-        let member = config
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(credentials))
-            .build();
+        let (member, expires) = assumed(config, account, role_arn, Some(external_id)).await?;
         Ok((AwsClients::new(&member), expires))
     }
 
@@ -124,6 +87,57 @@ impl AwsClients {
             None => Ok(arn.to_owned()),
         }
     }
+}
+
+/// `config` acting as `role_arn` (assumed with `external_id`, if any, by
+/// `config`'s own credentials), and when that ends: a member account's
+/// role for the functions, an operator's role for the `rekey` command.
+/// The credentials are kept in memory only.
+pub async fn assumed(
+    config: &aws_config::SdkConfig,
+    account: &str,
+    role_arn: &str,
+    external_id: Option<&str>,
+) -> Result<(aws_config::SdkConfig, SystemTime)> {
+    let out = Sts::new(config)
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name("rekey")
+        .set_external_id(external_id.map(str::to_owned))
+        .send()
+        .await
+        .map_err(|e| match code(&e) {
+            Some("AccessDenied" | "NoSuchEntity" | "InvalidClientTokenId") => {
+                Error::MemberAccountUnreachable {
+                    account: account.to_owned(),
+                    role_arn: role_arn.to_owned(),
+                    reason: service_error("STS", "AssumeRole", e).to_string(),
+                }
+            }
+            // The answer carries the role's credentials.
+            _ => service_error("STS", "AssumeRole", e).withhold_message(),
+        })?;
+    let unusable = || Error::Service {
+        service: "STS",
+        operation: "AssumeRole",
+        code: "EmptyResponse".into(),
+        message: "the response held no credentials".into(),
+        retryable: false,
+    };
+    let creds = out.credentials().ok_or_else(unusable)?;
+    let expires = system_time(Some(creds.expiration())).ok_or_else(unusable)?;
+    let credentials = Credentials::new(
+        creds.access_key_id(),
+        creds.secret_access_key(),
+        Some(creds.session_token().to_owned()),
+        Some(expires),
+        "rekey-assumed",
+    );
+    let assumed = config
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .build();
+    Ok((assumed, expires))
 }
 
 /// IAM key management for users under one path, signed by the function's

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 pub use alibaba::AlibabaRam;
-pub use aws::{AwsClients, AwsIam};
+pub use aws::{assumed, AwsClients, AwsIam};
 pub use scloud::SCloud;
 
 use crate::config::{self, AlibabaSettings, Config, MemberSettings, SCloudSettings};
