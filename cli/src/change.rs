@@ -95,6 +95,7 @@ impl Outcome {
     fn print(&self, format: Format) -> u8 {
         match format {
             Format::Json | Format::Csv => output::json(self),
+            Format::Table if self.dry_run => println!("dry run, not made: {}", self.change),
             Format::Table => println!("{}", self.change),
         }
         EXIT_OK

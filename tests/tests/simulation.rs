@@ -921,7 +921,7 @@ impl World {
         s.reactivate(kind, &user, &key);
         let from = s.secret(&arn).unwrap().key_with(AWSCURRENT);
         s.move_current(&arn, &version);
-        // README "Rolling a promotion back", step 4: record the key rolled
+        // README "Rolling a promotion back", step 1: record the key rolled
         // back from as superseded.
         if let Some(from) = &from {
             let now = rekey::plan::timestamp(s.now);
