@@ -86,6 +86,28 @@ pub struct AlibabaSettings {
     pub ram_endpoint: Endpoint,
     /// The STS API (the key test).
     pub sts_endpoint: Endpoint,
+    /// How RAM and STS calls are signed.
+    pub signature: AlibabaSignature,
+}
+
+/// The request signature of Alibaba Cloud calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlibabaSignature {
+    /// V3, `ACS3-HMAC-SHA256` in the `Authorization` header: Alibaba
+    /// Cloud's current scheme, the default of its SDKs.
+    V3,
+    /// Signature version 1.0 (HMAC-SHA1 over the form), still accepted.
+    V1,
+}
+
+impl AlibabaSignature {
+    /// The setting's value: `v3` or `v1`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlibabaSignature::V3 => "v3",
+            AlibabaSignature::V1 => "v1",
+        }
+    }
 }
 
 /// A regular expression that must match a whole user name, and the
@@ -182,6 +204,21 @@ impl Endpoint {
     pub fn url(&self) -> &str {
         &self.0
     }
+
+    /// The host, and the port if the URL names one: the `host` header.
+    pub fn authority(&self) -> &str {
+        let rest = self.0.split_once("://").map_or(self.0.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest)
+    }
+
+    /// The URL's path, `/` when it has none.
+    pub fn path(&self) -> String {
+        let rest = self.0.split_once("://").map_or(self.0.as_str(), |(_, r)| r);
+        match rest.split_once('/') {
+            Some((_, path)) => format!("/{path}/"),
+            None => "/".to_owned(),
+        }
+    }
 }
 
 /// `REKEY_MANAGED_USER_PATH`: [`Config::managed_user_path`].
@@ -206,6 +243,8 @@ pub const ALIBABA_USER_PATTERN: &str = "REKEY_ALIBABA_USER_PATTERN";
 pub const ALIBABA_RAM_ENDPOINT: &str = "REKEY_ALIBABA_RAM_ENDPOINT";
 /// `REKEY_ALIBABA_STS_ENDPOINT`: [`AlibabaSettings::sts_endpoint`].
 pub const ALIBABA_STS_ENDPOINT: &str = "REKEY_ALIBABA_STS_ENDPOINT";
+/// `REKEY_ALIBABA_SIGNATURE_VERSION`: [`AlibabaSettings::signature`].
+pub const ALIBABA_SIGNATURE_VERSION: &str = "REKEY_ALIBABA_SIGNATURE_VERSION";
 /// `REKEY_SCLOUD_USER_PATTERN`: [`SCloudSettings::user_pattern`].
 pub const SCLOUD_USER_PATTERN: &str = "REKEY_SCLOUD_USER_PATTERN";
 /// `REKEY_SCLOUD_ENDPOINT`: [`SCloudSettings::endpoint`].
@@ -232,7 +271,7 @@ pub const EVENT_BUS: &str = "REKEY_EVENT_BUS";
 /// fills and how its text is read. [`Config::from_lookup`] reads them in
 /// this order (the first invalid one is reported), [`Config::to_env`]
 /// writes them back, and a test holds `infra/template.yaml` to the table.
-pub const SETTINGS: [Setting; 21] = [
+pub const SETTINGS: [Setting; 22] = [
     Setting {
         name: MANAGED_USER_PATH,
         default: None,
@@ -332,6 +371,12 @@ pub const SETTINGS: [Setting; 21] = [
             |c| c.alibaba.sts_endpoint.clone(),
             |c, v| c.alibaba.sts_endpoint = v,
         ),
+    },
+    Setting {
+        name: ALIBABA_SIGNATURE_VERSION,
+        default: Some("v3"),
+        template: Some(TemplateValue::Ref("AlibabaSignatureVersion")),
+        field: Field::AlibabaSignature(|c| c.alibaba.signature, |c, v| c.alibaba.signature = v),
     },
     Setting {
         name: SCLOUD_USER_PATTERN,
@@ -474,6 +519,11 @@ enum Field {
     Flag(fn(&Config) -> bool, fn(&mut Config, bool)),
     /// The name of an EventBridge bus of the function's account.
     EventBus(fn(&Config) -> String, fn(&mut Config, String)),
+    /// `v3` or `v1`.
+    AlibabaSignature(
+        fn(&Config) -> AlibabaSignature,
+        fn(&mut Config, AlibabaSignature),
+    ),
 }
 
 impl Setting {
@@ -595,6 +645,22 @@ impl Setting {
                 }
                 set(config, bus);
             }
+            Field::AlibabaSignature(_, set) => {
+                let version = match required()?.to_ascii_lowercase().as_str() {
+                    "v3" => AlibabaSignature::V3,
+                    "v1" => AlibabaSignature::V1,
+                    other => {
+                        return Err(Error::Config {
+                            name,
+                            reason: format!(
+                                "{:?} is not a signature version: v3 (ACS3-HMAC-SHA256, the default) or v1 (HMAC-SHA1)",
+                                crate::model::truncate(other, 20)
+                            ),
+                        })
+                    }
+                };
+                set(config, version);
+            }
         }
         Ok(())
     }
@@ -621,6 +687,7 @@ impl Setting {
             Field::ExternalId(get, _) => get(config),
             Field::Flag(get, _) => Some(get(config).to_string()),
             Field::EventBus(get, _) => Some(get(config)),
+            Field::AlibabaSignature(get, _) => Some(get(config).name().to_owned()),
         }
     }
 }
@@ -682,6 +749,7 @@ impl Config {
                 user_pattern: None,
                 ram_endpoint: Endpoint(String::new()),
                 sts_endpoint: Endpoint(String::new()),
+                signature: AlibabaSignature::V3,
             },
             scloud: SCloudSettings {
                 user_pattern: None,
@@ -1080,5 +1148,15 @@ mod tests {
                 "the template sets {name}, which is no setting"
             );
         }
+    }
+
+    #[test]
+    fn alibaba_signs_with_v3_unless_told_v1() {
+        assert_eq!(config(&[]).unwrap().alibaba.signature, AlibabaSignature::V3);
+        let v1 = config(&[(ALIBABA_SIGNATURE_VERSION, "V1")]).unwrap();
+        assert_eq!(v1.alibaba.signature, AlibabaSignature::V1);
+        let bad = config(&[(ALIBABA_SIGNATURE_VERSION, "v2")]).unwrap_err();
+        assert!(bad.to_string().contains(ALIBABA_SIGNATURE_VERSION), "{bad}");
+        assert!(bad.to_string().contains("v3"), "{bad}");
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -45,7 +45,14 @@ pub enum NoAnswer {
     /// Nothing came back within the call's time limit.
     #[error("no answer within {0:?}")]
     TimedOut(Duration),
+    /// The answer's body is longer than rekey reads (not worth retrying).
+    #[error("the answer is longer than {0} bytes, the most rekey reads")]
+    TooLarge(usize),
 }
+
+/// The longest answer body rekey reads from a provider: 1 MiB (a RAM or
+/// SCloud answer is a few hundred bytes; more is not an answer to trust).
+pub const MAX_ANSWER: usize = 1 << 20;
 
 impl HttpClient {
     /// A client that trusts the system's root certificates; fails when they
@@ -63,18 +70,36 @@ impl HttpClient {
     }
 
     /// POSTs an encoded form to `url`. An `Err` is a failure to get an
-    /// answer at all (connection, TLS, time limit): worth retrying.
+    /// answer at all (connection, TLS, time limit): worth retrying, except
+    /// an answer over [`MAX_ANSWER`].
     pub async fn post_form(
         &self,
         url: &str,
         form: String,
         time_limit: Duration,
     ) -> Result<Response, NoAnswer> {
-        let request = hyper::Request::post(url)
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        let content_type = [(CONTENT_TYPE.as_str(), "application/x-www-form-urlencoded")];
+        self.post(url, &content_type, Bytes::from(form), time_limit)
+            .await
+    }
+
+    /// POSTs `body` to `url` with `headers` (besides `accept`,
+    /// `user-agent`, and `host` unless given).
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        time_limit: Duration,
+    ) -> Result<Response, NoAnswer> {
+        let mut request = hyper::Request::post(url)
             .header(ACCEPT, "application/json")
-            .header(USER_AGENT, concat!("rekey/", env!("CARGO_PKG_VERSION")))
-            .body(Full::new(Bytes::from(form)))
+            .header(USER_AGENT, concat!("rekey/", env!("CARGO_PKG_VERSION")));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(body))
             .map_err(|e| NoAnswer::InvalidRequest(e.to_string()))?;
         let exchange = async {
             let response = self
@@ -83,11 +108,13 @@ impl HttpClient {
                 .await
                 .map_err(|e| NoAnswer::Unreachable(e.to_string()))?;
             let status = response.status().as_u16();
-            let body = response
-                .into_body()
+            let body = Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
                 .await
-                .map_err(|e| NoAnswer::CutOff(e.to_string()))?
+                .map_err(|e| match e.downcast::<LengthLimitError>() {
+                    Ok(_) => NoAnswer::TooLarge(MAX_ANSWER),
+                    Err(e) => NoAnswer::CutOff(e.to_string()),
+                })?
                 .to_bytes();
             Ok(Response { status, body })
         };

@@ -69,6 +69,9 @@ pub struct Request {
     pub user_name: Option<String>,
     /// `OK` or the error code answered.
     pub code: String,
+    /// How it was signed, where the provider has several ways (Alibaba:
+    /// `v3` or `v1`).
+    pub signature: Option<String>,
 }
 
 impl Request {
@@ -121,6 +124,7 @@ impl Emulator {
                     user_pattern: pattern,
                     ram_endpoint: endpoint.clone(),
                     sts_endpoint: endpoint,
+                    signature: test_config().alibaba.signature,
                 }
             }
             Provider::SCloud => {

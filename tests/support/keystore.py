@@ -160,17 +160,19 @@ class Store:
                 "Signer": answer.signer,
                 "UserName": answer.about or params.get("UserName"),
                 "Code": answer.code,
+                "Signature": answer.scheme,
             }
         )
 
 
 class Answer:
     """An API answer: HTTP status, JSON body, and for the log the signer,
-    `OK` or the error code, and the user the call is about when no UserName
-    parameter says it."""
+    `OK` or the error code, the user the call is about when no UserName
+    parameter says it, and the signature scheme where there are several."""
 
-    def __init__(self, status, body, signer, code, about=None):
+    def __init__(self, status, body, signer, code, about=None, scheme=None):
         self.status, self.body, self.signer, self.code, self.about = status, body, signer, code, about
+        self.scheme = scheme  # the signature scheme, where a provider has several
 
 
 def parse_params(url, headers, raw):
@@ -186,9 +188,19 @@ def parse_params(url, headers, raw):
     return params if len(params) == len(pairs) else None
 
 
+class Request:
+    """An API request as received: its path, query pairs (decoded), headers
+    (names lowercased) and raw body, for signatures over more than the
+    parameters."""
+
+    def __init__(self, path, query, headers, raw):
+        self.path, self.query, self.headers, self.raw = path, query, headers, raw
+
+
 def serve(store, api, malformed):
-    """Runs the emulator on 127.0.0.1: `api(method, params) -> Answer` for
-    API requests, `malformed() -> Answer` for requests that cannot be read.
+    """Runs the emulator on 127.0.0.1: `api(method, params, request) ->
+    Answer` for API requests, `malformed() -> Answer` for requests that
+    cannot be read.
     Prints one JSON line: {"endpoint", "account_id", "access_key_id",
     "access_key_secret", "key_limit"} (the root key, the per-user limit). With --until-stdin-closes it stops
     when its parent goes away."""
@@ -208,7 +220,13 @@ def serve(store, api, malformed):
                     status, answer = store.control(method, url.path, json.loads(raw or b"{}"))
                 else:
                     params = parse_params(url, self.headers, raw)
-                    result = malformed() if params is None or url.path != "/" else api(method, params)
+                    request = Request(
+                        url.path,
+                        parse_qsl(url.query, keep_blank_values=True),
+                        {k.lower(): v for k, v in self.headers.items()},
+                        raw,
+                    )
+                    result = malformed() if params is None or url.path != "/" else api(method, params, request)
                     store.logged(params or {}, result)
                     status, answer = result.status, result.body
             data = json.dumps(answer).encode()

@@ -36,7 +36,7 @@ class ApiError(Exception):
         self.code, self.message = code, message
 
 
-def api(method, params):
+def api(method, params, request):
     signer = params.get("PublicKey", "")
     action = params.get("Action", "")
     # Update and Delete name a key, not a user: log the key's owner.

@@ -1,7 +1,7 @@
 """Checks of the provider emulators themselves: each provider's official
-Python SDK client talks to its emulator (alibabacloud-tea-openapi with
-signature 1.0 over RPC; ucloud-sdk-python3), and each emulator refuses what
-the provider refuses. Run by scripts/test with the venv's python."""
+Python SDK client talks to its emulator (alibabacloud-tea-openapi over RPC,
+with its default signature V3 and with signature 1.0; ucloud-sdk-python3),
+and each emulator refuses what the provider refuses. Run by scripts/test with the venv's python."""
 
 import json
 import logging
@@ -79,16 +79,47 @@ def post(params):
         return e.code, json.loads(e.read())
 
 
-def official_client(key_id, secret):
+def official_client(key_id, secret, algorithm="v2"):
+    """The SDK's client: `v2` is its name for signature 1.0; None its
+    default, V3 (ACS3-HMAC-SHA256)."""
     host = ENDPOINT.removeprefix("http://")
     config = open_api_models.Config(
         access_key_id=key_id,
         access_key_secret=secret,
         endpoint=host,
         protocol="HTTP",
-        signature_algorithm="v2",
+        signature_algorithm=algorithm,
     )
     return Client(config)
+
+
+def post_v3(action, key_id, secret, version="2015-05-01", tamper=None, **query):
+    """(status, JSON answer) of a V3 POST with `query`, signed by the SDK's
+    code; `tamper(headers)` changes the headers after signing."""
+    path_query = urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+    host = ENDPOINT.removeprefix("http://")
+    headers = {
+        "host": host,
+        "x-acs-action": action,
+        "x-acs-version": version,
+        "x-acs-date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "x-acs-signature-nonce": uuid.uuid4().hex,
+        "x-acs-content-sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    }
+
+    class Signed:
+        method, pathname = "POST", "/"
+
+    Signed.query, Signed.headers = query, headers
+    headers["Authorization"] = Utils.get_authorization(Signed, "ACS3-HMAC-SHA256", headers["x-acs-content-sha256"], key_id, secret)
+    if tamper:
+        tamper(headers)
+    req = urllib.request.Request(f"{ENDPOINT}/?{path_query}", data=b"", headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def call(client, action, version="2015-05-01", **query):
@@ -114,13 +145,18 @@ class Alibaba(unittest.TestCase):
         return name
 
     def test_the_official_client_rotates_a_key(self):
-        client = official_client(ROOT_ID, ROOT_SECRET)
+        for algorithm in ["v2", None]:
+            with self.subTest(algorithm=algorithm or "v3"):
+                self.rotate_with(algorithm)
+
+    def rotate_with(self, algorithm):
+        client = official_client(ROOT_ID, ROOT_SECRET, algorithm)
         user = self.user()
         created = call(client, "CreateAccessKey", UserName=user)["AccessKey"]
         self.assertTrue(created["AccessKeyId"].startswith("LTAI"))
         listed = call(client, "ListAccessKeys", UserName=user)["AccessKeys"]["AccessKey"]
         self.assertEqual([k["AccessKeyId"] for k in listed], [created["AccessKeyId"]])
-        new_client = official_client(created["AccessKeyId"], created["AccessKeySecret"])
+        new_client = official_client(created["AccessKeyId"], created["AccessKeySecret"], algorithm)
         identity = call(new_client, "GetCallerIdentity", version="2015-04-01")
         self.assertEqual(identity["Arn"], f"acs:ram::{INFO['account_id']}:user/{user}")
         used = call(client, "GetAccessKeyLastUsed", UserName=user, UserAccessKeyId=created["AccessKeyId"])
@@ -128,6 +164,26 @@ class Alibaba(unittest.TestCase):
         call(client, "UpdateAccessKey", UserName=user, UserAccessKeyId=created["AccessKeyId"], Status="Inactive")
         call(client, "DeleteAccessKey", UserName=user, UserAccessKeyId=created["AccessKeyId"])
         self.assertEqual(call(client, "ListAccessKeys", UserName=user)["AccessKeys"]["AccessKey"], [])
+
+    def test_v3_requests_are_verified(self):
+        user = self.user()
+        self.assertEqual(post_v3("ListAccessKeys", ROOT_ID, ROOT_SECRET, UserName=user)[0], 200)
+        status, answer = post_v3("ListAccessKeys", ROOT_ID, "not-the-secret", UserName=user)
+        self.assertEqual((status, answer["Code"]), (400, "SignatureDoesNotMatch"))
+
+        def unsigned_header(headers):
+            headers["x-acs-extra"] = "1"
+
+        def changed_nonce(headers):
+            headers["x-acs-signature-nonce"] = uuid.uuid4().hex
+
+        def stale(headers):
+            headers["x-acs-date"] = "2015-08-18T03:15:45Z"
+
+        for tamper, code in [(unsigned_header, "IncompleteSignature"), (changed_nonce, "SignatureDoesNotMatch"),
+                             (stale, "IllegalTimestamp")]:
+            status, answer = post_v3("ListAccessKeys", ROOT_ID, ROOT_SECRET, tamper=tamper, UserName=user)
+            self.assertEqual((status, answer["Code"]), (400, code), tamper.__name__)
 
     def test_a_stale_timestamp_is_refused(self):
         status, answer = post(signed("ListAccessKeys", ROOT_ID, ROOT_SECRET, UserName=self.user(),

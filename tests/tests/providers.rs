@@ -869,3 +869,42 @@ for_each_provider!(
         finish_deactivates_only_a_key_of_the_user,
     ],
 );
+
+/// Alibaba signs with V3 unless told `v1`: each rotation's every request
+/// was signed so, and the emulator verified each with the official SDK.
+#[tokio::test]
+async fn alibaba_signs_with_v3_by_default_and_v1_when_set() {
+    use rekey::config::AlibabaSignature;
+    let w = World::new().await;
+    let e = Emulator::start(Provider::Alibaba);
+    let admin = w.admin_secret(&e).await;
+    assert_eq!(
+        e.config().alibaba.signature,
+        AlibabaSignature::V3,
+        "the default"
+    );
+    for (signature, name) in [(AlibabaSignature::V3, "v3"), (AlibabaSignature::V1, "v1")] {
+        let mut config = e.config();
+        config.alibaba.signature = signature;
+        let app = w.app(config);
+        let since = e.log().await.len();
+        let (_, old, secret) = w.provider_enrolled(&e, Some(&admin)).await;
+        let created = invoke(&app, Function::Create, json!({ "SecretId": secret }))
+            .await
+            .unwrap();
+        invoke(&app, Function::Test, created.clone()).await.unwrap();
+        invoke(&app, Function::Finish, created).await.unwrap();
+        let new = w.current_credential(&secret).await.unwrap().access_key_id;
+        assert_ne!(new, old.access_key_id, "{name}: rotated");
+        let seen: Vec<_> = e.log().await.into_iter().skip(since).collect();
+        assert!(
+            seen.iter().any(|r| r.action == "CreateAccessKey")
+                && seen.iter().any(|r| r.action == "GetCallerIdentity"),
+            "{name}: {seen:?}"
+        );
+        for r in &seen {
+            assert_eq!(r.signature.as_deref(), Some(name), "{r:?}");
+            assert_eq!(r.code, "OK", "{r:?}");
+        }
+    }
+}

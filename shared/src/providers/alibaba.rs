@@ -1,6 +1,9 @@
-//! Alibaba Cloud RAM AccessKeys. Calls are RPC-style POST forms signed with
-//! signature version 1.0 (HMAC-SHA1); a new key is tested with STS
-//! GetCallerIdentity. Facts: the RAM API 2015-05-01 and STS 2015-04-01.
+//! Alibaba Cloud RAM AccessKeys. Calls are RPC-style POSTs signed with
+//! signature V3 (`ACS3-HMAC-SHA256`, [`super::acs3`]: the parameters in the
+//! query, the signature in headers) or, with
+//! `REKEY_ALIBABA_SIGNATURE_VERSION=v1`, forms signed with version 1.0
+//! (HMAC-SHA1); a new key is tested with STS GetCallerIdentity. Facts: the
+//! RAM API 2015-05-01 and STS 2015-04-01.
 
 use std::time::SystemTime;
 
@@ -9,9 +12,12 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{AlibabaSettings, Endpoint, UserPattern};
+use bytes::Bytes;
+
+use super::acs3;
+use crate::config::{AlibabaSettings, AlibabaSignature, Endpoint, UserPattern};
 use crate::error::{Error, Result};
-use crate::http::HttpClient;
+use crate::http::{HttpClient, NoAnswer};
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
 use crate::ports::{KeyApi, Signer};
 use crate::providers::{unexpected, with_retries, Retry, TIME_LIMIT};
@@ -35,6 +41,7 @@ pub struct Api {
     http: HttpClient,
     ram: Endpoint,
     sts: Endpoint,
+    signature: AlibabaSignature,
 }
 
 impl Api {
@@ -43,6 +50,7 @@ impl Api {
             http,
             ram: settings.ram_endpoint.clone(),
             sts: settings.sts_endpoint.clone(),
+            signature: settings.signature,
         }
     }
 }
@@ -69,6 +77,7 @@ impl AlibabaRam {
             version: RAM_VERSION,
             action,
             params,
+            signature: self.api.signature,
         };
         call.send(&self.api.http, &self.signer.credential, retry)
             .await
@@ -271,6 +280,7 @@ pub async fn whoami(api: &Api, credential: &Credential) -> Result<String> {
         version: STS_VERSION,
         action: op,
         params: &[],
+        signature: api.signature,
     };
     // Repeated on throttling and 5xx like any read; an unknown or disabled
     // key is answered at once and is the caller's KeyNotReady.
@@ -292,6 +302,7 @@ struct Call<'a> {
     version: &'static str,
     action: &'static str,
     params: &'a [(&'a str, &'a str)],
+    signature: AlibabaSignature,
 }
 
 /// An error answer, or no answer (`status` 0).
@@ -344,19 +355,36 @@ impl Call<'_> {
         http: &HttpClient,
         credential: &Credential,
     ) -> Result<Value, ApiError> {
-        let form = self.signed_form(
-            credential,
-            SystemTime::now(),
-            &uuid::Uuid::new_v4().to_string(),
-        );
-        let response = http
-            .post_form(&format!("{}/", self.endpoint.url()), form, TIME_LIMIT)
-            .await
-            .map_err(|why| ApiError {
-                status: 0,
-                code: "Unreachable".into(),
+        let (now, nonce) = (SystemTime::now(), uuid::Uuid::new_v4().to_string());
+        let url = format!("{}/", self.endpoint.url());
+        let sent = match self.signature {
+            AlibabaSignature::V3 => {
+                let (query, headers) = self.signed_v3(credential, now, &nonce);
+                let headers: Vec<(&str, &str)> =
+                    headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let url = match query.is_empty() {
+                    true => url,
+                    false => format!("{url}?{query}"),
+                };
+                http.post(&url, &headers, Bytes::new(), TIME_LIMIT).await
+            }
+            AlibabaSignature::V1 => {
+                let form = self.signed_form(credential, now, &nonce);
+                http.post_form(&url, form, TIME_LIMIT).await
+            }
+        };
+        let response = sent.map_err(|why| {
+            let (status, code) = match why {
+                // Read no further, and not worth asking again.
+                NoAnswer::TooLarge(_) => (413, "ResponseTooLarge"),
+                _ => (0, "Unreachable"),
+            };
+            ApiError {
+                status,
+                code: code.into(),
                 message: format!("{}: {why}", self.endpoint.url()),
-            })?;
+            }
+        })?;
         let body: Option<Value> = serde_json::from_slice(&response.body).ok();
         if (200..300).contains(&response.status) {
             return body.ok_or_else(|| ApiError {
@@ -376,6 +404,39 @@ impl Call<'_> {
             code: field("Code").unwrap_or_else(|| format!("HTTP{}", response.status)),
             message: field("Message").unwrap_or_default(),
         })
+    }
+
+    /// Signature V3: the query (the call's parameters) and the headers,
+    /// `Authorization` last, signed over `host` and every `x-acs-*` one.
+    fn signed_v3(
+        &self,
+        credential: &Credential,
+        now: SystemTime,
+        nonce: &str,
+    ) -> (String, Vec<(&'static str, String)>) {
+        let mut headers = vec![
+            ("host", self.endpoint.authority().to_owned()),
+            ("x-acs-action", self.action.to_owned()),
+            ("x-acs-version", self.version.to_owned()),
+            (
+                "x-acs-date",
+                humantime::format_rfc3339_seconds(now).to_string(),
+            ),
+            ("x-acs-signature-nonce", nonce.to_owned()),
+            ("x-acs-content-sha256", acs3::content_sha256(b"")),
+        ];
+        let signed: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let authorization = acs3::authorization(
+            "POST",
+            &self.endpoint.path(),
+            self.params,
+            &signed,
+            &acs3::content_sha256(b""),
+            &credential.access_key_id,
+            credential.secret.expose(),
+        );
+        headers.push(("authorization", authorization));
+        (acs3::canonical_query(self.params), headers)
     }
 
     /// The form body: the common parameters, the call's own, and the
@@ -527,6 +588,55 @@ mod tests {
     }
 
     #[test]
+    fn the_v3_request_signs_its_headers_and_query() {
+        let endpoint = Endpoint::new("test", "http://127.0.0.1:4100").unwrap();
+        let call = Call {
+            endpoint: &endpoint,
+            version: RAM_VERSION,
+            action: "UpdateAccessKey",
+            params: &[("UserName", "ops bot"), ("Status", "Inactive")],
+            signature: AlibabaSignature::V3,
+        };
+        let credential = Credential {
+            access_key_id: "LTAI0000000000000001".into(),
+            secret: Sensitive::new("topsecretvalue"),
+        };
+        let when = humantime::parse_rfc3339("2026-01-02T03:04:05Z").unwrap();
+        let (query, headers) = call.signed_v3(&credential, when, "nonce-1");
+        assert_eq!(query, "Status=Inactive&UserName=ops%20bot");
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("host"), Some("127.0.0.1:4100"));
+        assert_eq!(get("x-acs-action"), Some("UpdateAccessKey"));
+        assert_eq!(get("x-acs-version"), Some(RAM_VERSION));
+        assert_eq!(get("x-acs-date"), Some("2026-01-02T03:04:05Z"));
+        assert_eq!(get("x-acs-signature-nonce"), Some("nonce-1"));
+        let signed: Vec<(&str, &str)> = headers
+            .iter()
+            .filter(|(k, _)| *k != "authorization")
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        let expected = acs3::authorization(
+            "POST",
+            "/",
+            call.params,
+            &signed,
+            &acs3::content_sha256(b""),
+            "LTAI0000000000000001",
+            "topsecretvalue",
+        );
+        assert_eq!(get("authorization"), Some(expected.as_str()));
+        assert!(expected.starts_with(
+            "ACS3-HMAC-SHA256 Credential=LTAI0000000000000001,SignedHeaders=host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version,Signature="
+        ));
+        assert!(headers.iter().all(|(_, v)| !v.contains("topsecretvalue")));
+    }
+
+    #[test]
     fn the_form_carries_fresh_common_parameters_and_its_signature() {
         let endpoint = Endpoint::new("test", "https://ram.aliyuncs.com").unwrap();
         let call = Call {
@@ -534,6 +644,7 @@ mod tests {
             version: RAM_VERSION,
             action: "ListAccessKeys",
             params: &[("UserName", "ops-bot")],
+            signature: AlibabaSignature::V1,
         };
         let credential = Credential {
             access_key_id: "LTAI0000000000000001".into(),

@@ -1,6 +1,7 @@
 //! Key provider adapters, and the registry that opens the right one for a
 //! secret.
 
+mod acs3;
 mod alibaba;
 mod aws;
 mod scloud;

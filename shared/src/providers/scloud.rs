@@ -11,7 +11,7 @@ use tracing::debug;
 
 use crate::config::{Endpoint, UserPattern};
 use crate::error::{Error, Result};
-use crate::http::HttpClient;
+use crate::http::{HttpClient, NoAnswer};
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, Sensitive};
 use crate::ports::{KeyApi, Signer};
 use crate::providers::{unexpected, with_retries, Retry, TIME_LIMIT};
@@ -314,6 +314,8 @@ enum Code {
     Ret(i64),
     Http(u16),
     Unreachable,
+    /// An answer longer than rekey reads (`http::MAX_ANSWER`).
+    TooLarge,
 }
 
 impl std::fmt::Display for Code {
@@ -322,6 +324,7 @@ impl std::fmt::Display for Code {
             Code::Ret(n) => write!(f, "RetCode {n}"),
             Code::Http(s) => write!(f, "HTTP {s}"),
             Code::Unreachable => f.write_str("Unreachable"),
+            Code::TooLarge => f.write_str("ResponseTooLarge"),
         }
     }
 }
@@ -344,6 +347,7 @@ impl ApiError {
             Code::Ret(n) => n == TIMEOUT || n == UNAVAILABLE,
             Code::Http(s) => s == 429 || s >= 500,
             Code::Unreachable => true,
+            Code::TooLarge => false,
         }
     }
 
@@ -392,7 +396,10 @@ impl Call<'_> {
             .post_form(&format!("{}/", api.endpoint.url()), form, TIME_LIMIT)
             .await
             .map_err(|why| ApiError {
-                code: Code::Unreachable,
+                code: match why {
+                    NoAnswer::TooLarge(_) => Code::TooLarge,
+                    _ => Code::Unreachable,
+                },
                 message: format!("{}: {why}", api.endpoint.url()),
             })?;
         if !(200..300).contains(&response.status) {
