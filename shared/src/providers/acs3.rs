@@ -144,7 +144,8 @@ mod tests {
     #[test]
     fn vectors_of_the_official_sdk() {
         let date = "2026-12-01T00:00:00Z";
-        let cases: [(&[(&str, &str)], [(&str, &str); 6], &str); 3] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], [(&'a str, &'a str); 6], &'a str);
+        let cases: [Case; 3] = [
             (
                 &[("UserName", "alice")],
                 headers(
