@@ -98,6 +98,11 @@ pub fn is_orphan(facts: &KeyFacts, current_version_created: SystemTime) -> bool 
 /// Keys that are orphans if they were never used: only these need their
 /// last use looked up.
 pub fn is_orphan_candidate(facts: &KeyFacts, current_version_created: SystemTime) -> bool {
+    // A provider's time (the key's creation, to the second) against Secrets
+    // Manager's (the version's creation): both are the services' own UTC
+    // clocks, and the key is made before its version is stored, so a key
+    // of the current rotation is never newer than its version; compared to
+    // the whole second, as the providers date keys.
     facts.key.status == KeyStatus::Active
         && facts.role == KeyRole::Unreferenced
         && whole_seconds(facts.key.created) > whole_seconds(current_version_created)
@@ -183,6 +188,8 @@ fn why_kept(f: &KeyFacts, ctx: &RoomContext<'_>) -> String {
             ),
             None => "is a superseded key, still active in its grace period (its clock starts at the next rekey-cleanup run)".into(),
         },
+        // The provider's creation time against Secrets Manager's version
+        // time, as in `is_orphan_candidate`.
         KeyRole::Unreferenced
             if whole_seconds(f.key.created) <= whole_seconds(ctx.current_version_created) =>
         {

@@ -174,8 +174,12 @@ impl Records {
     /// `created` record written within `CREATED_RECORD_WINDOW` of the
     /// key's creation, which the provider reports and no tag can change.
     pub fn made_by_rekey(&self, key: &AccessKey) -> bool {
+        // The record's time is rekey's clock (the function's), the key's
+        // the provider's: the window absorbs the skew between them and the
+        // time between the call and the record, and a key dated to the
+        // second may look up to a second later than its record.
         self.created.get(&key.id).is_some_and(|t| {
-            let made = key.created - Duration::from_secs(1); // providers date to the second
+            let made = key.created - Duration::from_secs(1);
             *t >= made && *t <= key.created + CREATED_RECORD_WINDOW
         })
     }
@@ -185,6 +189,9 @@ impl Records {
     /// rotation's key, one rolled back from, one never stored) and settled
     /// (a key just made may be between its record and its store).
     pub fn retirable(&self, key: &AccessKey, now: SystemTime) -> bool {
+        // The provider's creation time against rekey's clock: a key that
+        // looks younger than it is (a provider clock ahead) only waits
+        // longer.
         self.superseded.contains_key(&key.id)
             || (self.made_by_rekey(key) && key.created + PENDING_SETTLE <= now)
     }

@@ -115,7 +115,7 @@ impl KeyApi for SCloud {
             .call(op, &[("UserName", user)], Retry::Yes)
             .await
             .map_err(|e| self.error(op, e))?;
-        parse_keys(&out)
+        parse_keys(&out, SystemTime::now())
     }
 
     async fn create_key(&self, user: &str) -> Result<Credential> {
@@ -203,7 +203,7 @@ pub async fn whoami(
     .send(api, credential, project, Retry::Yes)
     .await
     .map_err(|e| e.into_error(op))?;
-    let own = parse_keys(&out)?
+    let own = parse_keys(&out, SystemTime::now())?
         .iter()
         .any(|k| k.id == credential.access_key_id);
     Ok(match own {
@@ -214,8 +214,11 @@ pub async fn whoami(
 
 /// `AccessKey: [...]` of ListAccessKeys, leniently: `AccessKeyID` or
 /// `AccessKeyId`, `CreatedAt` as Unix seconds (number or string) or RFC
-/// 3339, `Status` in any case. Anything else is an error naming the field.
-fn parse_keys(out: &Map<String, Value>) -> Result<Vec<AccessKey>> {
+/// 3339, `Status` in any case. Anything else is an error naming the field,
+/// and so is a `CreatedAt` more than a day after `now` (milliseconds where
+/// seconds belong: rekey's periods and the orphan rule compare it with
+/// Secrets Manager's times, so it is never trusted).
+fn parse_keys(out: &Map<String, Value>, now: SystemTime) -> Result<Vec<AccessKey>> {
     let op = "ListAccessKeys";
     let list = match out.get("AccessKey").or_else(|| out.get("AccessKeys")) {
         None | Some(Value::Null) => return Ok(Vec::new()),
@@ -259,6 +262,16 @@ fn parse_keys(out: &Map<String, Value>) -> Result<Vec<AccessKey>> {
                     ),
                 )
             })?;
+            if created > now + FUTURE_LIMIT {
+                return Err(unexpected(
+                    SERVICE,
+                    op,
+                    format!(
+                        "CreatedAt {} of key {id} is more than a day in the future (milliseconds instead of seconds?)",
+                        key.get("CreatedAt").map_or(String::new(), Value::to_string)
+                    ),
+                ));
+            }
             Ok(AccessKey {
                 id,
                 status,
@@ -293,6 +306,11 @@ impl std::fmt::Display for BadKeyId {
         }
     }
 }
+
+/// How far in the future a key's creation time may be before it is not an
+/// answer to trust (clocks differ by seconds; milliseconds read as seconds
+/// are tens of thousands of years ahead).
+const FUTURE_LIMIT: Duration = Duration::from_secs(86_400);
 
 /// Unix seconds as a number or a string of digits, or RFC 3339.
 fn parse_time(v: &Value) -> Option<SystemTime> {
@@ -565,7 +583,8 @@ mod tests {
                 {"AccessKeyId":"k3","Status":"Active","CreatedAt":"2024-01-02T03:04:05Z"}]}"#,
         )
         .unwrap();
-        let keys = parse_keys(&body).unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let keys = parse_keys(&body, now).unwrap();
         assert_eq!(keys.len(), 3);
         assert_eq!(
             keys[0].created,
@@ -597,12 +616,20 @@ mod tests {
                 r#"{"AccessKey":{"AccessKeyID":"k1"}}"#,
                 "AccessKey is not a list",
             ),
+            (
+                r#"{"AccessKey":[{"AccessKeyID":"k1","Status":"Active","CreatedAt":1700000000000}]}"#,
+                "CreatedAt 1700000000000 of key k1 is more than a day in the future",
+            ),
+            (
+                r#"{"AccessKey":[{"AccessKeyID":"k1","Status":"Active","CreatedAt":1800090000}]}"#,
+                "is more than a day in the future",
+            ),
         ] {
             let body: Map<String, Value> = serde_json::from_str(bad).unwrap();
-            let err = parse_keys(&body).unwrap_err().to_string();
+            let err = parse_keys(&body, now).unwrap_err().to_string();
             assert!(err.contains(field), "{bad}: {err}");
         }
-        assert!(parse_keys(&Map::new()).unwrap().is_empty());
+        assert!(parse_keys(&Map::new(), now).unwrap().is_empty());
     }
 
     #[test]
