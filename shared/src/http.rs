@@ -1,22 +1,24 @@
-//! A small HTTPS client for providers without an AWS SDK: form POSTs with
-//! a time limit. It shares the SDK's TLS stack (rustls with aws-lc-rs and
-//! the system's root certificates) and is built on first use, so functions
-//! that only rotate AWS keys never load it.
+//! Calls to the providers without an AWS SDK: POSTs with a time limit and
+//! a bound on the answer, sent through the AWS SDK's own connector
+//! ([`crate::sdk::shared_connector`]: its TLS set-up, root certificates and
+//! connection pool), so a function holds one HTTP stack whatever it
+//! rotates.
 
 use std::time::Duration;
 
+use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 
 /// An HTTPS client for the providers without an AWS SDK (Alibaba, SCloud).
-/// Clones are cheap and share one connection pool.
+/// Clones are cheap and share the SDK's connector.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    connector: SharedHttpConnector,
 }
 
 /// A provider's answer: its status and body.
@@ -55,18 +57,9 @@ pub enum NoAnswer {
 pub const MAX_ANSWER: usize = 1 << 20;
 
 impl HttpClient {
-    /// A client that trusts the system's root certificates; fails when they
-    /// cannot be loaded.
-    pub fn new() -> std::io::Result<Self> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
-        Ok(HttpClient { client })
+    /// A client over `connector` (the SDK's: [`crate::sdk::shared_connector`]).
+    pub fn new(connector: SharedHttpConnector) -> Self {
+        HttpClient { connector }
     }
 
     /// POSTs an encoded form to `url`. An `Err` is a failure to get an
@@ -99,14 +92,16 @@ impl HttpClient {
             request = request.header(*name, *value);
         }
         let request = request
-            .body(Full::new(body))
+            .body(SdkBody::from(body))
             .map_err(|e| NoAnswer::InvalidRequest(e.to_string()))?;
+        let request =
+            HttpRequest::try_from(request).map_err(|e| NoAnswer::InvalidRequest(e.to_string()))?;
         let exchange = async {
             let response = self
-                .client
-                .request(request)
+                .connector
+                .call(request)
                 .await
-                .map_err(|e| NoAnswer::Unreachable(e.to_string()))?;
+                .map_err(|e| NoAnswer::Unreachable(DisplayErrorContext(&e).to_string()))?;
             let status = response.status().as_u16();
             let body = Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()

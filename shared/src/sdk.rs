@@ -29,11 +29,62 @@ pub fn loader() -> aws_config::ConfigLoader {
         .retry_config(retry_config())
         .http_client(SharedHttpClient::new(OnFirstRequest(
             aws_smithy_http_client::Builder::new()
-                .tls_provider(tls::Provider::Rustls(
-                    tls::rustls_provider::CryptoMode::AwsLc,
-                ))
+                .tls_provider(tls_provider())
                 .build_https(),
         )))
+}
+
+/// rustls with aws-lc-rs and the system's root certificates.
+fn tls_provider() -> tls::Provider {
+    tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc)
+}
+
+/// A new HTTPS connector (TLS set-up, root certificates, a pool), built as
+/// the SDK's client builds one: what the bench times as TLS set-up.
+pub fn new_connector() -> aws_smithy_http_client::Connector {
+    aws_smithy_http_client::Connector::builder()
+        .tls_provider(tls_provider())
+        .build()
+}
+
+/// The connector `sdk`'s service clients use (the HTTP client keeps one
+/// per set of connector settings, and these are theirs: the timeouts of
+/// `sdk`), for the providers without an AWS SDK: one TLS set-up and one
+/// connection pool for every call a function makes. `None` when `sdk` has
+/// no HTTP client.
+pub fn shared_connector(sdk: &aws_config::SdkConfig) -> Option<SharedHttpConnector> {
+    let client = sdk.http_client()?;
+    // As the SDK's orchestrator makes them from the timeout configuration.
+    let timeouts = sdk.timeout_config();
+    let mut settings = HttpConnectorSettings::builder();
+    settings.set_connect_timeout(timeouts.and_then(|t| t.connect_timeout()));
+    settings.set_read_timeout(timeouts.and_then(|t| t.read_timeout()));
+    Some(client.http_connector(&settings.build(), &bare_components()))
+}
+
+/// What the HTTP client asks of a client's runtime components to build a
+/// connector (its sleep and time source, the defaults when absent); the
+/// components a builder requires besides are the inert ones (no auth, no
+/// retries, a fixed endpoint): no request is made through them.
+fn bare_components() -> RuntimeComponents {
+    use aws_smithy_runtime::client::auth::no_auth::{NoAuthScheme, NO_AUTH_SCHEME_ID};
+    use aws_smithy_runtime::client::identity::no_auth::NoAuthIdentityResolver;
+    use aws_smithy_runtime::client::identity::IdentityCache;
+    use aws_smithy_runtime::client::orchestrator::endpoints::StaticUriEndpointResolver;
+    use aws_smithy_runtime::client::retries::strategy::NeverRetryStrategy;
+    use aws_smithy_runtime_api::client::auth::static_resolver::StaticAuthSchemeOptionResolver;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
+    RuntimeComponentsBuilder::new("rekey providers")
+        .with_auth_scheme_option_resolver(Some(StaticAuthSchemeOptionResolver::new(vec![
+            NO_AUTH_SCHEME_ID,
+        ])))
+        .with_endpoint_resolver(Some(StaticUriEndpointResolver::http_localhost(0)))
+        .with_auth_scheme(NoAuthScheme::new())
+        .with_identity_cache(Some(IdentityCache::no_cache()))
+        .with_identity_resolver(NO_AUTH_SCHEME_ID, NoAuthIdentityResolver::new())
+        .with_retry_strategy(Some(NeverRetryStrategy::new()))
+        .build()
+        .expect("every required component is given")
 }
 
 /// The SDK's HTTPS client (hyper, rustls with aws-lc-rs, the system's root

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
 use rekey::model::{Credential, Sensitive};
 use serde_json::Value;
@@ -120,12 +119,11 @@ pub async fn sdk_config(credential: &Credential) -> aws_config::SdkConfig {
     sdk_config_at(&moto().endpoint, credential).await
 }
 
-/// An SDK configuration signed by `credential`, pointed at `endpoint`, with
-/// the functions' retry settings.
+/// An SDK configuration signed by `credential`, pointed at `endpoint`, as
+/// the functions load theirs (their retry settings and HTTP client).
 pub async fn sdk_config_at(endpoint: &str, credential: &Credential) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    rekey::sdk::loader()
         .endpoint_url(endpoint)
-        .retry_config(rekey::sdk::retry_config())
         .region(aws_config::Region::new(REGION))
         .credentials_provider(Credentials::new(
             &credential.access_key_id,

@@ -60,10 +60,12 @@ impl LiveProviders {
         if let Some(client) = self.http.get() {
             return Ok(client.clone());
         }
-        let client = HttpClient::new().map_err(|e| Error::Internal {
-            operation: "TLS set-up",
-            reason: format!("the system's root certificates could not be loaded: {e}"),
+        let connector = crate::sdk::shared_connector(&self.sdk).ok_or(Error::Internal {
+            operation: "HTTP set-up",
+            reason: "the AWS configuration has no HTTP client (load it with rekey::sdk::loader)"
+                .into(),
         })?;
+        let client = HttpClient::new(connector);
         Ok(self.http.get_or_init(|| client).clone())
     }
 
