@@ -2,6 +2,7 @@
 checkov cannot make: the template and the workspace agree, and the roles are
 least privilege."""
 
+import functools
 import json
 import os
 import pathlib
@@ -32,14 +33,85 @@ def workspace_binaries():
     return names
 
 
+NO_VALUE = {"Ref": "AWS::NoValue"}
+SECRET_ARN = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+OWNING_SECRETS = {"Fn::Sub": SECRET_ARN + "${SecretPrefix}*"}
+ADMIN_SECRETS = {"Fn::Sub": SECRET_ARN + "${AdminSecretPrefix}*"}
+# What a function's runtime writes: its logs and its traces.
+RUNTIME = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def branches(value):
+    """Both branches of a condition (Fn::If, nested too) but AWS::NoValue;
+    the value itself when it has no condition."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        for b in value["Fn::If"][1:]:
+            yield from branches(b)
+    elif value != NO_VALUE:
+        yield value
+
+
+def role_of(resource):
+    """The role a function or the state machine runs as: one of the
+    template's own roles (none of SAM's)."""
+    return RESOURCES[resource["Properties"]["Role"]["Fn::GetAtt"][0]]
+
+
+def policies(resource):
+    """(condition, policy) of each inline policy of the role a function or
+    the state machine runs as; condition is None for a policy it always has."""
+    for policy in role_of(resource)["Properties"]["Policies"]:
+        condition = policy["Fn::If"][0] if "Fn::If" in policy else None
+        for p in branches(policy):
+            yield condition, p
+
+
 def statements(resource):
-    """Every inline statement of a function's or state machine's policies,
-    on both branches of a condition (SAM policy templates have none)."""
-    for policy in resource["Properties"].get("Policies", []):
-        branches = policy["Fn::If"][1:] if isinstance(policy, dict) and "Fn::If" in policy else [policy]
-        for p in branches:
-            if isinstance(p, dict) and "Statement" in p:
-                yield from p["Statement"]
+    """Every inline statement of the role a function or the state machine
+    runs as, on both branches of every condition."""
+    for _, policy in policies(resource):
+        for st in policy["PolicyDocument"]["Statement"]:
+            yield from branches(st)
+
+
+def implies(condition, implied):
+    """Whether the template's condition `condition` holds only when
+    `implied` does (it is `implied`, or an Fn::And of it)."""
+    if condition == implied:
+        return True
+    return {"Condition": implied} in TEMPLATE["Conditions"][condition].get("Fn::And", [])
+
+
+@functools.cache
+def transformed():
+    """The template as SAM deploys it (the roles, the schedule, the queue it
+    makes from the SAM resources)."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    from samtranslator.translator.transform import transform
+
+    template = json.loads(json.dumps(TEMPLATE, default=str))
+    template["Globals"]["Function"]["CodeUri"] = "s3://bucket/code.zip"
+    template["Resources"]["RotationStateMachine"]["Properties"]["DefinitionUri"] = "s3://bucket/asl.json"
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    return transform(template, {}, NoManagedPolicies())
+
+
+def policy_documents(node):
+    """Every policy document anywhere under `node` (the roles' inline and
+    trust policies, key and topic policies), each branch of a condition."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("PolicyDocument", "AssumeRolePolicyDocument", "KeyPolicy"):
+                yield from branches(value)
+            else:
+                yield from policy_documents(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from policy_documents(value)
 
 
 def actions(statement):
@@ -215,7 +287,10 @@ class Template(unittest.TestCase):
     def test_rekey_test_only_reads_the_secret(self):
         # (and puts a Rotation Failed event when the key test fails)
         granted = {a for st in statements(FUNCTIONS["TestFunction"]) for a in actions(st)}
-        self.assertEqual(granted, {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "kms:Decrypt", "events:PutEvents"})
+        self.assertEqual(
+            granted,
+            {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "kms:Decrypt", "events:PutEvents"} | RUNTIME,
+        )
 
     def test_every_function_puts_rekey_events_on_the_deployments_bus_only(self):
         env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
@@ -265,20 +340,8 @@ class Template(unittest.TestCase):
             self.assertGreaterEqual(row["Seconds"], int(test_timeout) + 30)
 
     def test_every_role_of_the_transformed_template_takes_the_permissions_boundary(self):
-        # SAM makes the roles (the functions', the state machine's, the
-        # schedules'): check them on its output.
-        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-        from samtranslator.translator.transform import transform
-
-        template = json.loads(json.dumps(TEMPLATE, default=str))
-        template["Globals"]["Function"]["CodeUri"] = "s3://bucket/code.zip"
-        template["Resources"]["RotationStateMachine"]["Properties"]["DefinitionUri"] = "s3://bucket/asl.json"
-
-        class NoManagedPolicies:
-            def load(self):
-                return {}
-
-        out = transform(template, {}, NoManagedPolicies())
+        # Checked on SAM's output, so that a role SAM would make counts too.
+        out = transformed()
         roles = {k: v for k, v in out["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
         # The five functions', the state machine's and its schedule's.
         self.assertGreaterEqual(len(roles), 7, sorted(roles))
@@ -452,8 +515,12 @@ class Template(unittest.TestCase):
 
     def test_the_machine_role_invokes_the_four_functions_and_runs_its_own_children(self):
         machine = RESOURCES["RotationStateMachine"]
-        invoked = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in MACHINE["Policies"] if "LambdaInvokePolicy" in p}
-        self.assertEqual(invoked, {"CleanupFunction", "CreateFunction", "TestFunction", "FinishFunction"})
+        invokes = [st for st in statements(machine) if "lambda:InvokeFunction" in actions(st)]
+        self.assertEqual([actions(st) for st in invokes], [["lambda:InvokeFunction"]])
+        invoked = [r["Fn::GetAtt"] for r in invokes[0]["Resource"]]
+        self.assertEqual(sorted(invoked), [[f, "Arn"] for f in ("CleanupFunction", "CreateFunction", "FinishFunction", "TestFunction")])
+        publish = [st["Resource"] for st in statements(machine) if "sns:Publish" in actions(st)]
+        self.assertEqual(publish, [{"Ref": "AlertsTopic"}])
         # The machine has a fixed name: its role names it without referring
         # to it (a role cannot !Ref the machine that uses it).
         self.assertEqual(MACHINE["Name"], {"Fn::Sub": "${AWS::StackName}-rotation"})
@@ -490,6 +557,223 @@ class Template(unittest.TestCase):
         for name, p in TEMPLATE["Parameters"].items():
             self.assertTrue(p.get("Description"), name)
 
+
+class LeastPrivilege(unittest.TestCase):
+    """What the deployment grants beyond the steps' own calls, and only
+    where a setting needs it: the hook's invokers, the secrets' key, admin
+    secrets, the managed path, deactivation at promotion, logs and traces,
+    the alerts key and the services' trust."""
+
+    def test_secrets_manager_may_invoke_the_hook_for_the_owning_secrets_only(self):
+        env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+        self.assertEqual(env["REKEY_SECRET_PREFIX"], {"Ref": "SecretPrefix"})
+        permissions = {k: r["Properties"] for k, r in RESOURCES.items() if r["Type"] == "AWS::Lambda::Permission"}
+        self.assertEqual(list(permissions), ["HookInvokedBySecretsManager"])
+        p = permissions["HookInvokedBySecretsManager"]
+        self.assertEqual(p["FunctionName"], {"Fn::GetAtt": ["HookFunction", "Arn"]})
+        self.assertEqual((p["Principal"], p["Action"]), ("secretsmanager.amazonaws.com", "lambda:InvokeFunction"))
+        self.assertEqual(p["SourceAccount"], {"Ref": "AWS::AccountId"})
+        self.assertEqual(p["SourceArn"], OWNING_SECRETS)
+        # The example secret is one of them.
+        self.assertTrue(RESOURCES["ExampleSecret"]["Properties"]["Name"]["Fn::Sub"].startswith("${SecretPrefix}"))
+
+    def test_the_secrets_key_is_used_through_secrets_manager_for_rekeys_secrets_only(self):
+        via = {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}
+        for name, f in FUNCTIONS.items():
+            owning = 0
+            for condition, policy in policies(f):
+                listed = policy["PolicyDocument"]["Statement"]
+                reads_admin = any(st["Resource"] == ADMIN_SECRETS for s in listed for st in branches(s))
+                for s in listed:
+                    # A statement on the key is made only with the key: its
+                    # policy's condition or its own.
+                    own = s["Fn::If"][0] if "Fn::If" in s else None
+                    for st in branches(s):
+                        if not any(a.startswith("kms:") for a in actions(st)):
+                            continue
+                        self.assertIn("HasSecretsKey", (condition, own), name)
+                        self.assertEqual(st["Resource"], {"Ref": "SecretsKmsKeyArn"}, name)
+                        self.assertEqual(st["Condition"]["StringEquals"], via, name)
+                        secret = st["Condition"]["StringLike"]["kms:EncryptionContext:SecretARN"]
+                        # The admin secrets' decryption goes with their reading.
+                        self.assertIn(secret, [OWNING_SECRETS, ADMIN_SECRETS] if reads_admin else [OWNING_SECRETS], name)
+                        owning += secret == OWNING_SECRETS
+            self.assertEqual(owning, 1, f"{name}: one grant on the owning secrets' key")
+
+    def test_admin_secrets_are_read_only_when_alibaba_or_scloud_is_enabled(self):
+        env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+        conditions = TEMPLATE["Conditions"]
+        for provider, parameter in (("HasAlibaba", "AlibabaUserPattern"), ("HasSCloud", "SCloudUserPattern")):
+            self.assertEqual(conditions[provider], {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]})
+        self.assertEqual(env["REKEY_ALIBABA_USER_PATTERN"], {"Ref": "AlibabaUserPattern"})
+        self.assertEqual(env["REKEY_SCLOUD_USER_PATTERN"], {"Ref": "SCloudUserPattern"})
+        self.assertEqual(
+            conditions["ReadsAdminSecrets"],
+            {"Fn::And": [{"Condition": "HasAdminSecrets"}, {"Fn::Or": [{"Condition": "HasAlibaba"}, {"Condition": "HasSCloud"}]}]},
+        )
+        readers = set()
+        for name, f in FUNCTIONS.items():
+            for condition, policy in policies(f):
+                if ADMIN_SECRETS in [st["Resource"] for s in policy["PolicyDocument"]["Statement"] for st in branches(s)]:
+                    self.assertTrue(condition and implies(condition, "ReadsAdminSecrets"), f"{name}: {condition}")
+                    readers.add(name)
+        self.assertEqual(readers, {"HookFunction", "CreateFunction", "FinishFunction", "CleanupFunction"})
+
+    def test_the_admin_prefix_is_a_folder_so_it_covers_no_longer_names(self):
+        p = TEMPLATE["Parameters"]["AdminSecretPrefix"]
+        accepts = lambda v: re.fullmatch(p["AllowedPattern"], v) is not None  # noqa: E731
+        self.assertTrue(accepts(p["Default"]))
+        for ok in ("rekey/admin/", "admins/", "a/b/c/", ""):
+            self.assertTrue(accepts(ok), ok)
+        # "rekey/admin" would also cover rekey/administrators...
+        for bad in ("rekey/admin", "rekey/admin/x", "admins", "rekey admin/"):
+            self.assertFalse(accepts(bad), bad)
+
+    def test_the_managed_path_is_never_the_root_in_either_template(self):
+        for template in (TEMPLATE, MEMBER):
+            p = template["Parameters"]["ManagedUserPath"]
+            accepts = lambda v: re.fullmatch(p["AllowedPattern"], v) is not None  # noqa: E731
+            self.assertEqual(p["Default"], "/rekey/")
+            for ok in ("/rekey/", "/a/b/", "/team-1/rekey/"):
+                self.assertTrue(accepts(ok), ok)
+            for bad in ("/", "", "//", "rekey/", "/rekey", "/a//b/"):
+                self.assertFalse(accepts(bad), bad)
+
+    def test_deactivating_at_promotion_is_every_way_the_parameter_can_say_zero(self):
+        env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+        self.assertEqual(env["REKEY_DEACTIVATE_AFTER"], {"Ref": "DeactivateAfter"})
+        p = TEMPLATE["Parameters"]["DeactivateAfter"]
+        accepts = lambda v: re.fullmatch(p["AllowedPattern"], v) is not None  # noqa: E731
+        self.assertTrue(accepts(p["Default"]))
+        spelled = []
+        for equals in TEMPLATE["Conditions"]["DeactivatesAtPromotion"]["Fn::Or"]:
+            ref, value = equals["Fn::Equals"]
+            self.assertEqual(ref, {"Ref": "DeactivateAfter"})
+            spelled.append(value)
+        allowed = {
+            n + unit
+            for n in [str(i) for i in range(120)] + ["00", "000", "007"]
+            for unit in ("ms", "s", "m", "h", "d")
+            if accepts(n + unit)
+        }
+        zeros = {v for v in allowed if int(re.match(r"\d+", v).group()) == 0}
+        self.assertEqual(sorted(spelled), sorted(zeros))
+        self.assertIn("24h", allowed)
+        self.assertNotIn("00s", allowed)
+
+    def test_only_cleanup_always_deactivates_finish_and_the_hook_only_at_promotion(self):
+        def deactivate_grants(name):
+            return [(c, st) for c, p in policies(FUNCTIONS[name]) for s in p["PolicyDocument"]["Statement"]
+                    for st in branches(s) if "iam:UpdateAccessKey" in actions(st)]
+        cleanup = deactivate_grants("CleanupFunction")
+        self.assertEqual([c for c, _ in cleanup], [None])
+        for name in ("FinishFunction", "HookFunction"):
+            grants = deactivate_grants(name)
+            self.assertEqual([c for c, _ in grants], ["DeactivatesAtPromotion"], name)
+            for _, st in grants:
+                self.assertEqual(st["Resource"], {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user${ManagedUserPath}*"})
+        self.assertNotIn("iam:UpdateAccessKey", {a for st in statements(FUNCTIONS["CreateFunction"]) for a in actions(st)})
+        # Finish calls a provider only to deactivate: every grant that
+        # reaches a provider (its keys, an admin key, a member account) is
+        # made only then.
+        for condition, policy in policies(FUNCTIONS["FinishFunction"]):
+            granted = {a for s in policy["PolicyDocument"]["Statement"] for st in branches(s) for a in actions(st)}
+            if granted & {"iam:GetUser", "iam:ListAccessKeys", "sts:AssumeRole"} or "AdminSecretPrefix" in json.dumps(policy):
+                self.assertTrue(condition and implies(condition, "DeactivatesAtPromotion"), condition)
+
+    def test_each_function_writes_only_its_own_log_group_and_its_traces(self):
+        groups = set()
+        for name, f in FUNCTIONS.items():
+            group = f["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+            self.assertEqual(RESOURCES[group]["Type"], "AWS::Logs::LogGroup", name)
+            groups.add(group)
+            runtime = [(c, st) for c, p in policies(f) for s in p["PolicyDocument"]["Statement"] for st in branches(s)
+                       if any(a.startswith(("logs:", "xray:")) for a in actions(st))]
+            self.assertEqual(
+                sorted((c, sorted(actions(st)), st["Resource"]) for c, st in runtime),
+                [
+                    (None, ["logs:CreateLogStream", "logs:PutLogEvents"], {"Fn::GetAtt": [group, "Arn"]}),
+                    (None, ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], "*"),
+                ],
+                name,
+            )
+        self.assertEqual(len(groups), len(FUNCTIONS), "a log group per function")
+
+    def test_no_role_of_the_transformed_template_takes_a_managed_policy(self):
+        out = transformed()["Resources"]
+        roles = {k: v for k, v in out.items() if v["Type"] == "AWS::IAM::Role"}
+        self.assertEqual(set(roles), {k for k, v in RESOURCES.items() if v["Type"] == "AWS::IAM::Role"}, "SAM makes no role")
+        for name, role in roles.items():
+            self.assertNotIn("ManagedPolicyArns", role["Properties"], name)
+        functions = {k: v for k, v in out.items() if v["Type"] == "AWS::Lambda::Function"}
+        self.assertEqual(set(functions), set(FUNCTIONS))
+        used = [f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()]
+        self.assertEqual(sorted(used), sorted(f"{name}Role" for name in FUNCTIONS), "a role per function")
+        machine = out["RotationStateMachine"]["Properties"]
+        self.assertEqual(machine["RoleArn"], {"Fn::GetAtt": ["RotationStateMachineRole", "Arn"]})
+
+    def test_the_alerts_key_serves_each_service_for_this_accounts_resources_only(self):
+        key = RESOURCES["AlertsKey"]["Properties"]["KeyPolicy"]
+        by_service = {}
+        for st in key["Statement"]:
+            if "Service" not in st["Principal"]:
+                continue
+            service = st["Principal"]["Service"]
+            service = service["Fn::Sub"] if isinstance(service, dict) else service
+            self.assertIsInstance(service, str, "one service a statement")
+            by_service[service] = st["Condition"]
+        self.assertEqual(set(by_service), {"logs.${AWS::Region}.amazonaws.com", "cloudwatch.amazonaws.com", "events.amazonaws.com"})
+        account = "${AWS::AccountId}"
+        # The alarms: their account and their ARNs.
+        alarms = by_service["cloudwatch.amazonaws.com"]
+        self.assertEqual(alarms["StringEquals"]["aws:SourceAccount"], {"Ref": "AWS::AccountId"})
+        self.assertEqual(
+            alarms["ArnLike"]["aws:SourceArn"], {"Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:" + account + ":alarm:*"}
+        )
+        # Logs and EventBridge send KMS no source keys: the encryption
+        # context (the log group's, the topic's ARN) names this account.
+        self.assertEqual(
+            by_service["logs.${AWS::Region}.amazonaws.com"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"],
+            {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:" + account + ":log-group:*"},
+        )
+        self.assertEqual(
+            by_service["events.amazonaws.com"]["ArnLike"]["kms:EncryptionContext:aws:sns:topicArn"],
+            {"Fn::Sub": "arn:${AWS::Partition}:sns:${AWS::Region}:" + account + ":*"},
+        )
+        # The topic takes their messages from this account only, too.
+        topic = RESOURCES["AlertsTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        for st in topic:
+            self.assertEqual(st["Condition"]["StringEquals"]["aws:SourceAccount"], {"Ref": "AWS::AccountId"})
+
+    def test_the_pipelines_and_schedules_roles_trust_their_service_for_this_account_only(self):
+        out = transformed()["Resources"]
+        scheduled = {}
+        for name, r in out.items():
+            if r["Type"] != "AWS::IAM::Role":
+                continue
+            for st in r["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+                services = st["Principal"].get("Service", [])
+                services = [services] if isinstance(services, str) else services
+                if {"scheduler.amazonaws.com", "events.amazonaws.com", "states.amazonaws.com"} & set(services):
+                    self.assertEqual(st["Condition"]["StringEquals"]["aws:SourceAccount"], {"Ref": "AWS::AccountId"}, name)
+                    scheduled[name] = services
+        self.assertEqual(
+            scheduled,
+            {"RotationStateMachineScheduledRole": ["scheduler.amazonaws.com"], "RotationStateMachineRole": ["states.amazonaws.com"]},
+        )
+        schedules = [r["Properties"] for r in out.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+        self.assertEqual([s["Target"]["RoleArn"] for s in schedules], [{"Fn::GetAtt": ["RotationStateMachineScheduledRole", "Arn"]}])
+        queue = schedules[0]["Target"]["DeadLetterConfig"]["Arn"]
+        sends = [st["Resource"] for st in role_statements(out["RotationStateMachineScheduledRole"]) if "sqs:SendMessage" in actions(st)]
+        self.assertEqual(sends, [queue])
+
+    def test_every_policy_document_of_both_templates_states_its_version(self):
+        documents = list(policy_documents(transformed())) + list(policy_documents(MEMBER))
+        # The seven roles' trust and inline policies, the key's and the
+        # topic's; the member roles'.
+        self.assertGreater(len(documents), 40)
+        for document in documents:
+            self.assertEqual(document.get("Version"), "2012-10-17", json.dumps(document)[:200])
 
 
 def role_statements(role):
