@@ -350,6 +350,9 @@ pub struct CleanupInput<'a> {
     pub current: Option<&'a str>,
     /// The key of the rotation in progress, if its version holds one.
     pub pending: Option<&'a str>,
+    /// The token of the rotation in progress (its version's id), if one is
+    /// in progress and not abandoned.
+    pub pending_token: Option<&'a str>,
     /// The key the AWSPREVIOUS version holds (see `Rekey::previous_key`).
     pub previous: Option<&'a str>,
     /// rekey's records on the secret.
@@ -461,9 +464,22 @@ pub fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupPlan {
 }
 
 /// Invariant current-key-kept: the AWSCURRENT key, and the key of the
-/// rotation in progress, are never retired.
+/// rotation in progress, are never retired. A key rekey made for the token
+/// in progress and never stored (its store failed, and so did the delete
+/// that undoes it) is that rotation's too: its next attempt reclaims it
+/// (invariant one-key-per-token), which a timer record would forbid.
 fn protected(input: &CleanupInput<'_>, id: &str) -> bool {
-    input.current == Some(id) || input.pending == Some(id)
+    let made_for_pending = || {
+        let records = input.records;
+        input.pending_token.is_some_and(|token| {
+            records.created_for.get(id).is_some_and(|t| t == token)
+                && input
+                    .keys
+                    .iter()
+                    .any(|k| k.id == id && records.made_by_rekey(k))
+        })
+    };
+    input.current == Some(id) || input.pending == Some(id) || made_for_pending()
 }
 
 /// One key's next retirement step: its record (if any), the action that
@@ -761,6 +777,7 @@ mod tests {
             keys,
             current: Some("CUR"),
             pending: None,
+            pending_token: None,
             previous: Some("PREV"),
             records,
             floor: at(0),
@@ -768,6 +785,35 @@ mod tests {
             deactivate_after: Duration::from_secs(100),
             delete_after: Duration::from_secs(1_000),
         }
+    }
+
+    #[test]
+    fn a_key_made_for_the_rotation_in_progress_is_left_to_it() {
+        let keys = vec![
+            key("CUR", KeyStatus::Active, 0),
+            key("NEW", KeyStatus::Active, 100),
+        ];
+        let mut records = Records::default();
+        records.created.insert("NEW".into(), at(100));
+        records.created_for.insert("NEW".into(), "T1".into());
+        records.superseded.insert("NEW".into(), at(2_000));
+        let mut input = cleanup_input(&keys, &records, 10_000);
+        input.previous = None;
+        // Another token's, or no rotation in progress: retired as rekey's.
+        assert!(plan_cleanup(&input)
+            .actions
+            .contains(&Action::Deactivate("NEW".into())));
+        input.pending_token = Some("T0");
+        assert!(plan_cleanup(&input)
+            .actions
+            .contains(&Action::Deactivate("NEW".into())));
+        // The token in progress made it: left for its next attempt to
+        // reclaim, and a timer record on it dropped.
+        input.pending_token = Some("T1");
+        assert_eq!(
+            plan_cleanup(&input).actions,
+            vec![Action::ForgetTimers("NEW".into())]
+        );
     }
 
     #[test]
@@ -1076,6 +1122,7 @@ mod tests {
                 keys: &plain,
                 current: current.as_deref(),
                 pending: pending.as_deref(),
+                pending_token: None,
                 previous: previous.as_deref(),
                 records: &records,
                 floor: at(floor),

@@ -129,10 +129,15 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             }
             None => None,
         };
+        let pending_token = pending
+            .as_ref()
+            .filter(|_| report.abandoned.is_none())
+            .map(|p| p.version.as_str());
         let plan = plan::plan_cleanup(&CleanupInput {
             keys: &keys,
             current: current.key_id(),
             pending: pending_key,
+            pending_token,
             previous: previous.as_deref(),
             records: &records,
             floor: current_read.created,
