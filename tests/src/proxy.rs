@@ -223,7 +223,7 @@ async fn handle(
 ) -> Reply {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
-    let (action, form) = action_of(&parts.headers, &body);
+    let (action, form) = action_of(&parts.headers, parts.uri.query().unwrap_or(""), &body);
     let form_value = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     // Alibaba's RPC dialect: the signer is `AccessKeyId`, the key a call is
     // about is `UserAccessKeyId`, and the service is told by its version.
@@ -329,7 +329,8 @@ fn key_is_ready(state: &Mutex<State>, headers: &hyper::HeaderMap) -> bool {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|a| a.split("Credential=").nth(1))
-        .and_then(|c| c.split('/').next())
+        // SigV4 `Credential=AKID/date/...`, Alibaba V3 `Credential=AKID,...`
+        .and_then(|c| c.split(['/', ',']).next())
     else {
         return true;
     };
@@ -375,10 +376,28 @@ fn service_of(headers: &hyper::HeaderMap) -> String {
 }
 
 /// The API action: `X-Amz-Target` (JSON protocols) or `Action=` (query).
-fn action_of(headers: &hyper::HeaderMap, body: &[u8]) -> (String, Vec<(String, String)>) {
+fn action_of(
+    headers: &hyper::HeaderMap,
+    query: &str,
+    body: &[u8],
+) -> (String, Vec<(String, String)>) {
     if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         let action = target.rsplit('.').next().unwrap_or(target).to_owned();
         return (action, Vec::new());
+    }
+    // Alibaba's signature V3: the action and version in headers, the
+    // parameters in the query (the nonce, as in version 1.0's form, marks
+    // the dialect).
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let (Some(action), Some(version), Some(nonce)) = (
+        header("x-acs-action"),
+        header("x-acs-version"),
+        header("x-acs-signature-nonce"),
+    ) {
+        let mut params = url_decode_form(query.as_bytes());
+        params.push(("Version".into(), version.to_owned()));
+        params.push(("SignatureNonce".into(), nonce.to_owned()));
+        return (action.to_owned(), params);
     }
     let form: Vec<(String, String)> = url_decode_form(body);
     let action = form
