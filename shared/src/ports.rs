@@ -180,6 +180,22 @@ pub trait Clock {
     async fn sleep(&self, duration: Duration);
 }
 
+/// `work`'s output, or `None` when `limit` passes on `clock` first (what
+/// is left of `work` is dropped: every step is safe to cut off between
+/// any two calls, as a crash would).
+pub async fn within<C: Clock, F: std::future::Future>(
+    clock: &C,
+    limit: Duration,
+    work: F,
+) -> Option<F::Output> {
+    let work = std::pin::pin!(work);
+    let alarm = std::pin::pin!(clock.sleep(limit));
+    match futures::future::select(work, alarm).await {
+        futures::future::Either::Left((out, _)) => Some(out),
+        futures::future::Either::Right(_) => None,
+    }
+}
+
 /// The system's clock and tokio's timer.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;

@@ -7,7 +7,9 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -28,6 +30,12 @@ pub enum Fault {
     Throttle,
     /// Forward it after this many milliseconds.
     Delay(u64),
+    /// Forward it, then send the answer one byte every this many
+    /// milliseconds.
+    Trickle(u64),
+    /// Answer `200` with a body of 2 MiB (more than rekey reads) without
+    /// forwarding.
+    Oversize,
 }
 
 impl Fault {
@@ -39,6 +47,8 @@ impl Fault {
             Fault::ServerError => "5xx",
             Fault::Throttle => "throttle",
             Fault::Delay(_) => "latency",
+            Fault::Trickle(_) => "trickle",
+            Fault::Oversize => "oversize",
         }
     }
 }
@@ -213,7 +223,27 @@ pub const MUTATING: [&str; 7] = [
     "UntagResource",
 ];
 
-type Reply = Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>>;
+/// An answer's body: whole, or trickled.
+type Body = BoxBody<Bytes, std::convert::Infallible>;
+
+type Reply = Result<Response<Body>, Box<dyn std::error::Error + Send + Sync>>;
+
+fn whole(body: Bytes) -> Body {
+    Full::new(body).boxed()
+}
+
+/// `body` one byte every `ms` milliseconds.
+fn trickled(body: Bytes, ms: u64) -> Body {
+    let bytes = futures::stream::unfold(body, move |rest| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        let (head, tail) = (rest.slice(..1), rest.slice(1..));
+        Some((Ok(Frame::data(head)), tail))
+    });
+    StreamBody::new(bytes).boxed()
+}
 
 async fn handle(
     req: Request<Incoming>,
@@ -269,12 +299,16 @@ async fn handle(
     let index = state.lock().unwrap().calls.len() - 1;
     if action == "GetCallerIdentity" && !key_is_ready(&state, &parts.headers) {
         state.lock().unwrap().calls[index].status = Some(403);
-        return Ok(invalid_token_reply());
+        return Ok(invalid_token_reply().map(BodyExt::boxed));
     }
     match fault {
         Some(Fault::FailBefore) => return Err("fault: fail before forwarding".into()),
-        Some(Fault::ServerError) => return Ok(error_reply(&service, 500)),
-        Some(Fault::Throttle) => return Ok(error_reply(&service, 400)),
+        Some(Fault::ServerError) => return Ok(error_reply(&service, 500).map(BodyExt::boxed)),
+        Some(Fault::Throttle) => return Ok(error_reply(&service, 400).map(BodyExt::boxed)),
+        Some(Fault::Oversize) => {
+            let body = Bytes::from(vec![b' '; 2 << 20]);
+            return Ok(Response::new(whole(body)));
+        }
         Some(Fault::Delay(ms)) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
         _ => {}
     }
@@ -320,7 +354,11 @@ async fn handle(
     if fault == Some(Fault::DropResponse) {
         return Err("fault: answer dropped".into());
     }
-    Ok(Response::from_parts(rparts, Full::new(rbody)))
+    let body = match fault {
+        Some(Fault::Trickle(ms)) => trickled(rbody, ms),
+        _ => whole(rbody),
+    };
+    Ok(Response::from_parts(rparts, body))
 }
 
 /// Whether STS should accept the key signing this request (see [`Unready`]).

@@ -682,3 +682,143 @@ async fn the_proxy_counts_calls_per_action() {
     );
     println!("API calls of one hook rotation: {counts:?}");
 }
+
+/// Invokes `function` with `event` as Lambda would with `left` before the
+/// invocation's deadline: its answer, and how long it took.
+async fn invoke_with_deadline(
+    app: &rekey_testkit::App,
+    function: Function,
+    event: serde_json::Value,
+    left: Duration,
+) -> (
+    Result<serde_json::Value, lambda_runtime::Diagnostic>,
+    Duration,
+) {
+    let started = std::time::Instant::now();
+    let deadline = std::time::SystemTime::now() + left;
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = deadline
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let event = lambda_runtime::LambdaEvent::new(event, context);
+    let out = rekey::lambda::handle(app, function, event).await;
+    (out, started.elapsed())
+}
+
+/// A provider that never answers, and an AWS answer trickled a byte at a
+/// time: the step is cut off 2 seconds before the invocation's deadline
+/// with ServiceUnavailable (never by Lambda), and nothing changed.
+#[tokio::test]
+async fn a_hanging_or_trickling_endpoint_is_cut_off_before_the_deadline() {
+    let w = World::new().await;
+    let e = emulator(Provider::Alibaba);
+    let admin = w.admin_secret(e).await;
+    let proxy = Proxy::start(&e.endpoint).await;
+    proxy.inject(Target::FirstN(None, usize::MAX), Fault::Delay(600_000));
+    let app = w.app(e.config_at(&proxy.endpoint));
+    let (user, _, secret) = w.provider_enrolled(e, Some(&admin)).await;
+    let before = e.keys(&user).await;
+    let left = Duration::from_secs(5);
+    let (out, took) = invoke_with_deadline(
+        &app,
+        Function::Create,
+        serde_json::json!({ "SecretId": secret }),
+        left,
+    )
+    .await;
+    let err = out.expect_err("the provider never answers");
+    assert_eq!(
+        err.error_type, "ServiceUnavailable",
+        "{}",
+        err.error_message
+    );
+    assert!(
+        err.error_message.contains("DeadlineNear"),
+        "{}",
+        err.error_message
+    );
+    // Cut off at the budget (deadline less 2 s), with slack for a busy machine.
+    assert!(took < left - Duration::from_secs(1), "took {took:?}");
+    assert_eq!(e.keys(&user).await, before, "nothing changed");
+
+    // An AWS answer trickled a byte every 100 ms (Secrets Manager's, the
+    // step's first call): the SDK has no time limit of its own on it.
+    let proxy = Proxy::start(&moto().endpoint).await;
+    proxy.inject(Target::Ordinal(0), Fault::Trickle(100));
+    let app = w.app_via(&proxy, test_config()).await;
+    let (_, _, secret) = w.enrolled(MANAGED_PATH).await;
+    let (out, took) = invoke_with_deadline(
+        &app,
+        Function::Create,
+        serde_json::json!({ "SecretId": secret, "RotationPeriod": "0s" }),
+        left,
+    )
+    .await;
+    let err = out.expect_err("the answer never arrives in time");
+    assert_eq!(
+        err.error_type, "ServiceUnavailable",
+        "{}",
+        err.error_message
+    );
+    assert!(took < left - Duration::from_secs(1), "took {took:?}");
+    proxy.assert_no_change("a step cut off while reading its first answer");
+}
+
+/// The key test's retries never outlast REKEY_TEST_TIMEOUT, whatever the
+/// invocation has left: a provider that stops answering is KeyNotReady
+/// at the test's deadline.
+#[tokio::test]
+async fn the_key_test_ends_at_its_timeout_when_the_provider_hangs() {
+    let w = World::new().await;
+    let e = emulator(Provider::Alibaba);
+    let admin = w.admin_secret(e).await;
+    let proxy = Proxy::start(&e.endpoint).await;
+    let mut config = e.config_at(&proxy.endpoint);
+    config.test_timeout = Duration::from_secs(3);
+    let app = w.app(config);
+    let (_, _, secret) = w.provider_enrolled(e, Some(&admin)).await;
+    let token = w.start_rotation(&secret).await;
+    hook(&app, "createSecret", &secret, &token).await.unwrap();
+    proxy.inject(Target::FirstN(None, usize::MAX), Fault::Delay(600_000));
+    let event =
+        serde_json::json!({"SecretId": secret, "ClientRequestToken": token, "Step": "testSecret"});
+    let (out, took) =
+        invoke_with_deadline(&app, Function::Hook, event, Duration::from_secs(60)).await;
+    let err = out.expect_err("no answer");
+    assert_eq!(err.error_type, "KeyNotReady", "{}", err.error_message);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+/// An answer longer than 1 MiB is not read: ServiceError naming the limit.
+#[tokio::test]
+async fn an_answer_over_a_mebibyte_is_not_read() {
+    let w = World::new().await;
+    for kind in [Provider::Alibaba, Provider::SCloud] {
+        let e = emulator(kind);
+        let admin = w.admin_secret(e).await;
+        let proxy = Proxy::start(&e.endpoint).await;
+        proxy.inject(Target::FirstN(None, usize::MAX), Fault::Oversize);
+        let app = w.app(e.config_at(&proxy.endpoint));
+        let (user, _, secret) = w.provider_enrolled(e, Some(&admin)).await;
+        let before = e.keys(&user).await;
+        let err = invoke(
+            &app,
+            Function::Create,
+            serde_json::json!({ "SecretId": secret }),
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(
+            err.error_type, "ServiceError",
+            "{kind:?}: {}",
+            err.error_message
+        );
+        assert!(
+            err.error_message.contains("ResponseTooLarge") && err.error_message.contains("1048576"),
+            "{kind:?}: {}",
+            err.error_message
+        );
+        assert_eq!(e.keys(&user).await, before, "{kind:?}: nothing changed");
+    }
+}

@@ -3,11 +3,26 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::error::Error;
 use crate::ports::Clock;
 use crate::steps::{Probing, Rekey};
 
-/// The hook's test must end before the invocation's deadline, with margin.
+/// Every step ends this long before the invocation's deadline at the
+/// latest, the hook's test included.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
+/// The error of a step cut off at its budget (`handle`): retryable.
+pub fn out_of_time(budget: Duration) -> Error {
+    Error::Service {
+        service: "Lambda",
+        operation: "invocation",
+        code: "DeadlineNear".into(),
+        message: format!(
+            "a call did not answer within the {budget:?} the invocation had left (less {DEADLINE_MARGIN:?} to end cleanly); the step was cut off where it stood, as a crash would cut it, and the next attempt goes on from there"
+        ),
+        retryable: true,
+    }
+}
 
 /// `rekey-cleanup {}` starts no secret this close to its deadline (a
 /// secret's cleanup takes seconds; the rest wait for the next run): a

@@ -151,6 +151,20 @@ pub async fn handle<V: Vault, P: Providers, C: Clock>(
     // Boxed: the step futures are deep, and boxing keeps each function's
     // future small and quick to compile.
     let work = Box::pin(async move { run(app, request?, deadline_ms).await });
+    // Invariant: Lambda never kills a step. A call that hangs is cut off
+    // DEADLINE_MARGIN before the invocation's deadline, as a crash would
+    // cut it (every step is safe to run again from any point), and the
+    // step fails with ServiceUnavailable: the next attempt goes on.
+    let budget = deadline::time_left(app.clock.now(), deadline_ms)
+        .map(|left| left.saturating_sub(deadline::DEADLINE_MARGIN));
+    let work = async move {
+        let Some(budget) = budget else {
+            return work.await;
+        };
+        crate::ports::within(&app.clock, budget, work)
+            .await
+            .unwrap_or_else(|| Err(deadline::out_of_time(budget)))
+    };
     async {
         match work.await {
             Ok((out, events)) => {

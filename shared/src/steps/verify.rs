@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::{label, pending_version, Driver, Rekey, TokenState};
 use crate::error::{Error, Result};
 use crate::model::{Credential, ManagedSecret, AWSCURRENT};
-use crate::ports::{Clock, Providers, Select, Vault};
+use crate::ports::{within, Clock, Providers, Select, Vault};
 
 /// How long a test may take.
 #[derive(Clone, Copy, Debug)]
@@ -116,7 +116,24 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let mut last_error: Option<String> = None;
         loop {
             attempts += 1;
-            let pause = match self.providers.whoami(secret, credential).await {
+            // A probe never outlasts the test's deadline (the retries inside
+            // a provider's call included): no answer by then is no answer.
+            let answer = match probing {
+                Probing::Until(deadline) => {
+                    let left = deadline
+                        .duration_since(self.clock.now())
+                        .unwrap_or_default();
+                    within(&self.clock, left, self.providers.whoami(secret, credential)).await
+                }
+                Probing::Once => Some(self.providers.whoami(secret, credential).await),
+            };
+            let Some(answer) = answer else {
+                let reason = last_error.unwrap_or_else(|| {
+                    "no answer from the provider before the test's deadline".into()
+                });
+                return Err(not_ready(secret, credential, &reason, attempts));
+            };
+            let pause = match answer {
                 Ok(name) if name == secret.user_name => {
                     passed += 1;
                     if passed >= needed {
