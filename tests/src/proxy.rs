@@ -123,6 +123,8 @@ pub struct Call {
     pub created_key: Option<String>,
     /// The error code the service answered, in its own dialect.
     pub code: Option<String>,
+    /// The `SecretId` of a Secrets Manager call.
+    pub secret_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -282,6 +284,10 @@ async fn handle(
         },
         created_key: None,
         code: None,
+        secret_id: (service == "secretsmanager")
+            .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+            .flatten()
+            .and_then(|v| v.get("SecretId")?.as_str().map(str::to_owned)),
     };
     let fault = {
         let mut s = state.lock().unwrap();

@@ -134,6 +134,7 @@ pub async fn handle<V: Vault, P: Providers, C: Clock>(
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
     let deadline_ms = event.context.deadline;
+    app.new_invocation();
     let (subject, request) = match Request::parse(function, event.payload) {
         Ok(request) => (request.subject(), Ok(request)),
         Err(refused) => {

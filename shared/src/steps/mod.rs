@@ -18,6 +18,7 @@ pub use rollback::{RollBack, RollBackOutcome};
 pub use sweep::{Item, NextPage, NextTriage, TriageAnswer, TriageRequest, PAGES_PER_TRIAGE};
 pub use verify::Probing;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -66,6 +67,27 @@ pub struct Rekey<V, P, C = SystemClock> {
     /// Where the Lambda edge puts the events for consumers (events.rs);
     /// none: no events.
     pub events: Option<Arc<dyn EventSink>>,
+    /// The admin keys read in this invocation.
+    admin_keys: AdminKeys,
+}
+
+/// The admin keys read in this invocation, by the `AdminSecretId` that
+/// names them: each admin secret is read once per invocation however many
+/// secrets it signs for (a sweep), and again in the next one
+/// ([`Rekey::new_invocation`]), so an admin key rotated since is picked up.
+#[derive(Debug, Default)]
+struct AdminKeys(std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Credential>>>>);
+
+impl AdminKeys {
+    /// The slot of `admin`'s key, filled by the first reader.
+    fn slot(&self, admin: &str) -> Arc<tokio::sync::OnceCell<Credential>> {
+        let mut slots = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(admin.to_owned()).or_default().clone()
+    }
+
+    fn forget(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// The AWSPENDING version of a rotation in progress, as read from the vault.
@@ -118,6 +140,7 @@ impl<V, P> Rekey<V, P> {
             config,
             clock: SystemClock,
             events: None,
+            admin_keys: AdminKeys::default(),
         }
     }
 }
@@ -131,7 +154,14 @@ impl<V, P, C> Rekey<V, P, C> {
             config: self.config,
             clock,
             events: self.events,
+            admin_keys: self.admin_keys,
         }
+    }
+
+    /// Starts an invocation: the admin keys read in the last one are
+    /// forgotten.
+    pub fn new_invocation(&self) {
+        self.admin_keys.forget();
     }
 
     /// The same steps, with events put to `sink` by the Lambda edge.
@@ -197,7 +227,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         }
     }
 
-    /// The key pair in the AWSCURRENT version of an admin secret.
+    /// The key pair in the AWSCURRENT version of an admin secret, read once
+    /// per invocation.
     async fn admin_key(
         &self,
         secret_id: &str,
@@ -210,6 +241,20 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 reason,
             });
         }
+        let slot = self.admin_keys.slot(admin);
+        let key = slot
+            .get_or_try_init(|| self.read_admin_key(secret_id, admin, secret))
+            .await?;
+        Ok(key.clone())
+    }
+
+    /// Reads and parses the key pair of admin secret `admin`.
+    async fn read_admin_key(
+        &self,
+        secret_id: &str,
+        admin: &str,
+        secret: &ManagedSecret,
+    ) -> Result<Credential> {
         let unusable = |why: String| {
             Error::invalid_secret(
                 secret_id,
