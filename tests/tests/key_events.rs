@@ -172,11 +172,7 @@ async fn the_pipelines_promotion_says_so() {
     let app = w.app(test_config());
     let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
     let inbox = Inbox::for_secret(&w, &secret).await;
-    let created = invoke(&app, Function::Create, json!({ "SecretId": secret }))
-        .await
-        .unwrap();
-    invoke(&app, Function::Test, created.clone()).await.unwrap();
-    invoke(&app, Function::Finish, created).await.unwrap();
+    pipeline_rotation(&app, &secret).await.unwrap();
     let new = w.current_credential(&secret).await.unwrap().access_key_id;
     let events = inbox.take(1).await;
     let rotated = detail(&events, "Key Rotated");

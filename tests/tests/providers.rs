@@ -889,11 +889,7 @@ async fn alibaba_signs_with_v3_by_default_and_v1_when_set() {
         let app = w.app(config);
         let since = e.log().await.len();
         let (_, old, secret) = w.provider_enrolled(&e, Some(&admin)).await;
-        let created = invoke(&app, Function::Create, json!({ "SecretId": secret }))
-            .await
-            .unwrap();
-        invoke(&app, Function::Test, created.clone()).await.unwrap();
-        invoke(&app, Function::Finish, created).await.unwrap();
+        pipeline_rotation(&app, &secret).await.unwrap();
         let new = w.current_credential(&secret).await.unwrap().access_key_id;
         assert_ne!(new, old.access_key_id, "{name}: rotated");
         let seen: Vec<_> = e.log().await.into_iter().skip(since).collect();

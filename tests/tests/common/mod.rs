@@ -31,6 +31,14 @@ pub async fn hook_rotation(app: &App, secret: &str, token: &str) -> Result<(), D
     Ok(())
 }
 
+/// The pipeline's rotation of `secret`: rekey-create, rekey-test and
+/// rekey-finish, each given the previous one's output; finish's output.
+pub async fn pipeline_rotation(app: &App, secret: &str) -> Result<Value, Diagnostic> {
+    let created = invoke(app, Function::Create, json!({ "SecretId": secret })).await?;
+    invoke(app, Function::Test, created.clone()).await?;
+    invoke(app, Function::Finish, created).await
+}
+
 /// rekey-cleanup on one secret: its report for that secret.
 pub async fn cleanup(app: &App, secret: &str) -> Value {
     let out = invoke(app, Function::Cleanup, json!({ "SecretId": secret }))
