@@ -124,13 +124,17 @@ pub enum Error {
         secret_id: String,
     },
 
-    /// Another token's rotation is in progress.
-    #[error("secret {secret_id}: another rotation (token {other_token}) is in progress; let it finish, or remove its AWSPENDING label to abandon it")]
+    /// Another token's rotation is in progress: of this secret, or of
+    /// the admin secret that signs for it.
+    #[error("secret {secret_id}: {}", in_progress(other_token, admin.as_deref()))]
     RotationInProgress {
         /// The secret's name or ARN.
         secret_id: String,
         /// The token of the rotation in progress.
         other_token: String,
+        /// The admin secret (`AdminSecretId`) whose rotation it is, when
+        /// not this secret's own.
+        admin: Option<String>,
     },
 
     /// A rotation that can never finish lost AWSPENDING.
@@ -335,6 +339,15 @@ impl Error {
     }
 }
 
+/// What a `RotationInProgress` says: whose rotation is in progress and the
+/// way forward.
+fn in_progress(token: &str, admin: Option<&str>) -> String {
+    match admin {
+        None => format!("another rotation (token {token}) is in progress; let it finish, or remove its AWSPENDING label to abandon it"),
+        Some(admin) => format!("its admin secret {admin} is being rotated (token {token}), and no key is made with an admin key about to be replaced. Nothing was changed. This rotation starts once that one finishes: the pipeline's next run, or Secrets Manager's next attempt"),
+    }
+}
+
 impl From<Error> for lambda_runtime::Diagnostic {
     fn from(e: Error) -> Self {
         lambda_runtime::Diagnostic {
@@ -375,6 +388,12 @@ mod tests {
             Error::RotationInProgress {
                 secret_id: s(),
                 other_token: s(),
+                admin: None,
+            },
+            Error::RotationInProgress {
+                secret_id: s(),
+                other_token: s(),
+                admin: Some(s()),
             },
             Error::RotationAbandoned {
                 secret_id: s(),

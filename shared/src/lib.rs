@@ -25,4 +25,4 @@ pub mod vault;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use steps::{Driver, Probing, Rekey};
+pub use steps::{Driver, Probing, Rekey, ADMIN_GRACE};

@@ -13,13 +13,22 @@
 //!   tag users). A secret deleted and made again under the same name has a
 //!   new ARN, so it owns nothing until an operator says so.
 //! - An Alibaba or SCloud secret's `AdminSecretId` must name a secret under
-//!   `REKEY_ADMIN_SECRET_PREFIX`, which never holds an owning secret.
+//!   `REKEY_ADMIN_SECRET_PREFIX`, which holds no owning secret of a user
+//!   rotated with an admin key.
+//! - An admin user (whose key signs for others) is owned by its admin
+//!   secret when that secret is managed: it is named
+//!   `<REKEY_ADMIN_SECRET_PREFIX><provider>/<user>` (`rekey/admin/alibaba/rekey-admin`)
+//!   and signs with its own key (no `AdminSecretId`). Such a user could also
+//!   be named by a secret under the owning prefix: the admin secret takes
+//!   precedence, and the other's create refuses while it exists
+//!   ([`admin_claim`]; the functions may describe any secret under the
+//!   admin prefix, so the look is never denied).
 //!
 //! A secret that does not own its user is refused with `SecretNotOwner`
 //! before any change. Pure functions; the steps call them.
 
 use crate::config::MemberSettings;
-use crate::model::{ManagedSecret, Provider};
+use crate::model::{ManagedSecret, Provider, Signing};
 
 /// The IAM user tag that names the user's owning secret (its ARN).
 pub const OWNER_TAG: &str = "rekey:owner";
@@ -33,19 +42,82 @@ pub fn owning_name(prefix: &str, provider: Provider, account: Option<&str>, user
     }
 }
 
+/// The name of the managed admin secret that owns admin user `user` of
+/// `provider` (which signs with key pairs).
+pub fn admin_owning_name(admin_prefix: &str, provider: Provider, user: &str) -> String {
+    format!("{admin_prefix}{}/{user}", provider.name())
+}
+
+/// Whether the secret named `name` (not an ARN) is an admin secret: under
+/// a non-empty `admin_prefix`.
+pub fn is_admin_secret(admin_prefix: &str, name: &str) -> bool {
+    !admin_prefix.is_empty() && name.starts_with(admin_prefix)
+}
+
+/// Whether `secret` signs with its own key pair: it may then be the
+/// managed admin secret of its user.
+fn self_signed(secret: &ManagedSecret) -> bool {
+    secret.provider.signing() == Signing::KeyPair && secret.admin_secret_id.is_none()
+}
+
 /// Why the secret named `name` does not own the user its value names, if
-/// it does not.
-pub fn not_owner(prefix: &str, name: &str, secret: &ManagedSecret) -> Option<String> {
+/// it does not: it must be named [`owning_name`] under `prefix`, or, when
+/// it signs with its own key pair, [`admin_owning_name`] under
+/// `admin_prefix`.
+pub fn not_owner(
+    prefix: &str,
+    admin_prefix: &str,
+    name: &str,
+    secret: &ManagedSecret,
+) -> Option<String> {
     let account = secret.account_id.as_deref();
     let owner = owning_name(prefix, secret.provider, account, &secret.user_name);
-    (name != owner).then(|| {
-        let in_account = account.map(|a| format!(" in account {a}")).unwrap_or_default();
+    let admin_owner = (self_signed(secret) && !admin_prefix.is_empty())
+        .then(|| admin_owning_name(admin_prefix, secret.provider, &secret.user_name));
+    if name == owner || admin_owner.as_deref() == Some(name) {
+        return None;
+    }
+    let in_account = account
+        .map(|a| format!(" in account {a}"))
+        .unwrap_or_default();
+    let user = format!(
+        "user {} of provider {}{in_account}",
+        secret.user_name,
+        secret.provider.name()
+    );
+    Some(if is_admin_secret(admin_prefix, name) {
+        let admin_owner = admin_owning_name(admin_prefix, secret.provider, &secret.user_name);
         format!(
-            "user {} of provider {}{in_account} is owned by the secret named {owner}, and this secret is named {name}. Nothing was changed. To move its rotation there, see the README, \"Migrating a secret\"",
-            secret.user_name,
-            secret.provider.name()
+            "this admin secret is named {name}; rekey rotates an admin secret only when it is named {admin_owner} after the admin user it holds ({user}), signs with that user's own key (no AdminSecretId) and is tagged rekey:managed. Nothing was changed. Rename it (create {admin_owner} with the same value), or take the rekey:managed tag off to leave it unrotated"
+        )
+    } else {
+        format!(
+            "{user} is owned by the secret named {owner}, and this secret is named {name}. Nothing was changed. To move its rotation there, see the README, \"Migrating a secret\""
         )
     })
+}
+
+/// The name of the managed admin secret that would own the user of the
+/// key-pair secret named `name`, when `name` is another name: a managed
+/// admin secret takes precedence, so the other secret refuses while it
+/// exists. `None` for a provider whose calls are signed by the function's
+/// role, without admin secrets, or for the admin secret itself.
+pub fn admin_claim(admin_prefix: &str, name: &str, secret: &ManagedSecret) -> Option<String> {
+    if secret.provider.signing() != Signing::KeyPair || admin_prefix.is_empty() {
+        return None;
+    }
+    let admin_owner = admin_owning_name(admin_prefix, secret.provider, &secret.user_name);
+    (name != admin_owner).then_some(admin_owner)
+}
+
+/// Why the secret named `name` does not own its user while the managed
+/// admin secret `admin` ([`admin_claim`]) names it.
+pub fn claimed_by_admin(name: &str, admin: &str, secret: &ManagedSecret) -> String {
+    format!(
+        "user {} of provider {} is an admin user, owned by the managed admin secret {admin}, which rotates its key; this secret ({name}) may not rotate it too. Nothing was changed. Take the rekey:managed tag off this secret (or delete it), or, if the user is no admin user, take the tag off {admin}",
+        secret.user_name,
+        secret.provider.name()
+    )
 }
 
 /// Why rekey may not act in the account `secret` names, if it may not: a
@@ -167,8 +239,11 @@ mod tests {
             owning_name("rekey/", Provider::Aws, None, "alice"),
             "rekey/aws/alice"
         );
-        assert_eq!(not_owner("rekey/", "rekey/aws/alice", &alice), None);
-        let why = not_owner("rekey/", "team/alice", &alice).unwrap();
+        assert_eq!(
+            not_owner("rekey/", "rekey/admin/", "rekey/aws/alice", &alice),
+            None
+        );
+        let why = not_owner("rekey/", "rekey/admin/", "team/alice", &alice).unwrap();
         assert!(
             why.contains("rekey/aws/alice") && why.contains("Migrating"),
             "{why}"
@@ -176,6 +251,7 @@ mod tests {
         // The same user name of another provider is another user.
         assert!(not_owner(
             "rekey/",
+            "rekey/admin/",
             "rekey/aws/alice",
             &secret(Provider::Alibaba, "alice")
         )
@@ -183,6 +259,7 @@ mod tests {
         assert_eq!(
             not_owner(
                 "rekey/",
+                "rekey/admin/",
                 "rekey/alibaba/alice",
                 &secret(Provider::Alibaba, "alice")
             ),
@@ -191,17 +268,57 @@ mod tests {
     }
 
     #[test]
+    fn a_self_signed_admin_secret_owns_its_admin_user() {
+        let (p, a) = ("rekey/", "rekey/admin/");
+        let admin = secret(Provider::Alibaba, "rekey-admin");
+        assert_eq!(
+            admin_owning_name(a, Provider::Alibaba, "rekey-admin"),
+            "rekey/admin/alibaba/rekey-admin"
+        );
+        assert_eq!(
+            not_owner(p, a, "rekey/admin/alibaba/rekey-admin", &admin),
+            None
+        );
+        assert_eq!(not_owner(p, a, "rekey/alibaba/rekey-admin", &admin), None);
+        // Another name under the admin prefix owns nothing, and says what would.
+        let why = not_owner(p, a, "rekey/admin/ram", &admin).unwrap();
+        assert!(why.contains("rekey/admin/alibaba/rekey-admin"), "{why}");
+        // Signed by another admin key, it is an ordinary secret.
+        let mut signed = admin.clone();
+        signed.admin_secret_id = Some("rekey/admin/alibaba/root".into());
+        assert!(not_owner(p, a, "rekey/admin/alibaba/rekey-admin", &signed).is_some());
+        // Without admin secrets, or on AWS, there is no admin owner.
+        assert!(not_owner(p, "", "rekey/admin/alibaba/rekey-admin", &admin).is_some());
+        let aws = secret(Provider::Aws, "alice");
+        assert!(not_owner(p, a, "rekey/admin/aws/alice", &aws).is_some());
+        // Another secret naming the admin user yields to the admin secret.
+        assert_eq!(
+            admin_claim(a, "rekey/alibaba/rekey-admin", &signed).as_deref(),
+            Some("rekey/admin/alibaba/rekey-admin")
+        );
+        assert_eq!(
+            admin_claim(a, "rekey/admin/alibaba/rekey-admin", &admin),
+            None
+        );
+        assert_eq!(admin_claim(a, "rekey/aws/alice", &aws), None);
+        assert_eq!(admin_claim("", "rekey/alibaba/rekey-admin", &admin), None);
+        assert!(is_admin_secret(a, "rekey/admin/alibaba/rekey-admin"));
+        assert!(!is_admin_secret(a, "rekey/alibaba/rekey-admin"));
+        assert!(!is_admin_secret("", "rekey/admin/x"));
+    }
+
+    #[test]
     fn a_member_account_user_is_owned_by_a_name_with_its_account() {
         let mut bob = secret(Provider::Aws, "bob");
         bob.account_id = Some("111111111111".into());
         let owner = owning_name("rekey/", Provider::Aws, Some("111111111111"), "bob");
         assert_eq!(owner, "rekey/aws/111111111111/bob");
-        assert_eq!(not_owner("rekey/", &owner, &bob), None);
+        assert_eq!(not_owner("rekey/", "rekey/admin/", &owner, &bob), None);
         // The same name without the account is another user's secret.
-        let why = not_owner("rekey/", "rekey/aws/bob", &bob).unwrap();
+        let why = not_owner("rekey/", "rekey/admin/", "rekey/aws/bob", &bob).unwrap();
         assert!(why.contains("in account 111111111111"), "{why}");
         bob.account_id = Some("222222222222".into());
-        assert!(not_owner("rekey/", &owner, &bob).is_some());
+        assert!(not_owner("rekey/", "rekey/admin/", &owner, &bob).is_some());
     }
 
     #[test]

@@ -37,6 +37,9 @@ NO_VALUE = {"Ref": "AWS::NoValue"}
 SECRET_ARN = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
 OWNING_SECRETS = {"Fn::Sub": SECRET_ARN + "${SecretPrefix}*"}
 ADMIN_SECRETS = {"Fn::Sub": SECRET_ARN + "${AdminSecretPrefix}*"}
+# The managed admin secrets, which rekey rotates as it does the owning ones,
+# only where admin secrets are read at all.
+IF_ADMIN_SECRETS = {"Fn::If": ["ReadsAdminSecrets", ADMIN_SECRETS, {"Ref": "AWS::NoValue"}]}
 # What a function's runtime writes: its logs and its traces.
 RUNTIME = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
@@ -595,6 +598,11 @@ class LeastPrivilege(unittest.TestCase):
                         self.assertEqual(st["Resource"], {"Ref": "SecretsKmsKeyArn"}, name)
                         self.assertEqual(st["Condition"]["StringEquals"], via, name)
                         secret = st["Condition"]["StringLike"]["kms:EncryptionContext:SecretARN"]
+                        # The owning secrets, and with a non-AWS provider the
+                        # managed admin secrets rotated like them.
+                        if isinstance(secret, list):
+                            self.assertEqual(secret, [OWNING_SECRETS, IF_ADMIN_SECRETS], name)
+                            secret = OWNING_SECRETS
                         # The admin secrets' decryption goes with their reading.
                         self.assertIn(secret, [OWNING_SECRETS, ADMIN_SECRETS] if reads_admin else [OWNING_SECRETS], name)
                         owning += secret == OWNING_SECRETS
@@ -618,6 +626,24 @@ class LeastPrivilege(unittest.TestCase):
                     self.assertTrue(condition and implies(condition, "ReadsAdminSecrets"), f"{name}: {condition}")
                     readers.add(name)
         self.assertEqual(readers, {"HookFunction", "CreateFunction", "FinishFunction", "CleanupFunction"})
+
+    def test_managed_admin_secrets_are_rotated_like_owning_ones_where_admin_secrets_are_read(self):
+        managed = {"StringEquals": {"aws:ResourceTag/rekey:managed": "true"}}
+        for name, f in FUNCTIONS.items():
+            covering = 0
+            for st in statements(f):
+                if not any(a.startswith("secretsmanager:") for a in actions(st)) or st["Resource"] == "*":
+                    continue
+                if isinstance(st["Resource"], list):
+                    # Both folders, on the same terms: managed secrets only.
+                    self.assertEqual(st["Resource"], [OWNING_SECRETS, IF_ADMIN_SECRETS], name)
+                    self.assertLessEqual(managed.items(), st["Condition"].items(), name)
+                    covering += 1
+                else:
+                    # Elsewhere only the admin keys are read.
+                    self.assertEqual(st["Resource"], ADMIN_SECRETS, name)
+                    self.assertEqual(set(actions(st)), {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"}, name)
+            self.assertGreaterEqual(covering, 1, name)
 
     def test_the_admin_prefix_is_a_folder_so_it_covers_no_longer_names(self):
         p = TEMPLATE["Parameters"]["AdminSecretPrefix"]
@@ -678,7 +704,8 @@ class LeastPrivilege(unittest.TestCase):
         # made only then.
         for condition, policy in policies(FUNCTIONS["FinishFunction"]):
             granted = {a for s in policy["PolicyDocument"]["Statement"] for st in branches(s) for a in actions(st)}
-            if granted & {"iam:GetUser", "iam:ListAccessKeys", "sts:AssumeRole"} or "AdminSecretPrefix" in json.dumps(policy):
+            admin_keys = any(st["Resource"] == ADMIN_SECRETS for s in policy["PolicyDocument"]["Statement"] for st in branches(s))
+            if granted & {"iam:GetUser", "iam:ListAccessKeys", "sts:AssumeRole"} or admin_keys:
                 self.assertTrue(condition and implies(condition, "DeactivatesAtPromotion"), condition)
 
     def test_each_function_writes_only_its_own_log_group_and_its_traces(self):

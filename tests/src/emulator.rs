@@ -192,6 +192,15 @@ impl Emulator {
         .await;
     }
 
+    /// A new user matching [`USER_PATTERN`] whose keys may manage every
+    /// user's keys (an administrator's policy): an admin user.
+    pub async fn admin_user(&self) -> String {
+        let name = format!("ops-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        self.post("users", json!({"UserName": name, "Admin": true}))
+            .await;
+        name
+    }
+
     /// A new key for `user`, made by the operator.
     pub async fn create_key(&self, user: &str) -> Credential {
         let out = self.post("keys", json!({ "UserName": user })).await;
@@ -336,6 +345,26 @@ impl World {
     pub async fn admin_secret_holding(&self, value: &Value) -> String {
         let name = format!("{}{}", crate::ADMIN_PREFIX, uuid::Uuid::new_v4().simple());
         self.secret_named(&name, value, &[]).await
+    }
+
+    /// An admin user with one key, and the managed admin secret that owns
+    /// it (`<admin prefix><provider>/<user>`, signed by its own key): rekey
+    /// rotates it. Returns the user, its key and the secret's ARN.
+    pub async fn managed_admin(&self, emulator: &Emulator) -> (String, Credential, String) {
+        let user = emulator.admin_user().await;
+        let key = emulator.create_key(&user).await;
+        self.saw_credential(&key);
+        let name = rekey::ownership::admin_owning_name(crate::ADMIN_PREFIX, emulator.kind, &user);
+        let value = json!({
+            "Provider": emulator.kind.name(),
+            "UserName": user,
+            "AccessKeyId": key.access_key_id,
+            "AccessKeySecret": key.secret.expose(),
+        });
+        let arn = self
+            .secret_named(&name, &value, &[("rekey:managed", "true")])
+            .await;
+        (user, key, arn)
     }
 
     /// Registers a secret value this test has seen (none may be logged).

@@ -7,7 +7,7 @@ parse, verify the signature with the provider's official SDK, answer) and
 calls `serve`.
 
 Control endpoints, JSON:
-  POST /_emulator/users        {"UserName", "SelfManage"?}
+  POST /_emulator/users        {"UserName", "SelfManage"?, "Admin"?}
   POST /_emulator/keys         {"UserName"} -> {"AccessKeyId", "AccessKeySecret"}
   POST /_emulator/keys/status  {"AccessKeyId", "Status"}
   POST /_emulator/keys/use     {"AccessKeyId"}   (as if used just now)
@@ -44,15 +44,16 @@ def random_chars(n):
 
 
 class Store:
-    """An account's users and keys. The root key (user None) manages every
-    user's keys; a user's key may manage only its own keys, and only if the
+    """An account's users and keys. The root key (user None) and the keys of
+    a user made with Admin (an administrator's policy) manage every user's
+    keys; another user's key may manage only its own keys, and only if the
     user was made with SelfManage."""
 
     def __init__(self, new_key_id, key_limit):
         self.lock = threading.Lock()
         self.new_key_id = new_key_id
         self.key_limit = key_limit
-        self.users = {}  # name -> {"self_manage": bool}
+        self.users = {}  # name -> {"self_manage": bool, "admin": bool}
         self.keys = {}  # id -> {"user", "secret", "status", "created", "last_used", "by_api"}
         self.throttle = 0
         self.unready_seconds = 0.0
@@ -99,8 +100,11 @@ class Store:
 
     def may_manage(self, signer, user):
         """Whether the signing key may manage `user`'s keys."""
-        return signer["user"] is None or (
-            signer["user"] == user and self.users.get(user, {}).get("self_manage", False)
+        own = self.users.get(signer["user"], {})
+        return (
+            signer["user"] is None
+            or own.get("admin", False)
+            or (signer["user"] == user and own.get("self_manage", False))
         )
 
     def control(self, method, path, body):
@@ -120,7 +124,10 @@ class Store:
         if method != "POST":
             return 404, {"Error": "unknown control endpoint"}
         if path == "/_emulator/users":
-            self.users[body["UserName"]] = {"self_manage": bool(body.get("SelfManage"))}
+            self.users[body["UserName"]] = {
+                "self_manage": bool(body.get("SelfManage")),
+                "admin": bool(body.get("Admin")),
+            }
             return 200, {}
         if path == "/_emulator/keys":
             user = body["UserName"]

@@ -80,12 +80,23 @@ impl Kind {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Subject {
     Aws,
-    /// A provider on its emulator, signed with an admin key
-    /// (`AdminSecretId`) or, without one, with the user's own key.
+    /// A provider on its emulator, signed as `signer` says.
     Emulated {
         kind: Provider,
-        admin: bool,
+        signer: Signer,
     },
+}
+
+/// How a provider's calls are signed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signer {
+    /// With an admin key (`AdminSecretId`) rekey does not rotate.
+    Admin,
+    /// With the user's own key.
+    Own,
+    /// The rotated secret is a managed admin secret, signing with its own
+    /// key; a dependent secret it signs for is checked after each cell.
+    ManagedAdmin,
 }
 
 impl Subject {
@@ -93,11 +104,12 @@ impl Subject {
     async fn enrolled(self, w: &World) -> (String, Credential, String) {
         match self {
             Subject::Aws => w.enrolled(MANAGED_PATH).await,
-            Subject::Emulated { kind, admin } => {
+            Subject::Emulated { kind, signer } => {
                 let e = emulator(kind);
-                let admin = match admin {
-                    true => Some(w.admin_secret(e).await),
-                    false => None,
+                let admin = match signer {
+                    Signer::Admin => Some(w.admin_secret(e).await),
+                    Signer::Own => None,
+                    Signer::ManagedAdmin => return w.managed_admin(e).await,
                 };
                 w.provider_enrolled(e, admin.as_deref()).await
             }
@@ -298,6 +310,7 @@ async fn check(
                 "keys left {keys:?}, want {want:?} (created {created:?})"
             ));
         }
+        dependent_signs(w, provider, rotation, Some(&current)).await?;
         Ok("finished")
     } else {
         if current.access_key_id != old {
@@ -312,7 +325,72 @@ async fn check(
         if keys.len() > 2 {
             return Err(format!("{} keys", keys.len()));
         }
+        dependent_signs(w, provider, rotation, None).await?;
         Ok("failed cleanly")
+    }
+}
+
+/// For a managed admin secret: a secret it signs for starts a rotation
+/// signed by the admin's new key once the admin's rotation finished
+/// (`promoted`), while the old admin key stays active through its grace;
+/// while the admin's rotation is still in progress, the dependent's
+/// create refuses with `RotationInProgress` naming the admin secret.
+async fn dependent_signs(
+    w: &World,
+    provider: Subject,
+    rotation: &Rotation,
+    promoted: Option<&Credential>,
+) -> Result<(), String> {
+    let Subject::Emulated {
+        kind,
+        signer: Signer::ManagedAdmin,
+    } = provider
+    else {
+        return Ok(());
+    };
+    let e = emulator(kind);
+    let (user, key, dependent) = w.provider_enrolled(e, Some(&rotation.secret)).await;
+    let since = e.log().await.len();
+    let app = w.app(e.config());
+    let created = invoke(
+        &app,
+        Function::Create,
+        serde_json::json!({ "SecretId": dependent }),
+    )
+    .await;
+    let made: Vec<_> = e
+        .requests_since(since, &user)
+        .await
+        .into_iter()
+        .filter(|r| r.action == "CreateAccessKey" && r.code == "OK")
+        .collect();
+    match (promoted, created) {
+        (Some(admin), Ok(_)) => {
+            if made.len() != 1 || made[0].signer != admin.access_key_id {
+                return Err(format!(
+                    "the dependent's new key was not made with the admin's new key: {made:?}"
+                ));
+            }
+            let old = e.keys(&rotation.user).await;
+            if status(&old, &rotation.old) != Some(rekey::model::KeyStatus::Active) {
+                return Err("the old admin key is not active through its grace".into());
+            }
+            Ok(())
+        }
+        (None, Err(refused))
+            if refused.error_type == "RotationInProgress"
+                && refused.error_message.contains(&rotation.secret)
+                && refused.error_message.contains(&rotation.token) =>
+        {
+            if !made.is_empty() || e.key_ids(&user).await != [key.access_key_id.clone()] {
+                return Err("the dependent's refused create changed its keys".into());
+            }
+            Ok(())
+        }
+        (_, outcome) => Err(format!(
+            "the dependent's create: {:?}",
+            outcome.map_err(|e| e.error_message)
+        )),
     }
 }
 
@@ -429,7 +507,7 @@ async fn every_ram_call_of_an_alibaba_hook_rotation_survives_every_fault() {
     matrix(
         Subject::Emulated {
             kind: Provider::Alibaba,
-            admin: true,
+            signer: Signer::Admin,
         },
         Driver::Hook,
         "Alibaba RAM/STS, admin key, rekey-hook",
@@ -443,7 +521,7 @@ async fn every_ram_call_of_an_alibaba_pipeline_rotation_survives_every_fault() {
     matrix(
         Subject::Emulated {
             kind: Provider::Alibaba,
-            admin: true,
+            signer: Signer::Admin,
         },
         Driver::Pipeline,
         "Alibaba RAM/STS, admin key, rekey-create/test/finish",
@@ -457,7 +535,7 @@ async fn every_scloud_call_of_a_hook_rotation_survives_every_fault() {
     matrix(
         Subject::Emulated {
             kind: Provider::SCloud,
-            admin: true,
+            signer: Signer::Admin,
         },
         Driver::Hook,
         "SCloud, admin key, rekey-hook",
@@ -471,7 +549,7 @@ async fn every_scloud_call_of_a_pipeline_self_rotation_survives_every_fault() {
     matrix(
         Subject::Emulated {
             kind: Provider::SCloud,
-            admin: false,
+            signer: Signer::Own,
         },
         Driver::Pipeline,
         "SCloud, the user's own key, rekey-create/test/finish",
@@ -485,10 +563,38 @@ async fn every_ram_call_of_an_alibaba_self_rotation_survives_every_fault() {
     matrix(
         Subject::Emulated {
             kind: Provider::Alibaba,
-            admin: false,
+            signer: Signer::Own,
         },
         Driver::Hook,
         "Alibaba RAM/STS, the user's own key, rekey-hook",
+        5,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_ram_call_of_an_alibaba_admin_keys_own_rotation_survives_every_fault() {
+    matrix(
+        Subject::Emulated {
+            kind: Provider::Alibaba,
+            signer: Signer::ManagedAdmin,
+        },
+        Driver::Pipeline,
+        "Alibaba RAM/STS, a managed admin secret rotating itself, rekey-create/test/finish",
+        5,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_scloud_call_of_an_admin_keys_own_rotation_survives_every_fault() {
+    matrix(
+        Subject::Emulated {
+            kind: Provider::SCloud,
+            signer: Signer::ManagedAdmin,
+        },
+        Driver::Hook,
+        "SCloud, a managed admin secret rotating itself, rekey-hook",
         5,
     )
     .await;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use rekey::model::{Credential, KeyStatus, Provider, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use rekey::{Driver, Probing};
 use rekey_testkit::emulator::{emulator, Emulator};
 use rekey_testkit::{test_config, version_with, App, World, MANAGED_PATH};
 use serde_json::{json, Value};
@@ -811,6 +812,181 @@ async fn finish_deactivates_only_a_key_of_the_user(kind: Provider) {
     w.assert_provider_invariants(e, &secret, &user).await;
 }
 
+/// The system's clock, `ahead` in the future: a grace period has passed.
+struct Ahead(Duration);
+
+impl rekey::ports::Clock for Ahead {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now() + self.0
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await
+    }
+}
+
+/// A managed admin secret (`<admin prefix><provider>/<user>`) rotates
+/// itself, its calls signed by its own key. While its rotation is in
+/// progress a dependent's create refuses with `RotationInProgress` naming
+/// it and changes nothing; after the promotion the old admin key stays
+/// active for at least `ADMIN_GRACE` (even with DeactivateAfter 0), so a
+/// dependent that read it just before still signs validly; the next
+/// invocation signs with the new key; cleanup retires the old admin key
+/// only once the grace has passed.
+async fn an_admin_secret_rotates_itself_while_its_dependents_wait(kind: Provider) {
+    let w = World::new().await;
+    let e = emulator(kind);
+    // DeactivateAfter 0: an ordinary secret's old key goes at promotion.
+    let config = zero_periods(e.config());
+    let app = w.app(config.clone());
+    let (admin_user, old_admin, admin) = w.managed_admin(e).await;
+    let (user, _, dependent) = w.provider_enrolled(e, Some(&admin)).await;
+    // A dependent's invocation that reads the admin key now, before the
+    // admin's rotation (cleanup signs with it, and changes nothing here).
+    let reader = w.app(config.clone());
+    reader.cleanup(&dependent).await.unwrap();
+
+    let since = e.log().await.len();
+    let created = invoke(&app, Function::Create, json!({ "SecretId": admin }))
+        .await
+        .unwrap();
+    let admin_token = created["ClientRequestToken"].as_str().unwrap().to_owned();
+    let calls = e.requests_since(since, &admin_user).await;
+    assert!(
+        calls
+            .iter()
+            .any(|r| r.action == "CreateAccessKey" && r.code == "OK"),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().all(|r| r.signer == old_admin.access_key_id),
+        "the admin signs its own rotation: {calls:?}"
+    );
+
+    // The dependents wait, pipeline (resuming or not) and hook alike.
+    let before = snapshot(&w, e, &dependent, &user).await;
+    let admin_before = snapshot(&w, e, &admin, &admin_user).await;
+    for event in [
+        json!({ "SecretId": dependent }),
+        json!({ "SecretId": dependent, "Resume": true }),
+    ] {
+        assert_error(
+            invoke(&app, Function::Create, event).await,
+            "RotationInProgress",
+            &[&admin, &admin_token, "admin secret"],
+        );
+    }
+    let (hook_user, _, hook_dependent) = w.provider_enrolled(e, Some(&admin)).await;
+    let hook_token = w.start_rotation(&hook_dependent).await;
+    let hook_before = snapshot(&w, e, &hook_dependent, &hook_user).await;
+    assert_error(
+        hook(&app, "createSecret", &hook_dependent, &hook_token).await,
+        "RotationInProgress",
+        &[&admin, &admin_token],
+    );
+    assert_eq!(
+        snapshot(&w, e, &hook_dependent, &hook_user).await,
+        hook_before
+    );
+    assert_eq!(snapshot(&w, e, &dependent, &user).await, before);
+    assert_eq!(snapshot(&w, e, &admin, &admin_user).await, admin_before);
+
+    invoke(&app, Function::Test, created.clone()).await.unwrap();
+    invoke(&app, Function::Finish, created).await.unwrap();
+    let new_admin = w.current_credential(&admin).await.unwrap();
+    assert_ne!(new_admin.access_key_id, old_admin.access_key_id);
+    assert_eq!(
+        status(&e.keys(&admin_user).await, &old_admin.access_key_id),
+        Some(KeyStatus::Active),
+        "the old admin key stays active through its grace"
+    );
+
+    // The invocation that read the old admin key still signs with it.
+    let since = e.log().await.len();
+    let token = w.start_rotation(&dependent).await;
+    reader
+        .create(&dependent, &token, Driver::Hook)
+        .await
+        .unwrap();
+    reader
+        .verify(&dependent, &token, Driver::Hook, Probing::Once)
+        .await
+        .unwrap();
+    reader
+        .finish(&dependent, &token, Driver::Hook)
+        .await
+        .unwrap();
+    let signers: Vec<String> = e
+        .requests_since(since, &user)
+        .await
+        .into_iter()
+        .filter(|r| r.action == "CreateAccessKey" && r.code == "OK")
+        .map(|r| r.signer)
+        .collect();
+    assert_eq!(signers, vec![old_admin.access_key_id.clone()]);
+
+    // The next invocation reads the admin's AWSCURRENT: its new key.
+    let since = e.log().await.len();
+    let token = w.start_rotation(&dependent).await;
+    hook_rotation(&app, &dependent, &token).await.unwrap();
+    let signers: Vec<String> = e
+        .requests_since(since, &user)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r.action.as_str(), "CreateAccessKey" | "DeleteAccessKey"))
+        .map(|r| r.signer)
+        .collect();
+    assert!(
+        !signers.is_empty() && signers.iter().all(|s| *s == new_admin.access_key_id),
+        "{signers:?}"
+    );
+
+    // Cleanup keeps the old admin key until the grace has passed.
+    let report = cleanup(&app, &admin).await;
+    assert_eq!(
+        report["Waiting"][0]["AccessKeyId"],
+        old_admin.access_key_id.as_str()
+    );
+    assert_eq!(
+        status(&e.keys(&admin_user).await, &old_admin.access_key_id),
+        Some(KeyStatus::Active)
+    );
+    let later = w
+        .app(config)
+        .with_clock(Ahead(rekey::ADMIN_GRACE + Duration::from_secs(60)));
+    let report = later.cleanup(&admin).await.unwrap();
+    assert_eq!(report.deactivated, vec![old_admin.access_key_id.clone()]);
+    w.assert_provider_invariants(e, &admin, &admin_user).await;
+    w.assert_provider_invariants(e, &dependent, &user).await;
+}
+
+/// A key-pair user has one owner: an ordinary secret naming the user of a
+/// managed admin secret refuses to start a rotation, naming the admin
+/// secret, and changes nothing; the admin secret rotates.
+async fn an_admin_user_with_a_second_owning_secret_is_refused(kind: Provider) {
+    let w = World::new().await;
+    let e = emulator(kind);
+    let app = w.app(e.config());
+    let (admin_user, key, admin) = w.managed_admin(e).await;
+    let ordinary = w.provider_secret(e, &admin_user, Some(&key), None).await;
+    let before = snapshot(&w, e, &ordinary, &admin_user).await;
+    let admin_name = admin
+        .split(":secret:")
+        .nth(1)
+        .unwrap()
+        .rsplit_once('-')
+        .unwrap()
+        .0;
+    assert_error(
+        invoke(&app, Function::Create, json!({ "SecretId": ordinary })).await,
+        "SecretNotOwner",
+        &[admin_name, "admin user"],
+    );
+    assert_eq!(snapshot(&w, e, &ordinary, &admin_user).await, before);
+    pipeline_rotation(&app, &admin).await.unwrap();
+    w.assert_provider_invariants(e, &admin, &admin_user).await;
+}
+
 /// The tests: `<provider>::<scenario>`, each scenario a function of the
 /// provider. `every_provider` scenarios run against AWS too (through
 /// [`Subject`]), `emulated` ones against the emulators only.
@@ -867,6 +1043,8 @@ for_each_provider!(
         a_rotation_completes_while_the_provider_throttles,
         bad_secrets_and_settings_are_refused_without_change,
         finish_deactivates_only_a_key_of_the_user,
+        an_admin_secret_rotates_itself_while_its_dependents_wait,
+        an_admin_user_with_a_second_owning_secret_is_refused,
     ],
 );
 

@@ -319,7 +319,13 @@ async fn create<V: Vault, P: Providers, C: Clock>(
     let mut created = app
         .create_if_due(&id, &token, Driver::Pipeline, period)
         .await;
-    if let Err(Error::RotationInProgress { other_token, .. }) = &created {
+    // Only this secret's own rotation is resumed, not its admin secret's.
+    if let Err(Error::RotationInProgress {
+        other_token,
+        admin: None,
+        ..
+    }) = &created
+    {
         if resume {
             info!(other_token, "resuming the rotation in progress");
             let other = other_token.clone();

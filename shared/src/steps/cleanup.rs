@@ -142,7 +142,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             records: &records,
             floor: current_read.created,
             now,
-            deactivate_after: self.config.deactivate_after,
+            deactivate_after: self.grace_of(&info.name),
             delete_after: self.config.delete_after,
         });
         let mut changes = RecordChanges::default();

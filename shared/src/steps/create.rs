@@ -122,6 +122,10 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         if let Some(p) = pending.filter(|p| !matches!(p.facts(), PendingFacts::Empty)) {
             return self.resume_or_abandon(secret_id, token, p, &keys).await;
         }
+        // Before anything changes for a new key: no admin secret owns its
+        // user, and the admin key that signs is not about to be replaced.
+        self.check_admin_claim(secret_id, info, &current).await?;
+        self.check_admin_settled(secret_id, &current).await?;
         let facts = SecretFacts {
             secret_id,
             info,
@@ -255,7 +259,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 &facts,
                 &records,
                 secret.current_created,
-                self.config.deactivate_after,
+                self.grace_of(&secret.info.name),
             ),
         };
         let room = plan::make_room(&facts, &ctx)

@@ -92,7 +92,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         self.promote(secret_id, token, &current_version).await?;
         info!(key_id = new_key, "promoted the new key to AWSCURRENT");
         let deactivated = match &old_key {
-            Some(old) if self.config.deactivate_after.is_zero() => self
+            Some(old) if self.grace_of(&info.name).is_zero() => self
                 .deactivate_at_once(secret_id, &info.arn, &pending, old)
                 .await
                 .then(|| old.clone()),

@@ -66,7 +66,7 @@ impl Inspection {
             _ if self.paused => RotationOutlook::Paused,
             Err(Error::DryRun { .. }) => RotationOutlook::Rotate,
             Ok(Created::NotDue { .. }) => RotationOutlook::NotDue,
-            Err(Error::RotationInProgress { .. }) => RotationOutlook::InProgress,
+            Err(Error::RotationInProgress { admin: None, .. }) => RotationOutlook::InProgress,
             Ok(_) => RotationOutlook::InProgress,
             Err(_) => RotationOutlook::Blocked,
         }

@@ -38,6 +38,12 @@ use crate::ports::{
 };
 use crate::records::{self, Enrolment};
 
+/// The least grace period of a key an admin secret's rotation supersedes:
+/// a function reads an admin key once per invocation and an invocation
+/// runs at most 15 minutes (Lambda's limit), so a dependent that read the
+/// old key just before the promotion still signs with an active key.
+pub const ADMIN_GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// A provider's key management, behind its dry-run gate.
 type Keys<P> = Gated<<P as Providers>::KeyApi>;
 
@@ -76,11 +82,20 @@ pub struct Rekey<V, P, C = SystemClock> {
 /// secrets it signs for (a sweep), and again in the next one
 /// ([`Rekey::new_invocation`]), so an admin key rotated since is picked up.
 #[derive(Debug, Default)]
-struct AdminKeys(std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Credential>>>>);
+struct AdminKeys(std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<AdminKey>>>>);
+
+/// An admin secret as read: its AWSCURRENT key pair, and the token of its
+/// own rotation when one is in progress (rekey rotates managed admin
+/// secrets too).
+#[derive(Clone, Debug)]
+struct AdminKey {
+    credential: Credential,
+    rotating: Option<String>,
+}
 
 impl AdminKeys {
     /// The slot of `admin`'s key, filled by the first reader.
-    fn slot(&self, admin: &str) -> Arc<tokio::sync::OnceCell<Credential>> {
+    fn slot(&self, admin: &str) -> Arc<tokio::sync::OnceCell<AdminKey>> {
         let mut slots = self.0.lock().unwrap_or_else(|e| e.into_inner());
         slots.entry(admin.to_owned()).or_default().clone()
     }
@@ -180,7 +195,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let signer = match (kind.signing(), &secret.admin_secret_id, &secret.credential) {
             (Signing::Ambient, _, _) => None,
             (Signing::KeyPair, Some(admin), _) => Some(Signer {
-                credential: self.admin_key(secret_id, admin, secret).await?,
+                credential: self.admin_key(secret_id, admin, secret).await?.credential,
                 origin: format!("the admin key in secret {admin}"),
                 project_id: secret.project_id.clone(),
             }),
@@ -218,12 +233,69 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         info: &SecretInfo,
         secret: &ManagedSecret,
     ) -> Result<()> {
-        match ownership::not_owner(&self.config.secret_prefix, &info.name, secret) {
+        let (prefix, admins) = (&self.config.secret_prefix, &self.config.admin_secret_prefix);
+        match ownership::not_owner(prefix, admins, &info.name, secret) {
             None => Ok(()),
             Some(reason) => Err(Error::SecretNotOwner {
                 secret_id: secret_id.to_owned(),
                 reason,
             }),
+        }
+    }
+
+    /// Refuses a key-pair secret whose user a managed admin secret owns
+    /// (ownership.rs: the admin secret takes precedence).
+    pub(crate) async fn check_admin_claim(
+        &self,
+        secret_id: &str,
+        info: &SecretInfo,
+        secret: &ManagedSecret,
+    ) -> Result<()> {
+        let admins = &self.config.admin_secret_prefix;
+        let Some(admin) = ownership::admin_claim(admins, &info.name, secret) else {
+            return Ok(());
+        };
+        match self.vault.describe(&admin).await {
+            Ok(found) if found.tag_is_true(records::TAG_MANAGED) => Err(Error::SecretNotOwner {
+                secret_id: secret_id.to_owned(),
+                reason: ownership::claimed_by_admin(&info.name, &found.name, secret),
+            }),
+            Ok(_) | Err(Error::SecretNotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Refuses to start a rotation signed by an admin secret whose own
+    /// rotation is in progress (its key is about to be replaced).
+    pub(crate) async fn check_admin_settled(
+        &self,
+        secret_id: &str,
+        secret: &ManagedSecret,
+    ) -> Result<()> {
+        let Some(admin) = secret.admin_secret_id.as_deref() else {
+            return Ok(());
+        };
+        if secret.provider.signing() != Signing::KeyPair {
+            return Ok(());
+        }
+        match self.admin_key(secret_id, admin, secret).await?.rotating {
+            None => Ok(()),
+            Some(token) => Err(Error::RotationInProgress {
+                secret_id: secret_id.to_owned(),
+                other_token: token,
+                admin: Some(admin.to_owned()),
+            }),
+        }
+    }
+
+    /// How long the key a rotation of the secret named `name` supersedes
+    /// stays active: `REKEY_DEACTIVATE_AFTER`, and for an admin secret at
+    /// least [`ADMIN_GRACE`].
+    pub(crate) fn grace_of(&self, name: &str) -> std::time::Duration {
+        let grace = self.config.deactivate_after;
+        match ownership::is_admin_secret(&self.config.admin_secret_prefix, name) {
+            true => grace.max(ADMIN_GRACE),
+            false => grace,
         }
     }
 
@@ -234,7 +306,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         secret_id: &str,
         admin: &str,
         secret: &ManagedSecret,
-    ) -> Result<Credential> {
+    ) -> Result<AdminKey> {
         if let Some(reason) = ownership::bad_admin_secret(&self.config.admin_secret_prefix, admin) {
             return Err(Error::SecretNotOwner {
                 secret_id: secret_id.to_owned(),
@@ -248,13 +320,14 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         Ok(key.clone())
     }
 
-    /// Reads and parses the key pair of admin secret `admin`.
+    /// Reads and parses the key pair of admin secret `admin`, and whether
+    /// its own rotation is in progress.
     async fn read_admin_key(
         &self,
         secret_id: &str,
         admin: &str,
         secret: &ManagedSecret,
-    ) -> Result<Credential> {
+    ) -> Result<AdminKey> {
         let unusable = |why: String| {
             Error::invalid_secret(
                 secret_id,
@@ -262,20 +335,37 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 format!("its AdminSecretId {admin} {why}"),
             )
         };
-        let version = match self.vault.read(admin, Select::Stage(AWSCURRENT)).await {
-            Ok(Some(v)) => v,
-            Ok(None) | Err(Error::SecretNotFound { .. }) => {
-                return Err(unusable(
-                    "was not found or has no AWSCURRENT value: check the name and that the function may read it".into(),
-                ))
-            }
+        let missing = || {
+            unusable(
+                "was not found or has no AWSCURRENT value: check the name and that the function may read it".into(),
+            )
+        };
+        let info = match self.vault.describe(admin).await {
+            Ok(info) => info,
+            Err(Error::SecretNotFound { .. }) => return Err(missing()),
             Err(e) => return Err(e),
         };
-        ManagedSecret::parse_key_pair(version.value.expose(), secret.provider).map_err(|why| {
-            unusable(format!(
-                "does not hold a key pair of provider {}: {why}",
-                secret.provider.name()
-            ))
+        // Read after the describe: a rotation that finishes in between
+        // leaves a newer key than the one it was judged by, never an older.
+        let version = match self.vault.read(admin, Select::Stage(AWSCURRENT)).await {
+            Ok(Some(v)) => v,
+            Ok(None) | Err(Error::SecretNotFound { .. }) => return Err(missing()),
+            Err(e) => return Err(e),
+        };
+        let credential = ManagedSecret::parse_key_pair(version.value.expose(), secret.provider)
+            .map_err(|why| {
+                unusable(format!(
+                    "does not hold a key pair of provider {}: {why}",
+                    secret.provider.name()
+                ))
+            })?;
+        let rotating = info
+            .version_with(AWSPENDING)
+            .filter(|v| !info.has_stage(v, AWSCURRENT))
+            .map(str::to_owned);
+        Ok(AdminKey {
+            credential,
+            rotating,
         })
     }
 
@@ -497,6 +587,7 @@ fn token_state(
                 return Err(Error::RotationInProgress {
                     secret_id: id(),
                     other_token: other.to_owned(),
+                    admin: None,
                 });
             }
         }
