@@ -7,7 +7,8 @@
 //! reach it), `logs` (log capture), `world` ([`World`] and its helpers),
 //! `env` (the test settings and a function's environment), [`emulator`]
 //! (the Alibaba and SCloud emulators), [`proxy`] (a fault-injecting proxy),
-//! [`runtime`] (the Lambda Runtime API harness), [`sim`] (the simulation).
+//! [`runtime`] (the Lambda Runtime API harness), [`sim`] (the simulation),
+//! [`roles`] (the functions' roles as moto users, and the policy gate's log).
 //! Everything a test uses is re-exported here.
 
 pub mod emulator;
@@ -15,6 +16,7 @@ mod env;
 mod logs;
 mod moto;
 pub mod proxy;
+pub mod roles;
 pub mod runtime;
 pub mod sim;
 mod world;
@@ -23,7 +25,7 @@ pub use env::{test_config, ADMIN_PREFIX, MANAGED_PATH, OWNING_PREFIX};
 pub use logs::captured_logs;
 pub(crate) use moto::start_support_server;
 pub use moto::{
-    moto, python, sdk_config, sdk_config_at, workspace_root, Moto, DENYING_ACCOUNT,
-    MEMBER_ACCOUNTS, MEMBER_EXTERNAL_ID, REGION,
+    moto, moto_behind_policy_gate, python, sdk_config, sdk_config_at, workspace_root, Moto,
+    DENYING_ACCOUNT, MEMBER_ACCOUNTS, MEMBER_EXTERNAL_ID, REGION,
 };
 pub use world::{version_with, App, World};

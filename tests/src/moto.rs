@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use aws_credential_types::Credentials;
@@ -46,6 +47,9 @@ pub const MEMBER_EXTERNAL_ID: &str = "rekey-tests";
 
 /// A running moto_server and the admin key that signs every request.
 pub struct Moto {
+    /// Whether a policy gate (`tests/support/policy_gate.py`) authorizes
+    /// every call in front of it ([`moto_behind_policy_gate`]).
+    pub policy_gate: bool,
     /// Where moto listens (`http://127.0.0.1:<port>`).
     pub endpoint: String,
     /// The admin key moto checks signatures against.
@@ -60,19 +64,42 @@ impl Moto {
     }
 }
 
+static POLICY_GATE: AtomicBool = AtomicBool::new(false);
+
 /// The moto_server of this test process, started on first use. It stops
 /// when the process exits (it watches its stdin, which this process holds).
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| {
         let members = MEMBER_ACCOUNTS.join(",");
-        start_moto(&[
+        let mut args = vec![
             "--member-accounts",
             &members,
             "--denying-accounts",
             DENYING_ACCOUNT,
-        ])
+        ];
+        let gated = POLICY_GATE.load(Ordering::SeqCst);
+        if gated {
+            args.push("--policy-gate");
+        }
+        let mut moto = start_moto(&args);
+        moto.policy_gate = gated;
+        moto
     })
+}
+
+/// The moto_server of this test process with the policy gate in front of
+/// it: every call is authorized against its signer's IAM policies, its
+/// real resource and its conditions (`tests/support/policy_gate.py`). A test
+/// binary that wants it calls this before anything starts moto.
+pub fn moto_behind_policy_gate() -> &'static Moto {
+    POLICY_GATE.store(true, Ordering::SeqCst);
+    let moto = moto();
+    assert!(
+        moto.policy_gate,
+        "moto was started without the policy gate: call moto_behind_policy_gate() first"
+    );
+    moto
 }
 
 /// Starts a server of `tests/support/` that prints one JSON line when it is
@@ -105,6 +132,7 @@ pub(crate) fn start_support_server(script: &str, extra: &[&str]) -> (Child, Valu
 fn start_moto(extra: &[&str]) -> Moto {
     let (child, info) = start_support_server("moto_server.py", extra);
     Moto {
+        policy_gate: false,
         endpoint: info["endpoint"].as_str().unwrap().to_owned(),
         admin: Credential {
             access_key_id: info["access_key_id"].as_str().unwrap().to_owned(),

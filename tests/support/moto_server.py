@@ -6,6 +6,11 @@ roles rekey's member template would create there (see MEMBER_ROLES). Every
 later request must be signed by a key moto knows, so a key that does not
 authenticate really fails.
 
+With --policy-gate, every call passes tests/support/policy_gate.py first,
+which authorizes it against its signer's IAM policies, its real resource and
+its conditions (moto's own authorization, which matches only Resource "*"
+and ignores conditions, is switched off; moto still checks signatures).
+
 Prints one JSON line: {"endpoint", "access_key_id", "secret_access_key"}.
 With --until-stdin-closes (tests) the server stops when its parent goes
 away; otherwise it runs until killed (the demo stops it by pid).
@@ -25,6 +30,11 @@ parser.add_argument(
     "--member-accounts",
     default="",
     help="comma-separated account ids: give each the member role (and a test admin role)",
+)
+parser.add_argument(
+    "--policy-gate",
+    action="store_true",
+    help="evaluate every call's IAM policies in front of moto (tests/support/policy_gate.py)",
 )
 parser.add_argument(
     "--denying-accounts",
@@ -50,7 +60,34 @@ from moto.core.config import default_user_config  # noqa: E402
 # with a RotationLambdaARN) answers a stub instead of running.
 default_user_config["lambda"]["use_docker"] = False
 
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
+if args.policy_gate:
+    from werkzeug.serving import make_server  # noqa: E402
+    from moto.moto_server.werkzeug_app import (  # noqa: E402
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import policy_gate  # noqa: E402
+
+    policy_gate.install()
+
+    class GatedMotoServer(ThreadedMotoServer):
+        """moto behind the policy gate: each call is authorized by the
+        gate against its real resource, then moto checks the signature."""
+
+        def _server_entry(self):
+            app = policy_gate.PolicyGate(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    server = GatedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
+else:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
 server.start()
 host, port = server.get_host_and_port()
 endpoint = f"http://{host}:{port}"
