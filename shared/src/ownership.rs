@@ -20,7 +20,8 @@
 //!   `<REKEY_ADMIN_SECRET_PREFIX><provider>/<user>` (`rekey/admin/alibaba/rekey-admin`)
 //!   and signs with its own key (no `AdminSecretId`). Such a user could also
 //!   be named by a secret under the owning prefix: the admin secret takes
-//!   precedence, and the other's create refuses while it exists
+//!   precedence, and the other's create, cleanup and rollback refuse while
+//!   it exists
 //!   ([`admin_claim`]; the functions may describe any secret under the
 //!   admin prefix, so the look is never denied).
 //!

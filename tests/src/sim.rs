@@ -478,6 +478,88 @@ impl State {
         name
     }
 
+    /// An admin user of provider `kind` whose key pair signs for others,
+    /// in the managed admin secret that owns it
+    /// (`rekey/admin/<provider>/<user>`, signed by its own key): rekey
+    /// rotates it. Returns the user, the secret's name and its ARN.
+    pub fn managed_admin(&mut self, kind: Provider) -> (String, String, String) {
+        let user = format!("admin-{}", kind.name());
+        self.users.insert((kind, user.clone()), Vec::new());
+        let key = self
+            .issue_key(kind, &user, Actor::Operator)
+            .expect("room for the admin key");
+        let mut value = serde_json::json!({
+            "Provider": kind.name(),
+            "UserName": user,
+            "AccessKeyId": key.access_key_id,
+        });
+        value[kind.secret_field()] = key.secret.expose().into();
+        let name = rekey::ownership::admin_owning_name("rekey/admin/", kind, &user);
+        let arn = self.create_secret(&name, &value.to_string(), &[(TAG_MANAGED, "true")]);
+        (user, name, arn)
+    }
+
+    /// What a person does when a self-signed secret's own key no longer
+    /// signs (revoked out of band): a new key made by hand (after deleting
+    /// an inactive one at the limit) and put in a new AWSCURRENT version,
+    /// as `version_id`; then every other active key of the user that no
+    /// version holds is deactivated (a stray of a failed rotation would be
+    /// older than the new version, and so never reclaimed). Returns the new
+    /// key, if there was room.
+    pub fn replace_own_key(&mut self, id: &str, version_id: &str) -> Option<String> {
+        let (kind, user, mut value) = {
+            let secret = self.secret(id).expect("a simulated secret");
+            let current = secret.with_stage(AWSCURRENT)?.value.clone()?;
+            let parsed = ManagedSecret::parse(&current).ok()?;
+            let value: serde_json::Value = serde_json::from_str(&current).ok()?;
+            (parsed.provider, parsed.user_name, value)
+        };
+        let limit = self.limits[&kind];
+        let held: Vec<String> = self
+            .secret(id)
+            .map(|x| x.versions.iter().filter_map(|v| v.value.clone()).collect())
+            .unwrap_or_default();
+        // Room: an inactive key goes first, else an active one no version
+        // holds (a stray: nothing was given it).
+        let spare = {
+            let keys = self.keys(kind, &user);
+            let stray = |k: &&Key| !held.iter().any(|v| v.contains(&k.id));
+            keys.iter()
+                .find(|k| k.status == KeyStatus::Inactive)
+                .or_else(|| keys.iter().find(stray))
+                .map(|k| k.id.clone())
+        };
+        if self.keys(kind, &user).len() >= limit {
+            self.change_key(kind, &user, &spare?, true, Actor::Operator);
+        }
+        let key = self.issue_key(kind, &user, Actor::Operator).ok()?;
+        value["AccessKeyId"] = key.access_key_id.clone().into();
+        value[kind.secret_field()] = key.secret.expose().into();
+        let now = self.now;
+        let secret = self.secret_mut(id).ok()?;
+        secret.versions.push(Version {
+            id: version_id.to_owned(),
+            created: now,
+            value: Some(value.to_string()),
+            stages: Vec::new(),
+        });
+        self.move_current(id, version_id);
+        let held: Vec<String> = self
+            .secret(id)
+            .map(|x| x.versions.iter().filter_map(|v| v.value.clone()).collect())
+            .unwrap_or_default();
+        let strays: Vec<String> = self
+            .keys(kind, &user)
+            .iter()
+            .filter(|k| k.status == KeyStatus::Active && !held.iter().any(|v| v.contains(&k.id)))
+            .map(|k| k.id.clone())
+            .collect();
+        for stray in strays {
+            self.change_key(kind, &user, &stray, false, Actor::Operator);
+        }
+        Some(key.access_key_id)
+    }
+
     /// Whether rekey made the key `key_id` (deleted keys included).
     pub fn key_made_by_rekey(&self, key_id: &str) -> bool {
         self.effects

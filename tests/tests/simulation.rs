@@ -179,6 +179,12 @@ struct World {
     superseded_at: BTreeMap<String, SystemTime>,
     action_started: SystemTime,
     effects_checked: usize,
+    /// The users whose keys managed admin secrets hold (they sign for
+    /// others): their superseded keys stay active at least
+    /// `rekey::ADMIN_GRACE`.
+    admins: BTreeSet<(Provider, String)>,
+    /// Secrets a person repaired, to rotate at once.
+    rotate_now: BTreeSet<usize>,
 }
 
 type Outcome = Result<Value, Diagnostic>;
@@ -188,10 +194,32 @@ impl World {
         let sim = Sim::default();
         let mut rng = Rng::new(seed);
         let mut secrets = Vec::new();
+        let mut admins = BTreeSet::new();
         {
             let mut s = sim.state();
             for kind in Provider::ALL {
-                let admin = (kind != Provider::Aws).then(|| s.admin_secret(kind));
+                // An Alibaba or SCloud admin key is either rotated by rekey
+                // (a managed admin secret, itself among the secrets) or not.
+                let admin = match kind {
+                    Provider::Aws => None,
+                    _ if rng.percent(50) => {
+                        let (user, name, arn) = s.managed_admin(kind);
+                        let driver = rng.pick(&[Driver::Hook, Driver::Pipeline]);
+                        if driver == Driver::Hook {
+                            s.secrets.last_mut().unwrap().rotation_enabled = true;
+                        }
+                        admins.insert((kind, user.clone()));
+                        secrets.push(Managed {
+                            arn,
+                            kind,
+                            user,
+                            driver,
+                            last_token: None,
+                        });
+                        Some(name)
+                    }
+                    _ => Some(s.admin_secret(kind)),
+                };
                 for n in 0..1 + rng.below(2) {
                     let user = format!("{}-u{n}", kind.name());
                     let extra: Vec<(&str, &str)> = admin
@@ -241,6 +269,8 @@ impl World {
             superseded_at: BTreeMap::new(),
             action_started: SystemTime::UNIX_EPOCH,
             effects_checked: 0,
+            admins,
+            rotate_now: BTreeSet::new(),
         };
         world.note_current();
         let c = &world.app.config;
@@ -941,7 +971,13 @@ impl World {
             let m = &self.secrets[i];
             (m.arn.clone(), m.kind, m.user.clone())
         };
-        let owning = rekey::ownership::owning_name("rekey/", kind, None, &user);
+        // A managed admin secret owns its admin user under the admin
+        // prefix; a copy under the ordinary owning name is refused too.
+        let admin = self.admins.contains(&(kind, user.clone()));
+        let owning = match admin {
+            true => rekey::ownership::admin_owning_name("rekey/admin/", kind, &user),
+            false => rekey::ownership::owning_name("rekey/", kind, None, &user),
+        };
         let (taken, value) = {
             let s = self.sim.state();
             let value = s
@@ -959,7 +995,10 @@ impl World {
             return;
         }
         let Some(value) = value else { return };
-        let name = format!("team/{user}-{}", self.rng.below(1_000_000));
+        let name = match admin {
+            true => rekey::ownership::owning_name("rekey/", kind, None, &user),
+            false => format!("team/{user}-{}", self.rng.below(1_000_000)),
+        };
         let stray = self
             .sim
             .state()
@@ -1009,7 +1048,9 @@ impl World {
                 "rekey changed keys for the second secret {name} of {user}"
             ));
         }
+        // Untagged, then deleted (its name free for the next attempt).
         s.set_tag(&stray, TAG_MANAGED, None);
+        s.secrets.retain(|x| x.arn != stray);
     }
 
     fn step(&mut self) -> Result<(), String> {
@@ -1073,8 +1114,12 @@ impl World {
     /// sooner than `deactivate_after` after it was superseded.
     fn check_grace(&mut self) -> Result<(), String> {
         let s = self.sim.state();
-        let grace = self.app.config.deactivate_after;
         for e in &s.effects[self.effects_checked..] {
+            let admin = self.admins.iter().any(|(_, user)| *user == e.user);
+            let grace = match admin {
+                true => self.app.config.deactivate_after.max(rekey::ADMIN_GRACE),
+                false => self.app.config.deactivate_after,
+            };
             if e.actor != Actor::Rekey || e.what != "deactivate" || grace.is_zero() {
                 continue;
             }
@@ -1182,7 +1227,11 @@ impl World {
             let due: Vec<usize> = (0..rotated.len()).filter(|i| !rotated[*i]).collect();
             for i in due {
                 self.action_started = self.sim.now();
-                if let Some(d) = self.rotate(i, Some("30d"))? {
+                // A secret a person just repaired is rotated at once, as
+                // they would ask (`rekey enroll --rotate-now`): its new
+                // version is not due for a period.
+                let period = (!self.rotate_now.remove(&i)).then_some("30d");
+                if let Some(d) = self.rotate(i, period)? {
                     self.person_acts(i, &d);
                 }
                 self.check_safety()?;
@@ -1249,6 +1298,9 @@ impl World {
     /// no version" (nothing in the simulation uses such a key). Every other
     /// error liveness meets asks nothing of a person.
     fn person_acts(&mut self, i: usize, error: &Diagnostic) {
+        if error.error_type == "SignerRejected" {
+            return self.replace_admin_key(error);
+        }
         if error.error_type != "KeyLimitReached" {
             return;
         }
@@ -1270,6 +1322,33 @@ impl World {
                 ));
             }
         }
+    }
+
+    /// `SignerRejected` names the key that signs and the secret it is in:
+    /// when that is a managed admin secret's own key (revoked out of band),
+    /// the person puts a new key made by hand in it ("fix that key").
+    fn replace_admin_key(&mut self, error: &Diagnostic) {
+        let admin = self.secrets.iter().position(|m| {
+            self.admins.contains(&(m.kind, m.user.clone()))
+                && (error.error_message.contains(&m.arn)
+                    || error
+                        .error_message
+                        .contains(&rekey::ownership::admin_owning_name(
+                            "rekey/admin/",
+                            m.kind,
+                            &m.user,
+                        )))
+        });
+        let Some(j) = admin else {
+            return;
+        };
+        let (arn, user) = (self.secrets[j].arn.clone(), self.secrets[j].user.clone());
+        let version = self.rng.token();
+        let made = self.sim.state().replace_own_key(&arn, &version);
+        self.rotate_now.insert(j);
+        self.note(format!(
+            "person: a new key for admin {user}, by hand, in a new AWSCURRENT version: {made:?}"
+        ));
     }
 
     /// Whether AWSCURRENT holds a key rekey made, other than `before`

@@ -106,6 +106,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             .read_secret(secret_id, Select::Stage(AWSCURRENT))
             .await?;
         self.check_owner(secret_id, &info, &current)?;
+        self.check_admin_claim(secret_id, &info, &current).await?;
         let user = current.user_name.as_str();
         let provider = self.provider_for(secret_id, &current).await?;
         provider.ensure_managed(user, &info.arn).await?;

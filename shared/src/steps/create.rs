@@ -110,6 +110,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         }
 
         self.check_owner(secret_id, info, &current)?;
+        self.check_admin_claim(secret_id, info, &current).await?;
         let user = current.user_name.as_str();
         let provider = self.provider_for(secret_id, &current).await?;
         provider.ensure_managed(user, &info.arn).await?;
@@ -122,9 +123,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         if let Some(p) = pending.filter(|p| !matches!(p.facts(), PendingFacts::Empty)) {
             return self.resume_or_abandon(secret_id, token, p, &keys).await;
         }
-        // Before anything changes for a new key: no admin secret owns its
-        // user, and the admin key that signs is not about to be replaced.
-        self.check_admin_claim(secret_id, info, &current).await?;
+        // Before anything changes for a new key: the admin key that signs
+        // is not about to be replaced.
         self.check_admin_settled(secret_id, &current).await?;
         let facts = SecretFacts {
             secret_id,

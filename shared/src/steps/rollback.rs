@@ -88,6 +88,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             .read_secret(secret_id, Select::Stage(AWSCURRENT))
             .await?;
         self.check_owner(secret_id, &info, &current)?;
+        self.check_admin_claim(secret_id, &info, &current).await?;
         let (_, previous) = self
             .read_secret(secret_id, Select::Stage(AWSPREVIOUS))
             .await?;

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rekey::model::AWSCURRENT;
+use rekey::model::{Provider, AWSCURRENT};
+use rekey_testkit::emulator::emulator;
+use rekey_testkit::proxy::Proxy;
 use rekey_testkit::runtime::{self, Outcome};
-use rekey_testkit::MANAGED_PATH;
+use rekey_testkit::{moto, MANAGED_PATH};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -36,7 +38,25 @@ pub struct Cold {
     /// The hook's steps when its process is warm (its second rotation), in
     /// microseconds, per step.
     pub warm_hook_us: BTreeMap<&'static str, Vec<u64>>,
+    /// rekey-hook rotating an Alibaba or SCloud secret signed by an admin
+    /// key, against the provider's emulator, by provider name.
+    pub providers: BTreeMap<&'static str, ProviderRuns>,
 }
+
+/// rekey-hook's rotations of one provider's secrets.
+#[derive(Debug, Default, Serialize)]
+pub struct ProviderRuns {
+    /// One cold process per sample, carrying out a whole rotation.
+    pub samples: Vec<Sample>,
+    /// The steps in a warm process (its second rotation), microseconds.
+    pub warm_us: BTreeMap<&'static str, Vec<u64>>,
+    /// The calls of one rotation, by `service:action`: Secrets Manager's
+    /// (counted by the proxy) and the provider's (the emulator's log).
+    pub calls: BTreeMap<String, usize>,
+}
+
+/// The providers measured besides AWS.
+const PROVIDERS: [Provider; 2] = [Provider::Alibaba, Provider::SCloud];
 
 fn us(d: Duration) -> u64 {
     d.as_micros() as u64
@@ -49,8 +69,18 @@ async fn run_cold(
     function: &str,
     events: Vec<Value>,
 ) -> (Vec<Value>, Sample, String) {
+    run_cold_with(setup, &setup.env, function, events).await
+}
+
+/// As [`run_cold`], with the environment `env`.
+async fn run_cold_with(
+    setup: &Setup,
+    env: &[(String, String)],
+    function: &str,
+    events: Vec<Value>,
+) -> (Vec<Value>, Sample, String) {
     let count = events.len();
-    let run = runtime::invoke(&setup.binary(function), &setup.env, events, DEADLINE, LIMIT).await;
+    let run = runtime::invoke(&setup.binary(function), env, events, DEADLINE, LIMIT).await;
     assert_eq!(run.outcomes.len(), count, "rekey-{function}:\n{}", run.logs);
     let answers = run
         .outcomes
@@ -71,9 +101,99 @@ async fn run_cold(
     (answers, sample, run.logs)
 }
 
+/// An Alibaba or SCloud secret, signed by `admin`, with one key; a
+/// rotation of it started by Secrets Manager; the hook's events for it.
+async fn provider_rotation(
+    setup: &Setup,
+    kind: Provider,
+    admin: &str,
+) -> (String, String, Vec<Value>) {
+    let w = &setup.world;
+    let (user, _, secret) = w.provider_enrolled(emulator(kind), Some(admin)).await;
+    let token = w.start_rotation(&secret).await;
+    let steps = HOOK_STEPS.map(|step| events::hook(&secret, &token, step));
+    (user, secret, steps.to_vec())
+}
+
+/// The calls of one provider rotation: Secrets Manager's through a proxy,
+/// the provider's from its emulator's log.
+async fn provider_calls(setup: &Setup, kind: Provider, admin: &str) -> BTreeMap<String, usize> {
+    let e = emulator(kind);
+    let (user, secret, steps) = provider_rotation(setup, kind, admin).await;
+    let proxy = Proxy::start(&moto().endpoint).await;
+    let env = setup.provider_env(kind, Some(&proxy.endpoint));
+    let since = e.log().await.len();
+    let (_, _, logs) = run_cold_with(setup, &env, "hook", steps).await;
+    setup.world.assert_no_secret_in(&logs, "a function's logs");
+    let mut calls = BTreeMap::new();
+    for c in proxy.calls() {
+        *calls
+            .entry(format!("{}:{}", c.service, c.action))
+            .or_default() += 1;
+    }
+    let service = |action: &str| match (kind, action) {
+        (Provider::Alibaba, "GetCallerIdentity") => "sts",
+        (Provider::Alibaba, _) => "ram",
+        _ => "scloud",
+    };
+    for r in e.log().await.into_iter().skip(since) {
+        *calls
+            .entry(format!("{}:{}", service(&r.action), r.action))
+            .or_default() += 1;
+    }
+    setup
+        .world
+        .assert_provider_invariants(e, &secret, &user)
+        .await;
+    calls
+}
+
+/// rekey-hook rotating Alibaba and SCloud secrets: cold processes, a warm
+/// one, and the calls of one rotation.
+async fn measure_providers(setup: &Setup, runs: usize, cold: &mut Cold) {
+    let w = &setup.world;
+    for kind in PROVIDERS {
+        let e = emulator(kind);
+        let admin = w.admin_secret(e).await;
+        let env = setup.provider_env(kind, None);
+        let mut measured = ProviderRuns {
+            calls: provider_calls(setup, kind, &admin).await,
+            ..Default::default()
+        };
+        for _ in 0..runs {
+            let (user, secret, steps) = provider_rotation(setup, kind, &admin).await;
+            let (_, sample, logs) = run_cold_with(setup, &env, "hook", steps).await;
+            w.assert_no_secret_in(&logs, "a function's logs");
+            w.assert_provider_invariants(e, &secret, &user).await;
+            measured.samples.push(sample);
+        }
+        let mut hook = setup.start("hook", &env).await;
+        for round in 0..2 {
+            let (user, secret, steps) = provider_rotation(setup, kind, &admin).await;
+            for (step, event) in HOOK_STEPS.into_iter().zip(steps) {
+                let started = Instant::now();
+                must(&mut hook, step, event).await;
+                if round == 1 {
+                    measured
+                        .warm_us
+                        .entry(step)
+                        .or_default()
+                        .push(us(started.elapsed()));
+                }
+            }
+            w.assert_provider_invariants(e, &secret, &user).await;
+        }
+        let (logs, _) = hook.stop().await;
+        w.assert_no_secret_in(&logs, "a function's logs");
+        cold.providers.insert(kind.name(), measured);
+    }
+}
+
 pub async fn measure(setup: &Setup, runs: usize) -> Cold {
     let w = &setup.world;
     let mut cold = Cold::default();
+    eprintln!("  Alibaba and SCloud, {runs} runs each");
+    measure_providers(setup, runs, &mut cold).await;
     for run in 0..runs {
         let mut logs = Vec::new();
 

@@ -11,6 +11,7 @@
 
 mod calls;
 mod cold;
+mod compare;
 mod fleet;
 mod report;
 mod sweep;
@@ -41,6 +42,8 @@ pub struct Args {
     pub out: PathBuf,
     /// `tests/statemachine/fleet.py`'s figures, included when present.
     pub map_fleet: PathBuf,
+    /// Another build's report (its JSON) to compare with, and its label.
+    pub baseline: Option<(PathBuf, String)>,
 }
 
 impl Args {
@@ -53,6 +56,7 @@ impl Args {
             lambda: PathBuf::from("target/lambda"),
             out: PathBuf::from("docs/performance"),
             map_fleet: PathBuf::from("target/bench-map-fleet.json"),
+            baseline: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -71,6 +75,12 @@ impl Args {
                 "--lambda" => args.lambda = value.into(),
                 "--out" => args.out = value.into(),
                 "--map-fleet" => args.map_fleet = value.into(),
+                "--baseline" => {
+                    let (path, label) = value.split_once('=').unwrap_or_else(|| {
+                        usage("--baseline takes JSON=LABEL (a report and the build it measured)")
+                    });
+                    args.baseline = Some((path.into(), label.to_owned()));
+                }
                 _ => usage(&format!("unknown flag {flag}")),
             }
         }
@@ -81,7 +91,7 @@ impl Args {
 fn usage(problem: &str) -> ! {
     eprintln!(
         "rekey-bench: {problem}\nusage: rekey-bench [--runs N] [--fleet N] [--concurrency 1,8,32] \
-         [--bins DIR] [--lambda DIR] [--out PATH] [--map-fleet JSON]"
+         [--bins DIR] [--lambda DIR] [--out PATH] [--map-fleet JSON] [--baseline JSON=LABEL]"
     );
     std::process::exit(2)
 }
@@ -136,6 +146,28 @@ impl Setup {
             }
         }
         env
+    }
+
+    /// The environment for secrets of `kind` (Alibaba, SCloud): the bench
+    /// settings with the provider's emulator, and AWS calls sent to
+    /// `aws_endpoint` if given.
+    pub fn provider_env(
+        &self,
+        kind: rekey::model::Provider,
+        aws_endpoint: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let emulated = rekey_testkit::emulator::emulator(kind).config();
+        let mut config = bench_config();
+        config.alibaba = emulated.alibaba;
+        config.scloud = emulated.scloud;
+        let env = Setup {
+            env: self.world.function_env(&config),
+            ..self.clone()
+        };
+        match aws_endpoint {
+            Some(endpoint) => env.env_via(endpoint),
+            None => env.env,
+        }
     }
 
     /// Starts `function`'s binary behind a local Lambda
@@ -257,6 +289,13 @@ async fn run(args: Args, tls: report::TlsSetup) {
         fleet,
         sweeps,
         map_fleet: report::map_fleet(&args.map_fleet),
+        baseline: args.baseline.as_ref().map(|(path, label)| {
+            let json = std::fs::read_to_string(path)
+                .unwrap_or_else(|e| usage(&format!("--baseline {}: {e}", path.display())));
+            let value = serde_json::from_str(&json)
+                .unwrap_or_else(|e| usage(&format!("--baseline {}: {e}", path.display())));
+            (label.clone(), value)
+        }),
     };
     report.write(&args.out);
     eprintln!("rekey-bench: wrote {0}.md and {0}.json", args.out.display());
