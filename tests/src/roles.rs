@@ -11,11 +11,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rekey::events::EventBridge;
 use rekey::model::{Credential, Sensitive};
-use rekey::providers::LiveProviders;
-use rekey::vault::SecretsManager;
-use rekey::{Config, Rekey};
+use rekey::Config;
 use serde_json::Value;
 
 use crate::{moto, sdk_config, workspace_root, App, World};
@@ -232,13 +229,6 @@ impl World {
 
     /// The steps as the functions build them, signed by `credential`.
     pub async fn app_as(&self, credential: &Credential, config: Config) -> App {
-        let sdk = sdk_config(credential).await;
-        let events = EventBridge::new(&sdk, &config.event_bus);
-        Rekey::new(
-            SecretsManager::new(&sdk),
-            LiveProviders::new(&sdk, &config),
-            config,
-        )
-        .with_events(events)
+        crate::world::app_on(&sdk_config(credential).await, config)
     }
 }

@@ -439,6 +439,23 @@ impl State {
     /// A user with one key, and a managed secret (named after the user)
     /// holding it. Returns the secret's ARN.
     pub fn enrol(&mut self, kind: Provider, user: &str, extra: &[(&str, &str)]) -> String {
+        // The owning secret's name is derived from provider and user; on
+        // AWS the user's tag names its ARN, as an operator enrols it.
+        let name = rekey::ownership::owning_name("rekey/", kind, None, user);
+        let arn = self.new_user_in_secret(kind, user, &name, extra);
+        self.owner_tags.insert((kind, user.to_owned()), arn.clone());
+        arn
+    }
+
+    /// A new user with one key, made by an operator, in a new managed
+    /// secret `name` (with the `extra` fields). Returns the secret's ARN.
+    fn new_user_in_secret(
+        &mut self,
+        kind: Provider,
+        user: &str,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
         self.users.insert((kind, user.to_owned()), Vec::new());
         let key = self
             .issue_key(kind, user, Actor::Operator)
@@ -452,15 +469,7 @@ impl State {
         for (k, v) in extra {
             value[*k] = (*v).into();
         }
-        // The owning secret's name is derived from provider and user; on
-        // AWS the user's tag names its ARN, as an operator enrols it.
-        let arn = self.create_secret(
-            &format!("rekey/{}/{user}", kind.name()),
-            &value.to_string(),
-            &[(TAG_MANAGED, "true")],
-        );
-        self.owner_tags.insert((kind, user.to_owned()), arn.clone());
-        arn
+        self.create_secret(name, &value.to_string(), &[(TAG_MANAGED, "true")])
     }
 
     /// An admin user whose key pair, in an unmanaged secret, signs a
@@ -484,18 +493,8 @@ impl State {
     /// rotates it. Returns the user, the secret's name and its ARN.
     pub fn managed_admin(&mut self, kind: Provider) -> (String, String, String) {
         let user = format!("admin-{}", kind.name());
-        self.users.insert((kind, user.clone()), Vec::new());
-        let key = self
-            .issue_key(kind, &user, Actor::Operator)
-            .expect("room for the admin key");
-        let mut value = serde_json::json!({
-            "Provider": kind.name(),
-            "UserName": user,
-            "AccessKeyId": key.access_key_id,
-        });
-        value[kind.secret_field()] = key.secret.expose().into();
         let name = rekey::ownership::admin_owning_name("rekey/admin/", kind, &user);
-        let arn = self.create_secret(&name, &value.to_string(), &[(TAG_MANAGED, "true")]);
+        let arn = self.new_user_in_secret(kind, &user, &name, &[]);
         (user, name, arn)
     }
 
@@ -535,23 +534,15 @@ impl State {
         let key = self.issue_key(kind, &user, Actor::Operator).ok()?;
         value["AccessKeyId"] = key.access_key_id.clone().into();
         value[kind.secret_field()] = key.secret.expose().into();
-        let now = self.now;
-        let secret = self.secret_mut(id).ok()?;
-        secret.versions.push(Version {
-            id: version_id.to_owned(),
-            created: now,
-            value: Some(value.to_string()),
-            stages: Vec::new(),
-        });
-        self.move_current(id, version_id);
-        let held: Vec<String> = self
-            .secret(id)
-            .map(|x| x.versions.iter().filter_map(|v| v.value.clone()).collect())
-            .unwrap_or_default();
+        self.put_current(id, version_id, value.to_string());
         let strays: Vec<String> = self
             .keys(kind, &user)
             .iter()
-            .filter(|k| k.status == KeyStatus::Active && !held.iter().any(|v| v.contains(&k.id)))
+            .filter(|k| {
+                k.status == KeyStatus::Active
+                    && k.id != key.access_key_id
+                    && !held.iter().any(|v| v.contains(&k.id))
+            })
             .map(|k| k.id.clone())
             .collect();
         for stray in strays {
@@ -658,16 +649,22 @@ impl State {
     /// field becomes AWSCURRENT (AWSPREVIOUS follows, onto the version that
     /// holds the same key).
     pub fn edit(&mut self, id: &str, version_id: &str) {
-        let now = self.now;
         let secret = self.secret_mut(id).expect("a simulated secret");
         let old = secret.with_stage(AWSCURRENT).expect("AWSCURRENT").clone();
         let mut value: serde_json::Value =
             serde_json::from_str(old.value.as_deref().expect("a value")).expect("JSON");
         value["Note"] = version_id.into();
+        self.put_current(id, version_id, value.to_string());
+    }
+
+    /// A new version `version_id` holding `value`, made AWSCURRENT.
+    fn put_current(&mut self, id: &str, version_id: &str, value: String) {
+        let now = self.now;
+        let secret = self.secret_mut(id).expect("a simulated secret");
         secret.versions.push(Version {
             id: version_id.to_owned(),
             created: now,
-            value: Some(value.to_string()),
+            value: Some(value),
             stages: Vec::new(),
         });
         self.move_current(id, version_id);

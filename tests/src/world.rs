@@ -86,26 +86,13 @@ impl World {
 
     /// The steps, as the functions build them, signed as the admin.
     pub fn app(&self, config: Config) -> App {
-        let events = EventBridge::new(&self.sdk, &config.event_bus);
-        Rekey::new(
-            SecretsManager::new(&self.sdk),
-            LiveProviders::new(&self.sdk, &config),
-            config,
-        )
-        .with_events(events)
+        app_on(&self.sdk, config)
     }
 
     /// The steps as the functions build them, but reaching moto through
     /// `proxy`.
     pub async fn app_via(&self, proxy: &proxy::Proxy, config: Config) -> App {
-        let sdk = sdk_config_at(&proxy.endpoint, &moto().admin).await;
-        let events = EventBridge::new(&sdk, &config.event_bus);
-        Rekey::new(
-            SecretsManager::new(&sdk),
-            LiveProviders::new(&sdk, &config),
-            config,
-        )
-        .with_events(events)
+        app_on(&sdk_config_at(&proxy.endpoint, &moto().admin).await, config)
     }
 
     /// A new IAM user with a unique name under `path`.
@@ -510,4 +497,15 @@ pub fn version_with(stages: &BTreeMap<String, Vec<String>>, stage: &str) -> Opti
         .iter()
         .find(|(_, s)| s.iter().any(|s| s == stage))
         .map(|(v, _)| v.clone())
+}
+
+/// The steps as the functions build them, on the AWS configuration `sdk`.
+pub(crate) fn app_on(sdk: &aws_config::SdkConfig, config: Config) -> App {
+    let events = EventBridge::new(sdk, &config.event_bus);
+    Rekey::new(
+        SecretsManager::new(sdk),
+        LiveProviders::new(sdk, &config),
+        config,
+    )
+    .with_events(events)
 }

@@ -159,6 +159,30 @@ struct Managed {
     last_token: Option<String>,
 }
 
+impl Managed {
+    /// The secret just made (`arn`, the last in the vault), driven by the
+    /// hook or the pipeline at random.
+    fn driven(
+        s: &mut rekey_testkit::sim::State,
+        rng: &mut Rng,
+        arn: String,
+        kind: Provider,
+        user: String,
+    ) -> Managed {
+        let driver = rng.pick(&[Driver::Hook, Driver::Pipeline]);
+        if driver == Driver::Hook {
+            s.secrets.last_mut().unwrap().rotation_enabled = true;
+        }
+        Managed {
+            arn,
+            kind,
+            user,
+            driver,
+            last_token: None,
+        }
+    }
+}
+
 struct World {
     sim: Sim,
     app: App,
@@ -204,18 +228,8 @@ impl World {
                     Provider::Aws => None,
                     _ if rng.percent(50) => {
                         let (user, name, arn) = s.managed_admin(kind);
-                        let driver = rng.pick(&[Driver::Hook, Driver::Pipeline]);
-                        if driver == Driver::Hook {
-                            s.secrets.last_mut().unwrap().rotation_enabled = true;
-                        }
                         admins.insert((kind, user.clone()));
-                        secrets.push(Managed {
-                            arn,
-                            kind,
-                            user,
-                            driver,
-                            last_token: None,
-                        });
+                        secrets.push(Managed::driven(&mut s, &mut rng, arn, kind, user));
                         Some(name)
                     }
                     _ => Some(s.admin_secret(kind)),
@@ -227,17 +241,7 @@ impl World {
                         .map(|a| ("AdminSecretId", a.as_str()))
                         .collect();
                     let arn = s.enrol(kind, &user, &extra);
-                    let driver = rng.pick(&[Driver::Hook, Driver::Pipeline]);
-                    if driver == Driver::Hook {
-                        s.secrets.last_mut().unwrap().rotation_enabled = true;
-                    }
-                    secrets.push(Managed {
-                        arn,
-                        kind,
-                        user,
-                        driver,
-                        last_token: None,
-                    });
+                    secrets.push(Managed::driven(&mut s, &mut rng, arn, kind, user));
                 }
             }
         }
