@@ -48,7 +48,8 @@ pub struct Cold {
 pub struct ProviderRuns {
     /// One cold process per sample, carrying out a whole rotation.
     pub samples: Vec<Sample>,
-    /// The steps in a warm process (its second rotation), microseconds.
+    /// The steps in a warm process (its rotations after the first),
+    /// microseconds.
     pub warm_us: BTreeMap<&'static str, Vec<u64>>,
     /// The calls of one rotation, by `service:action`: Secrets Manager's
     /// (counted by the proxy) and the provider's (the emulator's log).
@@ -167,13 +168,14 @@ async fn measure_providers(setup: &Setup, runs: usize, cold: &mut Cold) {
             w.assert_provider_invariants(e, &secret, &user).await;
             measured.samples.push(sample);
         }
+        // Warm: one process, a first rotation to warm it, then `runs` more.
         let mut hook = setup.start("hook", &env).await;
-        for round in 0..2 {
+        for round in 0..=runs {
             let (user, secret, steps) = provider_rotation(setup, kind, &admin).await;
             for (step, event) in HOOK_STEPS.into_iter().zip(steps) {
                 let started = Instant::now();
                 must(&mut hook, step, event).await;
-                if round == 1 {
+                if round > 0 {
                     measured
                         .warm_us
                         .entry(step)

@@ -496,7 +496,7 @@ impl Report {
              rekey-hook rotating a secret signed by an admin key (`AdminSecretId`) against \
              the provider's emulator on 127.0.0.1 (every signature checked with the \
              official SDK), Secrets Manager on moto: each cold process carries out a whole \
-             rotation; the warm steps are a second rotation in one process. Median / p90 \
+             rotation; the warm steps are the rotations after the first in one process. Median / p90 \
              (ms); the emulators' own time is in every figure.\n\n\
              | provider | runs | init | cold invocation | CPU, whole rotation (median) | peak RSS max (MB) | warm createSecret | warm setSecret | warm testSecret | warm finishSecret |\n\
              |---|---|---|---|---|---|---|---|---|---|"
