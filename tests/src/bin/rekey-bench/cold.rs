@@ -43,6 +43,28 @@ pub struct Cold {
     pub providers: BTreeMap<&'static str, ProviderRuns>,
 }
 
+impl Cold {
+    /// Adds `more`'s samples to these (the calls are counted once).
+    pub fn extend(&mut self, more: Cold) {
+        for (f, s) in more.samples {
+            self.samples.entry(f).or_default().extend(s);
+        }
+        for (step, w) in more.warm_hook_us {
+            self.warm_hook_us.entry(step).or_default().extend(w);
+        }
+        for (name, p) in more.providers {
+            let mine = self.providers.entry(name).or_default();
+            mine.samples.extend(p.samples);
+            for (step, w) in p.warm_us {
+                mine.warm_us.entry(step).or_default().extend(w);
+            }
+            if mine.calls.is_empty() {
+                mine.calls = p.calls;
+            }
+        }
+    }
+}
+
 /// rekey-hook's rotations of one provider's secrets.
 #[derive(Debug, Default, Serialize)]
 pub struct ProviderRuns {

@@ -1,7 +1,8 @@
-//! Before and after: this run's figures beside a baseline report (the
-//! JSON `rekey-bench` wrote for another build, `--baseline`), each with
-//! the tolerance a change must keep: timings may grow by at most 10 % or
-//! 1 ms, peak memory by at most 0.5 MB, API calls not at all.
+//! Before and after: this run's figures beside another build's, measured
+//! in the same run (`--baseline`: the two builds take turns at the cold
+//! starts), each with the tolerance a change must keep: timings may grow
+//! by at most 10 % or 1 ms, peak memory by at most 0.5 MB, API calls not
+//! at all.
 
 use std::fmt::Write as _;
 
@@ -23,7 +24,7 @@ enum Kind {
 /// Nearest-rank median (the report's rule).
 fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(f64::total_cmp);
-    (!v.is_empty()).then(|| v[(v.len() + 1) / 2 - 1])
+    (!v.is_empty()).then(|| v[v.len().div_ceil(2) - 1])
 }
 
 fn numbers(v: &Value, field: &str) -> Vec<f64> {
@@ -143,9 +144,11 @@ pub fn section(md: &mut String, label: &str, baseline: &Value, current: &Value) 
     let _ = writeln!(
         md,
         "## Before and after\n\n\
-         This run (after) beside the same benchmark run on {label} (before), on this \
-         machine. A timing may grow by at most 10 % or 1 ms, peak memory by at most \
-         0.5 MB, API calls not at all.\n\n\
+         This build (after) beside {label} (before), measured in this run: the two \
+         builds took turns at the cold starts and warm steps, a fifth of the runs \
+         at a time, so that the machine's drift weighs on both alike; their calls \
+         were counted the same way. A timing may grow by at most 10 % or 1 ms, peak \
+         memory by at most 0.5 MB, API calls not at all.\n\n\
          | figure | before | after | within |\n|---|---|---|---|"
     );
     let before = figures(baseline);

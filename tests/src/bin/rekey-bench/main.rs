@@ -42,7 +42,8 @@ pub struct Args {
     pub out: PathBuf,
     /// `tests/statemachine/fleet.py`'s figures, included when present.
     pub map_fleet: PathBuf,
-    /// Another build's report (its JSON) to compare with, and its label.
+    /// Another build's function binaries to measure beside these, and its
+    /// label.
     pub baseline: Option<(PathBuf, String)>,
 }
 
@@ -77,7 +78,7 @@ impl Args {
                 "--map-fleet" => args.map_fleet = value.into(),
                 "--baseline" => {
                     let (path, label) = value.split_once('=').unwrap_or_else(|| {
-                        usage("--baseline takes JSON=LABEL (a report and the build it measured)")
+                        usage("--baseline takes DIR=LABEL (another build's release binaries, and what it is)")
                     });
                     args.baseline = Some((path.into(), label.to_owned()));
                 }
@@ -91,7 +92,7 @@ impl Args {
 fn usage(problem: &str) -> ! {
     eprintln!(
         "rekey-bench: {problem}\nusage: rekey-bench [--runs N] [--fleet N] [--concurrency 1,8,32] \
-         [--bins DIR] [--lambda DIR] [--out PATH] [--map-fleet JSON] [--baseline JSON=LABEL]"
+         [--bins DIR] [--lambda DIR] [--out PATH] [--map-fleet JSON] [--baseline DIR=LABEL]"
     );
     std::process::exit(2)
 }
@@ -100,6 +101,8 @@ fn usage(problem: &str) -> ! {
 pub const FUNCTIONS: [&str; 5] = ["hook", "create", "test", "finish", "cleanup"];
 /// The hook's steps, in the order Secrets Manager calls them.
 pub const HOOK_STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
+/// With `--baseline`, how many turns each build takes at the cold starts.
+const TURNS: usize = 5;
 /// Each invocation's deadline (the template's function timeout).
 pub const DEADLINE: Duration = Duration::from_secs(60);
 /// How long the bench waits for one answer before giving up.
@@ -265,8 +268,29 @@ async fn run(args: Args, tls: report::TlsSetup) {
     // checks it.
     eprintln!("rekey-bench: API calls per rotation");
     let calls = calls::count(&setup).await;
+    let baseline = args.baseline.as_ref().map(|(bins, label)| {
+        let setup = Setup {
+            bins: bins.clone(),
+            ..setup.clone()
+        };
+        (setup, label.clone())
+    });
+    let mut base = match &baseline {
+        Some((setup, _)) => Some((calls::count(setup).await, cold::Cold::default())),
+        None => None,
+    };
     eprintln!("rekey-bench: cold starts, {} runs", args.runs);
-    let cold = cold::measure(&setup, args.runs).await;
+    // With a baseline, the two builds take turns, a few runs at a time, so
+    // that the machine's drift over the run weighs on both alike.
+    let mut cold = cold::Cold::default();
+    let turns = if baseline.is_some() { TURNS } else { 1 };
+    for turn in 0..turns {
+        let runs = args.runs / turns + usize::from(turn < args.runs % turns);
+        cold.extend(cold::measure(&setup, runs).await);
+        if let (Some((setup, _)), Some((_, base_cold))) = (&baseline, &mut base) {
+            base_cold.extend(cold::measure(setup, runs).await);
+        }
+    }
     eprintln!("rekey-bench: sweeps over every secret (a full check, then nothing due)");
     let sweeps = sweep::run(&setup).await;
     let fleet = if args.fleet == 0 {
@@ -289,12 +313,9 @@ async fn run(args: Args, tls: report::TlsSetup) {
         fleet,
         sweeps,
         map_fleet: report::map_fleet(&args.map_fleet),
-        baseline: args.baseline.as_ref().map(|(path, label)| {
-            let json = std::fs::read_to_string(path)
-                .unwrap_or_else(|e| usage(&format!("--baseline {}: {e}", path.display())));
-            let value = serde_json::from_str(&json)
-                .unwrap_or_else(|e| usage(&format!("--baseline {}: {e}", path.display())));
-            (label.clone(), value)
+        baseline: baseline.zip(base).map(|((_, label), (calls, cold))| {
+            let value = serde_json::json!({ "cold": cold, "calls": calls });
+            (label, value)
         }),
     };
     report.write(&args.out);
