@@ -276,13 +276,18 @@ async fn run(args: Args, tls: report::TlsSetup) {
         (setup, label.clone())
     });
     let mut base = match &baseline {
-        Some((setup, _)) => Some((calls::count(setup).await, cold::Cold::default())),
+        Some((setup, _)) => {
+            let mut cold = cold::Cold::default();
+            cold.set_provider_calls(cold::count_provider_calls(setup).await);
+            Some((calls::count(setup).await, cold))
+        }
         None => None,
     };
     eprintln!("rekey-bench: cold starts, {} runs", args.runs);
     // With a baseline, the two builds take turns, a few runs at a time, so
     // that the machine's drift over the run weighs on both alike.
     let mut cold = cold::Cold::default();
+    cold.set_provider_calls(cold::count_provider_calls(&setup).await);
     let turns = if baseline.is_some() { TURNS } else { 1 };
     for turn in 0..turns {
         let runs = args.runs / turns + usize::from(turn < args.runs % turns);
