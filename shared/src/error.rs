@@ -317,6 +317,13 @@ impl Error {
     }
 
     /// Whether trying the same call again later may succeed.
+    /// Whether this is a dependent's create refused while the admin secret
+    /// that signs for it rotates: the scheduled run's create waits for it
+    /// (infra/statemachine/rotation.asl.json retries it).
+    pub fn waits_for_admin(&self) -> bool {
+        matches!(self, Error::RotationInProgress { admin: Some(_), .. })
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,

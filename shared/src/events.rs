@@ -215,7 +215,8 @@ pub fn retired(cleanup: &SecretCleanup, dry_run: bool, now: SystemTime) -> Vec<K
 
 /// Whether a failure of `function` is a `Rotation Failed` event, and of
 /// which driver: a rotation step's failure, unless it is one the pipeline
-/// retries (`KeyNotReady`, `ServiceUnavailable`) or a dry run's stop.
+/// retries (`KeyNotReady`, `ServiceUnavailable`, a wait for the admin
+/// secret's rotation) or a dry run's stop.
 pub fn failure_driver(function: Function, error: &Error) -> Option<Driver> {
     let driver = match function {
         Function::Hook => Driver::Hook,
@@ -223,7 +224,7 @@ pub fn failure_driver(function: Function, error: &Error) -> Option<Driver> {
         Function::Cleanup => return None,
     };
     // (`is_retryable` covers KeyNotReady and ServiceUnavailable.)
-    let retried = driver == Driver::Pipeline && error.is_retryable();
+    let retried = driver == Driver::Pipeline && (error.is_retryable() || error.waits_for_admin());
     (!retried && !matches!(error, Error::DryRun { .. })).then_some(driver)
 }
 
@@ -405,9 +406,28 @@ mod tests {
             secret_id: "s".into(),
         };
         let dry = Error::DryRun { would: "x".into() };
+        let admin_rotating = Error::RotationInProgress {
+            secret_id: "s".into(),
+            other_token: "t".into(),
+            admin: Some("rekey/admin/scloud/ops-1".into()),
+        };
+        let own_rotating = Error::RotationInProgress {
+            secret_id: "s".into(),
+            other_token: "t".into(),
+            admin: None,
+        };
         // The pipeline retries these: its run reports what is left.
         assert_eq!(failure_driver(Function::Test, &not_ready), None);
         assert_eq!(failure_driver(Function::Create, &unavailable), None);
+        assert_eq!(failure_driver(Function::Create, &admin_rotating), None);
+        assert_eq!(
+            failure_driver(Function::Create, &own_rotating),
+            Some(Driver::Pipeline)
+        );
+        assert_eq!(
+            failure_driver(Function::Hook, &admin_rotating),
+            Some(Driver::Hook)
+        );
         // Secrets Manager's call of the hook is the whole attempt.
         assert_eq!(
             failure_driver(Function::Hook, &not_ready),

@@ -131,6 +131,8 @@ pub fn failure_metric(function: Function, error: &Error) -> &'static str {
     match (function, error) {
         (Function::Cleanup, _) => "CleanupFailed",
         (Function::Test, Error::KeyNotReady { .. }) => "KeyNotReady",
+        // The scheduled run's create waits for the admin secret's rotation.
+        (Function::Create, e) if e.waits_for_admin() => "AdminRotationWaits",
         // Not a failure: a dry run's createSecret stops where it would act.
         (_, Error::DryRun { .. }) => "DryRunStops",
         _ => "RotationsFailed",
@@ -374,6 +376,19 @@ mod tests {
             "RotationsFailed"
         );
         assert_eq!(failure_metric(Function::Test, &invalid), "RotationsFailed");
+        let admin_rotating = Error::RotationInProgress {
+            secret_id: "s".into(),
+            other_token: "t".into(),
+            admin: Some("rekey/admin/scloud/ops-1".into()),
+        };
+        assert_eq!(
+            failure_metric(Function::Create, &admin_rotating),
+            "AdminRotationWaits"
+        );
+        assert_eq!(
+            failure_metric(Function::Hook, &admin_rotating),
+            "RotationsFailed"
+        );
         assert_eq!(
             failure_metric(Function::Create, &invalid),
             "RotationsFailed"

@@ -33,8 +33,13 @@ at the source: its user's keys in its account and its stages. A separate
 execution naming one secret (`{"SecretIds": [...], "RotationPeriod": "0s"}`)
 whose user is outside the managed path publishes UserNotManaged to SNS
 (from its full check, then from its rotation, which still runs) and
-its map run counts one failed child. No secret value reaches an alert or a
-log.
+its map run counts one failed child. A third execution names a secret of
+SCloud (its emulator, tests/support/scloud_emulator.py) signed by a managed
+admin secret whose own rotation is in progress: the dependent's create is
+refused (RotationInProgress naming the admin secret) and waits (Create's
+Retry); the admin's rotation finishes meanwhile, and the dependent rotates
+in the same execution, signed by the admin's new key, with no alert. No
+secret value reaches an alert or a log.
 """
 
 import http.client
@@ -62,6 +67,8 @@ REGION = "us-east-1"
 # that the secret made just before run 1 is still not due at run 2 (a run
 # takes about a second here).
 ROTATION_PERIOD_S = 20
+# The SCloud users rekey may manage (REKEY_SCLOUD_USER_PATTERN).
+SCLOUD_USERS = "ops-[0-9a-f]+"
 # REKEY_DEACTIVATE_AFTER: the grace period run 2 waits out, and that the
 # hook's secret is still in when run 1 checks it.
 GRACE_S = 6
@@ -194,6 +201,13 @@ class StateMachineRun(unittest.TestCase):
         cls.endpoint = info["endpoint"]
         moto_port = int(cls.endpoint.rsplit(":", 1)[1])
 
+        scloud = subprocess.Popen(
+            [python, str(ROOT / "tests/support/scloud_emulator.py"), "--until-stdin-closes"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        cls.procs.append(scloud)
+        cls.scloud = json.loads(scloud.stdout.readline())["endpoint"]
+
         Router.moto_port, Router.watch_port = moto_port, watch_port
         cls.router = http.server.ThreadingHTTPServer(("127.0.0.1", router_port), Router)
         threading.Thread(target=cls.router.serve_forever, daemon=True).start()
@@ -207,6 +221,7 @@ class StateMachineRun(unittest.TestCase):
             REKEY_MANAGED_USER_PATH="/rekey/", REKEY_TEST_SPACING="0s", AWS_LAMBDA_LOG_FORMAT="JSON",
             REKEY_DEACTIVATE_AFTER=f"{GRACE_S}s", REKEY_IDLE_BEFORE_DEACTIVATE="0s",
             REKEY_MEMBER_ACCOUNTS=",".join(MEMBERS), REKEY_MEMBER_EXTERNAL_ID=EXTERNAL_ID,
+            REKEY_SCLOUD_ENDPOINT=cls.scloud, REKEY_SCLOUD_USER_PATTERN=SCLOUD_USERS,
         )
         fenv.pop("AWS_PROFILE", None)
         watch = subprocess.Popen(
@@ -303,6 +318,33 @@ class StateMachineRun(unittest.TestCase):
         iam.tag_user(UserName=user, Tags=[{"Key": "rekey:owner", "Value": arn}])
         self.secrets_seen.append(key["SecretAccessKey"])
         return arn, account, key["AccessKeyId"]
+
+    def scloud_call(self, method, path, body=None):
+        """The SCloud emulator's control endpoint (keystore.py)."""
+        url = urllib.parse.urlsplit(self.scloud)
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        conn.request(method, f"/_emulator/{path}", body=json.dumps(body) if body is not None else None,
+                     headers={"content-type": "application/json"})
+        resp = conn.getresponse()
+        answer = json.loads(resp.read())
+        self.assertEqual(resp.status, 200, answer)
+        return answer
+
+    def scloud_user_with_secret(self, name, value, admin=False):
+        """An SCloud user (an administrator with `admin`) with one key, and
+        the managed secret `name` holding `value` with the key: (arn, key
+        id)."""
+        user = f"ops-{uuid.uuid4().hex[:12]}"
+        self.scloud_call("POST", "users", {"UserName": user, "Admin": admin})
+        key = self.scloud_call("POST", "keys", {"UserName": user})
+        self.secrets_seen.append(key["AccessKeySecret"])
+        value = dict(value, Provider="scloud", UserName=user, AccessKeyId=key["AccessKeyId"], AccessKeySecret=key["AccessKeySecret"])
+        arn = self.sm.create_secret(
+            Name=name.format(user=user), SecretString=json.dumps(value), Tags=[{"Key": "rekey:managed", "Value": "true"}]
+        )["ARN"]
+        # Out of the scheduled runs' way whatever the order of the tests.
+        self.addCleanup(self.sm.untag_resource, SecretId=arn, TagKeys=["rekey:managed"])
+        return arn, user, key["AccessKeyId"]
 
     def value(self, arn, **which):
         value = json.loads(self.sm.get_secret_value(SecretId=arn, **which)["SecretString"])
@@ -445,6 +487,57 @@ class StateMachineRun(unittest.TestCase):
         # pair each, none of another account's.
         all_keys = [set(self.keys(s)) for s in due]
         self.assertEqual(len(set.union(*all_keys)), 2 * len(due))
+        self.assert_no_secret_leaked()
+
+    def test_a_dependent_waits_in_the_run_for_its_admin_secrets_rotation(self):
+        admin, admin_user, admin_old = self.scloud_user_with_secret("rekey/admin/scloud/{user}", {}, admin=True)
+        dependent, user, old = self.scloud_user_with_secret("rekey/scloud/{user}", {"AdminSecretId": admin})
+        # The admin's rotation, started by the pipeline's create and left
+        # in progress.
+        token = str(uuid.uuid4())
+        status, body = self.invoke("rekey-create", {"SecretId": admin, "ClientRequestToken": token, "RotationPeriod": "0s"})
+        self.assertEqual(status, 200, body[:300])
+        self.assertIn("AWSPENDING", json.dumps(self.stages(admin)))
+        refused = lambda: [line for line in self.watch_log_path.read_text().splitlines() if "RotationInProgress" in line]  # noqa: E731
+        before = len(refused())
+
+        execution = self.sfn.start_execution(
+            stateMachineArn=self.machine, name=str(uuid.uuid4()),
+            input=json.dumps({"SecretIds": [dependent], "RotationPeriod": "0s"}),
+        )["executionArn"]
+        # The dependent's create is refused once (it waits 5 s before the
+        # next attempt): then the admin's rotation is finished.
+        deadline = time.time() + 60
+        while len(refused()) == before:
+            self.assertLess(time.time(), deadline, "the dependent's create was refused while its admin rotated")
+            self.watch_log.flush()
+            time.sleep(0.2)
+        self.assertTrue([line for line in refused()[before:] if admin in line], "the refusal names the admin secret")
+        keys = self.scloud_call("GET", f"users/{user}/keys")
+        self.assertEqual([k["AccessKeyId"] for k in keys], [old], "refused: nothing changed")
+        for function in ("rekey-test", "rekey-finish"):
+            status, body = self.invoke(function, {"SecretId": admin, "ClientRequestToken": token})
+            self.assertEqual(status, 200, f"{function}: {body[:300]!r}")
+        admin_new = self.current(admin)["AccessKeyId"]
+        self.assertNotEqual(admin_new, admin_old)
+
+        deadline = time.time() + 120
+        while (desc := self.sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+            self.assertLess(time.time(), deadline, "the execution finished in time")
+            time.sleep(0.5)
+        self.assert_succeeded(desc)
+        runs = [self.sfn.describe_map_run(mapRunArn=r["mapRunArn"])["itemCounts"] for r in self.sfn.list_map_runs(executionArn=execution)["mapRuns"]]
+        self.assertEqual([(r["total"], r["failed"]) for r in runs], [(1, 0)], runs)
+        self.assertEqual(self.received_alerts(), [], "a wait, not a failure")
+        # Rotated in this execution, its new key made with the admin's new
+        # key; the admin's old key still active (its grace).
+        new = self.current(dependent)["AccessKeyId"]
+        self.assertNotEqual(new, old)
+        self.secrets_seen.append(self.current(dependent)["AccessKeySecret"])
+        made = [e for e in self.scloud_call("GET", "log") if e["Action"] == "CreateAccessKey" and e["UserName"] == user and e["Code"] == "OK"]
+        self.assertEqual([e["Signer"] for e in made], [admin_new])
+        keys = {k["AccessKeyId"]: k["Status"] for k in self.scloud_call("GET", f"users/{admin_user}/keys")}
+        self.assertEqual(keys, {admin_old: "Active", admin_new: "Active"})
         self.assert_no_secret_leaked()
 
     def test_a_named_secret_outside_the_managed_path_is_reported(self):
