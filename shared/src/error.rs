@@ -316,7 +316,6 @@ impl Error {
         }
     }
 
-    /// Whether trying the same call again later may succeed.
     /// Whether this is a dependent's create refused while the admin secret
     /// that signs for it rotates: the scheduled run's create waits for it
     /// (infra/statemachine/rotation.asl.json retries it).
@@ -324,6 +323,7 @@ impl Error {
         matches!(self, Error::RotationInProgress { admin: Some(_), .. })
     }
 
+    /// Whether trying the same call again later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,

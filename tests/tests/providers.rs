@@ -941,7 +941,8 @@ async fn an_admin_secret_rotates_itself_while_its_dependents_wait(kind: Provider
         "{signers:?}"
     );
 
-    // Cleanup keeps the old admin key until the grace has passed.
+    // Cleanup keeps the old admin key until the grace has passed, and the
+    // sweep sends the admin secret to it only then.
     let report = cleanup(&app, &admin).await;
     assert_eq!(
         report["Waiting"][0]["AccessKeyId"],
@@ -951,13 +952,42 @@ async fn an_admin_secret_rotates_itself_while_its_dependents_wait(kind: Provider
         status(&e.keys(&admin_user).await, &old_admin.access_key_id),
         Some(KeyStatus::Active)
     );
+    assert!(!swept_for_cleanup(&app, &admin).await);
     let later = w
         .app(config)
         .with_clock(Ahead(rekey::ADMIN_GRACE + Duration::from_secs(60)));
+    assert!(swept_for_cleanup(&later, &admin).await);
     let report = later.cleanup(&admin).await.unwrap();
     assert_eq!(report.deactivated, vec![old_admin.access_key_id.clone()]);
     w.assert_provider_invariants(e, &admin, &admin_user).await;
     w.assert_provider_invariants(e, &dependent, &user).await;
+}
+
+/// Whether a sweep by `app` (every page of its triage) sends `secret` to
+/// cleanup.
+async fn swept_for_cleanup<C: rekey::ports::Clock>(
+    app: &rekey::Rekey<rekey::vault::SecretsManager, rekey::providers::LiveProviders, C>,
+    secret: &str,
+) -> bool {
+    let mut request = rekey::steps::TriageRequest {
+        rotation_period: "3650d".into(),
+        period: Duration::from_secs(3650 * 86_400),
+        secret_ids: Vec::new(),
+        next_token: None,
+    };
+    loop {
+        let answer = app.triage_page(&request).await.unwrap();
+        if answer.items.iter().any(|i| i.secret_id == secret) {
+            return answer
+                .items
+                .iter()
+                .any(|i| i.secret_id == secret && i.clean);
+        }
+        match answer.next {
+            Some(next) => request.next_token = Some(next.triage.next_token),
+            None => return false,
+        }
+    }
 }
 
 /// A key-pair user has one owner: an ordinary secret naming the user of a

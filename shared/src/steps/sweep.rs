@@ -166,7 +166,12 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             .secrets
             .into_iter()
             .map(|info| {
-                let verdict = triage(&info, now, periods);
+                // An admin secret's superseded key has a longer grace.
+                let periods = Periods {
+                    deactivate_after: self.grace_of(&info.name),
+                    ..*periods
+                };
+                let verdict = triage(&info, now, &periods);
                 (info, verdict)
             })
             .collect();
