@@ -4,7 +4,9 @@
 //! printed with `--dry-run`.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::time::SystemTime;
 
+use rekey::events::{self, EventSink};
 use rekey::ports::{SecretInfo, Vault};
 use rekey::records::{self, Enrolment};
 use rekey::steps::{RollBack, RollBackOutcome};
@@ -260,9 +262,23 @@ pub async fn roll_back(
         outcome.declined();
         return Ok(outcome.print(format));
     }
-    match d.steps(sdk, true).roll_back(secret, Some(&plan)).await? {
-        RollBackOutcome::Ready(_) => {}
+    let done = match d.steps(sdk, true).roll_back(secret, Some(&plan)).await? {
+        RollBackOutcome::Ready(done) => done,
         RollBackOutcome::Refused(why) => return Err(refused(why)),
+    };
+    // For the applications that use the key (README "Events"); the
+    // rollback stands whether or not the event could be put.
+    let event = events::rolled_back(
+        *done.holder,
+        &done.from_key,
+        &done.to_key,
+        SystemTime::now(),
+    );
+    if let Err(e) = d.events(sdk).put(&[event]).await {
+        eprintln!(
+            "rekey: rolled back, but the {} event could not be put: {e}",
+            events::KEY_ROLLED_BACK
+        );
     }
     outcome.changed = true;
     outcome.change = format!(

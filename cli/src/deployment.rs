@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rekey::config::{parse_duration, TemplateValue, SETTINGS};
+use rekey::events::EventBridge;
 use rekey::providers::LiveProviders;
 use rekey::vault::SecretsManager;
 use rekey::{Config, Rekey};
@@ -56,6 +57,11 @@ impl Deployment {
             LiveProviders::new(sdk, &config),
             config,
         )
+    }
+
+    /// The deployment's event bus (`REKEY_EVENT_BUS`).
+    pub fn events(&self, sdk: &aws_config::SdkConfig) -> EventBridge {
+        EventBridge::new(sdk, &self.config.event_bus)
     }
 
     /// The same deployment with `--period`, when given.

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use tokio::process::Command as AsyncCommand;
 
+use rekey_testkit::inbox::Inbox;
 use rekey_testkit::proxy::{Proxy, MUTATING};
 use rekey_testkit::{moto, test_config, World, MANAGED_PATH};
 use serde_json::Value;
@@ -527,9 +528,28 @@ async fn rollback_puts_the_previous_key_back_keeps_the_invariants_and_pauses() {
     );
     proxy.assert_no_change("rekey rollback --dry-run");
 
+    let inbox = Inbox::for_secret(&w, &secret).await;
     let out = rekey(&w, &proxy.endpoint, &rollback(&["--yes"])).await;
     succeeded(&out);
     let done = json(&out);
+    // The applications hear of it: the key put back, and the one rolled
+    // back from.
+    let events = inbox.take(1).await;
+    assert_eq!(events[0]["detail-type"], "Key Rolled Back");
+    let detail = &events[0]["detail"];
+    assert_eq!(
+        (
+            &detail["NewKeyId"],
+            &detail["OldKeyId"],
+            &detail["UserName"]
+        ),
+        (
+            &Value::from(old.as_str()),
+            &Value::from(new.as_str()),
+            &Value::from(user.as_str())
+        )
+    );
+    w.assert_no_secret_in(&events[0].to_string(), "the event");
     assert_eq!(done["Changed"], true);
     assert!(done["Change"].as_str().unwrap().contains("rekey resume"));
     assert_eq!(

@@ -32,8 +32,17 @@ pub const KEY_DEACTIVATED: &str = "Key Deactivated";
 pub const KEY_DELETED: &str = "Key Deleted";
 /// A rotation step failed (not a transient failure the pipeline retries).
 pub const ROTATION_FAILED: &str = "Rotation Failed";
+/// An operator put the AWSPREVIOUS key back to AWSCURRENT (`rekey
+/// rollback`).
+pub const KEY_ROLLED_BACK: &str = "Key Rolled Back";
 /// Every detail type rekey puts.
-pub const DETAIL_TYPES: [&str; 4] = [KEY_ROTATED, KEY_DEACTIVATED, KEY_DELETED, ROTATION_FAILED];
+pub const DETAIL_TYPES: [&str; 5] = [
+    KEY_ROTATED,
+    KEY_DEACTIVATED,
+    KEY_DELETED,
+    ROTATION_FAILED,
+    KEY_ROLLED_BACK,
+];
 /// The secret's tag naming the team or person who owns the application
 /// that uses the key (on a secret; on an IAM user, `rekey:owner` names the
 /// owning secret instead). Copied into every event: rules cannot read tags.
@@ -118,10 +127,11 @@ pub struct Detail {
     /// The key deactivated or deleted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
-    /// The key that became AWSCURRENT.
+    /// The key that became AWSCURRENT (for a rollback: the one put back).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_key_id: Option<String>,
-    /// The key it superseded (active until its grace period ends).
+    /// The key it superseded (active until its grace period ends; for a
+    /// rollback: the key rolled back from).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_key_id: Option<String>,
     /// When it happened (RFC 3339).
@@ -187,6 +197,21 @@ pub fn rotated(
         });
     }
     events
+}
+
+/// `Key Rolled Back`: `holder`'s AWSCURRENT went back from key `from` to
+/// key `to`.
+pub fn rolled_back(holder: KeyHolder, from: &str, to: &str, now: SystemTime) -> KeyEvent {
+    KeyEvent {
+        detail_type: KEY_ROLLED_BACK,
+        detail: Detail {
+            holder,
+            new_key_id: Some(to.to_owned()),
+            old_key_id: Some(from.to_owned()),
+            time: timestamp(now),
+            ..Detail::default()
+        },
+    }
 }
 
 /// `Key Deactivated` and `Key Deleted` for each key a cleanup retired (in
@@ -349,6 +374,34 @@ mod tests {
             })
         );
         assert_eq!(events[1].detail.key_id.as_deref(), Some("AKIAOLD"));
+    }
+
+    #[test]
+    fn a_rollback_names_the_key_put_back_and_the_one_rolled_back_from() {
+        let e = rolled_back(holder(), "AKIANEW", "AKIAOLD", at());
+        assert_eq!(e.detail_type, KEY_ROLLED_BACK);
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({
+                "SecretArn": holder().secret_arn,
+                "Provider": "aws",
+                "AccountId": "123456789012",
+                "UserName": "alice",
+                "Owner": "team-payments",
+                "NewKeyId": "AKIAOLD",
+                "OldKeyId": "AKIANEW",
+                "Time": "2026-09-21T14:13:20Z",
+            })
+        );
+    }
+
+    #[test]
+    fn every_detail_type_is_in_the_readme() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        for t in DETAIL_TYPES {
+            assert!(readme.contains(&format!("| `{t}` |")), "README lists {t}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod emulator;
 mod env;
+pub mod inbox;
 mod logs;
 mod moto;
 pub mod proxy;

@@ -15,6 +15,7 @@ use tracing::info;
 
 use super::{other_key, Rekey};
 use crate::error::{Error, Result};
+use crate::events::KeyHolder;
 use crate::model::{KeyStatus, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use crate::plan::timestamp;
 use crate::ports::{Clock, KeyApi, Providers, Select, Vault};
@@ -40,6 +41,10 @@ pub struct RollBack {
     pub reactivate: bool,
     /// The secret was not paused, and is paused.
     pub pause: bool,
+    /// Whose keys, for the `Key Rolled Back` event (boxed: the outcome
+    /// stays small).
+    #[serde(skip)]
+    pub holder: Box<KeyHolder>,
 }
 
 /// What [`Rekey::roll_back`] found.
@@ -131,6 +136,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             to_version,
             reactivate: target.status == KeyStatus::Inactive,
             pause: !paused,
+            holder: Box::new(KeyHolder::of(&info, &current)),
         };
         if shown.is_some_and(|s| {
             (&s.from_version, &s.to_version) != (&plan.from_version, &plan.to_version)
