@@ -469,34 +469,26 @@ mod tests {
             other_token: "t".into(),
             admin: None,
         };
-        // The pipeline retries these: its run reports what is left.
-        assert_eq!(failure_driver(Function::Test, &not_ready), None);
-        assert_eq!(failure_driver(Function::Create, &unavailable), None);
-        assert_eq!(failure_driver(Function::Create, &admin_rotating), None);
-        assert_eq!(
-            failure_driver(Function::Create, &own_rotating),
-            Some(Driver::Pipeline)
-        );
-        assert_eq!(
-            failure_driver(Function::Hook, &admin_rotating),
-            Some(Driver::Hook)
-        );
-        // Secrets Manager's call of the hook is the whole attempt.
-        assert_eq!(
-            failure_driver(Function::Hook, &not_ready),
-            Some(Driver::Hook)
-        );
-        assert_eq!(
-            failure_driver(Function::Hook, &unavailable),
-            Some(Driver::Hook)
-        );
-        assert_eq!(
-            failure_driver(Function::Finish, &paused),
-            Some(Driver::Pipeline)
-        );
-        // A dry run's stop and cleanup's failures are not rotations failing.
-        assert_eq!(failure_driver(Function::Hook, &dry), None);
-        assert_eq!(failure_driver(Function::Cleanup, &paused), None);
+        let (pipeline, hook) = (Some(Driver::Pipeline), Some(Driver::Hook));
+        for (function, error, driver) in [
+            // The pipeline retries these: its run reports what is left
+            // (create waits for the admin secret's rotation, not its own).
+            (Function::Test, &not_ready, None),
+            (Function::Create, &unavailable, None),
+            (Function::Create, &admin_rotating, None),
+            (Function::Create, &own_rotating, pipeline),
+            (Function::Finish, &paused, pipeline),
+            // Secrets Manager's call of the hook is the whole attempt.
+            (Function::Hook, &admin_rotating, hook),
+            (Function::Hook, &not_ready, hook),
+            (Function::Hook, &unavailable, hook),
+            // A dry run's stop and cleanup's failures are not rotations
+            // failing.
+            (Function::Hook, &dry, None),
+            (Function::Cleanup, &paused, None),
+        ] {
+            assert_eq!(failure_driver(function, error), driver, "{error}");
+        }
 
         let e = failed(
             Driver::Hook,

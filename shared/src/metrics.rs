@@ -366,38 +366,24 @@ mod tests {
             reason: "r".into(),
         };
         let invalid = Error::InvalidEvent("x".into());
-        assert_eq!(failure_metric(Function::Test, &not_ready), "KeyNotReady");
-        assert_eq!(
-            failure_metric(Function::Finish, &not_ready),
-            "RotationsFailed"
-        );
-        assert_eq!(
-            failure_metric(Function::Hook, &not_ready),
-            "RotationsFailed"
-        );
-        assert_eq!(failure_metric(Function::Test, &invalid), "RotationsFailed");
         let admin_rotating = Error::RotationInProgress {
             secret_id: "s".into(),
             other_token: "t".into(),
             admin: Some("rekey/admin/scloud/ops-1".into()),
         };
-        assert_eq!(
-            failure_metric(Function::Create, &admin_rotating),
-            "AdminRotationWaits"
-        );
-        assert_eq!(
-            failure_metric(Function::Hook, &admin_rotating),
-            "RotationsFailed"
-        );
-        assert_eq!(
-            failure_metric(Function::Create, &invalid),
-            "RotationsFailed"
-        );
-        assert_eq!(
-            failure_metric(Function::Cleanup, &not_ready),
-            "CleanupFailed"
-        );
-        assert_eq!(failure_metric(Function::Cleanup, &invalid), "CleanupFailed");
+        for (function, error, metric) in [
+            (Function::Test, &not_ready, "KeyNotReady"),
+            (Function::Finish, &not_ready, "RotationsFailed"),
+            (Function::Hook, &not_ready, "RotationsFailed"),
+            (Function::Test, &invalid, "RotationsFailed"),
+            (Function::Create, &admin_rotating, "AdminRotationWaits"),
+            (Function::Hook, &admin_rotating, "RotationsFailed"),
+            (Function::Create, &invalid, "RotationsFailed"),
+            (Function::Cleanup, &not_ready, "CleanupFailed"),
+            (Function::Cleanup, &invalid, "CleanupFailed"),
+        ] {
+            assert_eq!(failure_metric(function, error), metric, "{error}");
+        }
     }
 
     #[test]
