@@ -380,19 +380,15 @@ mod tests {
     fn a_rollback_names_the_key_put_back_and_the_one_rolled_back_from() {
         let e = rolled_back(holder(), "AKIANEW", "AKIAOLD", at());
         assert_eq!(e.detail_type, KEY_ROLLED_BACK);
-        assert_eq!(
-            serde_json::to_value(&e).unwrap(),
-            serde_json::json!({
-                "SecretArn": holder().secret_arn,
-                "Provider": "aws",
-                "AccountId": "123456789012",
-                "UserName": "alice",
-                "Owner": "team-payments",
-                "NewKeyId": "AKIAOLD",
-                "OldKeyId": "AKIANEW",
-                "Time": "2026-09-21T14:13:20Z",
-            })
-        );
+        // The fields of `Key Rotated` (above), no driver: an operator's.
+        let detail = Detail {
+            holder: holder(),
+            new_key_id: Some("AKIAOLD".into()),
+            old_key_id: Some("AKIANEW".into()),
+            time: "2026-09-21T14:13:20Z".into(),
+            ..Detail::default()
+        };
+        assert_eq!(e.detail, detail);
     }
 
     #[test]
