@@ -1478,21 +1478,25 @@ fn main() {
     };
     let seeds = env_number("REKEY_SIM_SEEDS").unwrap_or(default);
     let started = std::time::Instant::now();
-    // Seeds are independent: one thread per core, each taking every n-th.
+    // Seeds are independent: one thread per core, each taking the next
+    // seed not yet taken (seeds differ in cost: every fourth is logged).
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let next = std::sync::atomic::AtomicU64::new(0);
     let mut failures: Vec<(u64, String, Vec<String>)> = without_stdout(|| {
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
-                .map(|t| {
-                    let gates = &gates;
+                .map(|_| {
+                    let (gates, next) = (&gates, &next);
                     scope.spawn(move || {
-                        (t..seeds)
-                            .step_by(threads as usize)
-                            .filter_map(|seed| {
-                                let (trace, result) = run_seed(seed, gates);
-                                result.err().map(|e| (seed, e, trace))
-                            })
-                            .collect::<Vec<_>>()
+                        std::iter::from_fn(|| {
+                            let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            (seed < seeds).then_some(seed)
+                        })
+                        .filter_map(|seed| {
+                            let (trace, result) = run_seed(seed, gates);
+                            result.err().map(|e| (seed, e, trace))
+                        })
+                        .collect::<Vec<_>>()
                     })
                 })
                 .collect();
