@@ -60,6 +60,13 @@ impl Cold {
             }
         }
     }
+
+    /// Sets each provider's calls of one rotation.
+    pub fn set_provider_calls(&mut self, calls: BTreeMap<&'static str, BTreeMap<String, usize>>) {
+        for (name, calls) in calls {
+            self.providers.entry(name).or_default().calls = calls;
+        }
+    }
 }
 
 /// rekey-hook's rotations of one provider's secrets.
@@ -179,15 +186,6 @@ pub async fn count_provider_calls(
         calls.insert(kind.name(), provider_calls(setup, kind, &admin).await);
     }
     calls
-}
-
-impl Cold {
-    /// Sets each provider's calls of one rotation.
-    pub fn set_provider_calls(&mut self, calls: BTreeMap<&'static str, BTreeMap<String, usize>>) {
-        for (name, calls) in calls {
-            self.providers.entry(name).or_default().calls = calls;
-        }
-    }
 }
 
 /// rekey-hook rotating Alibaba and SCloud secrets: cold processes, a warm

@@ -268,31 +268,32 @@ async fn run(args: Args, tls: report::TlsSetup) {
     // checks it.
     eprintln!("rekey-bench: API calls per rotation");
     let calls = calls::count(&setup).await;
-    let baseline = args.baseline.as_ref().map(|(bins, label)| {
-        let setup = Setup {
-            bins: bins.clone(),
-            ..setup.clone()
-        };
-        (setup, label.clone())
-    });
-    let mut base = match &baseline {
-        Some((setup, _)) => Some((calls::count(setup).await, cold::Cold::default())),
+    // The other build: its setup, label, calls and (below) cold starts.
+    let mut base = match &args.baseline {
+        Some((bins, label)) => {
+            let setup = Setup {
+                bins: bins.clone(),
+                ..setup.clone()
+            };
+            let calls = calls::count(&setup).await;
+            // After the AWS calls, whose sweep counts only secrets with
+            // nothing due.
+            let mut cold = cold::Cold::default();
+            cold.set_provider_calls(cold::count_provider_calls(&setup).await);
+            Some((setup, label.clone(), calls, cold))
+        }
         None => None,
     };
-    // After the AWS calls, whose sweep counts only secrets with nothing due.
-    if let (Some((setup, _)), Some((_, cold))) = (&baseline, &mut base) {
-        cold.set_provider_calls(cold::count_provider_calls(setup).await);
-    }
     eprintln!("rekey-bench: cold starts, {} runs", args.runs);
     // With a baseline, the two builds take turns, a few runs at a time, so
     // that the machine's drift over the run weighs on both alike.
     let mut cold = cold::Cold::default();
     cold.set_provider_calls(cold::count_provider_calls(&setup).await);
-    let turns = if baseline.is_some() { TURNS } else { 1 };
+    let turns = if base.is_some() { TURNS } else { 1 };
     for turn in 0..turns {
         let runs = args.runs / turns + usize::from(turn < args.runs % turns);
         cold.extend(cold::measure(&setup, runs).await);
-        if let (Some((setup, _)), Some((_, base_cold))) = (&baseline, &mut base) {
+        if let Some((setup, _, _, base_cold)) = &mut base {
             base_cold.extend(cold::measure(setup, runs).await);
         }
     }
@@ -318,7 +319,7 @@ async fn run(args: Args, tls: report::TlsSetup) {
         fleet,
         sweeps,
         map_fleet: report::map_fleet(&args.map_fleet),
-        baseline: baseline.zip(base).map(|((_, label), (calls, cold))| {
+        baseline: base.map(|(_, label, calls, cold)| {
             let value = serde_json::json!({ "cold": cold, "calls": calls });
             (label, value)
         }),
