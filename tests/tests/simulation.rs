@@ -1518,7 +1518,7 @@ fn main() {
         for (seed, error, _) in failures.iter().take(10) {
             eprintln!("seed {seed} failed: {error}");
         }
-        eprintln!("replay: REKEY_SIM_SEED={seed} cargo test -p rekey-testkit --test simulation");
+        eprintln!("replay: REKEY_SIM_SEED={seed} cargo test --workspace --test simulation");
         std::process::exit(1);
     }
 }
