@@ -906,3 +906,82 @@ async fn audit_reaches_member_accounts_through_their_operator_role() {
     .await;
     assert_eq!(out.status.code(), Some(2), "one or the other");
 }
+
+/// Issue 27, case 4: an enrolled user whose owning secret's
+/// `rekey:managed` is `True` is not managed, and `status` (named, and
+/// every secret) and `audit` say so as a problem (exit 3). Its secret is
+/// under a prefix of its own (`REKEY_SECRET_PREFIX`), so that the other
+/// tests' audits of this moto do not count it as theirs.
+#[tokio::test]
+async fn a_near_miss_of_the_managed_tag_is_a_problem_for_status_and_audit() {
+    let w = World::new().await;
+    let prefix = format!(
+        "nearmiss-{}/",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let user = w.user(MANAGED_PATH).await;
+    let key = w.create_key(&user).await;
+    let value = serde_json::json!({"UserName": user});
+    let secret = w
+        .secret_named(
+            &format!("{prefix}aws/{user}"),
+            &value,
+            &[("rekey:managed", "True")],
+        )
+        .await;
+    w.enrol(&user, &secret).await;
+    // Plainly not managed: not shown, no problem.
+    let off = w
+        .secret_named(
+            &format!("{prefix}aws/{}", w.user(MANAGED_PATH).await),
+            &value,
+            &[("rekey:managed", "false")],
+        )
+        .await;
+    let more = [("REKEY_SECRET_PREFIX", prefix.as_str())];
+
+    let out = rekey_with(
+        &w,
+        &moto().endpoint,
+        &["status", &secret, "--output", "json"],
+        &more,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", said(&out));
+    let problem = &json(&out)[0]["Problem"];
+    assert_eq!(problem["ErrorType"], "SecretNotManaged", "{problem}");
+    let message = problem["Message"].as_str().unwrap();
+    assert!(
+        message.contains("exactly `true`") && message.contains("rekey:managed=true"),
+        "{message}"
+    );
+    // Every secret: the near miss is listed (ListSecrets by the tag's key
+    // alone) and a problem; the plain `false` is not shown.
+    let out = rekey_with(&w, &moto().endpoint, &["status", "--output", "json"], &more).await;
+    assert_eq!(out.status.code(), Some(3), "{}", said(&out));
+    let all = json(&out);
+    let all = all.as_array().unwrap();
+    let listed = all
+        .iter()
+        .find(|s| s["SecretId"] == secret.as_str())
+        .unwrap_or_else(|| panic!("{secret} not shown"));
+    assert_eq!(listed["Problem"]["ErrorType"], "SecretNotManaged");
+    assert!(!all.iter().any(|s| s["SecretId"] == off.as_str()));
+
+    let out = rekey_with(&w, &moto().endpoint, &["audit", "--output", "json"], &more).await;
+    assert_eq!(out.status.code(), Some(3), "{}", said(&out));
+    let keys = json(&out);
+    let audited = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["UserName"] == user.as_str())
+        .unwrap();
+    assert_eq!(audited["AccessKeyId"], key.access_key_id.as_str());
+    assert_eq!(
+        audited["Findings"],
+        serde_json::json!(["managed-tag-near-miss"])
+    );
+    assert!(audited.get("ManagedBy").is_none(), "{audited}");
+    w.assert_no_secret_in(&String::from_utf8_lossy(&out.stdout), "the audit");
+}
