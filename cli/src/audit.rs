@@ -6,15 +6,16 @@
 //! than the functions make, for accounts with thousands of users); a
 //! progress line on a terminal (stderr), none otherwise.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime};
 
-use rekey::audit::{verdict, AuditRules, Finding};
+use rekey::audit::{holding, verdict, AuditRules, Finding};
 use rekey::model::{KeyStatus, LastUsed, Provider};
 use rekey::plan::timestamp;
 use rekey::ports::{KeyApi, Vault};
 use rekey::providers::{AwsClients, AwsIam};
+use rekey::records::{self, Enrolment};
 use rekey::vault::SecretsManager;
 use serde::Serialize;
 
@@ -62,15 +63,21 @@ impl Progress {
     }
 }
 
-/// The names of the managed secrets (ListSecrets), to tell which users
-/// rekey manages: a user is managed when its owning secret exists.
-async fn managed_secret_names(sdk: &aws_config::SdkConfig) -> Result<BTreeSet<String>, Failure> {
+/// The secrets tagged `rekey:managed` (ListSecrets) by name, each with
+/// its enrolment, to tell which users rekey manages (`rekey::audit::holding`:
+/// a user is managed when its owning secret is).
+async fn managed_secret_names(
+    sdk: &aws_config::SdkConfig,
+) -> Result<BTreeMap<String, Enrolment>, Failure> {
     let vault = SecretsManager::new(sdk);
-    let mut names = BTreeSet::new();
+    let mut names = BTreeMap::new();
     let mut next: Option<String> = None;
     loop {
         let page = vault.list_page(next.as_deref()).await?;
-        names.extend(page.secrets.into_iter().map(|s| s.name));
+        names.extend(page.secrets.into_iter().map(|s| {
+            let enrolment = records::enrolment(&s);
+            (s.name, enrolment)
+        }));
         next = page.next_token;
         if next.is_none() {
             return Ok(names);
@@ -125,10 +132,12 @@ pub async fn audit(
                     account,
                     name,
                 );
-                let managed_by = managed.contains(&owning).then_some(owning);
+                let (held, near_miss) = holding(managed.get(&owning).copied());
+                let managed_by = held.then_some(owning);
                 for key in keys_of.list_keys(name).await? {
                     let used = keys_of.last_used(name, &key.id).await?;
-                    let findings = verdict(&key, &used, now, &rules);
+                    let mut findings = verdict(&key, &used, now, &rules);
+                    findings.extend(near_miss);
                     let (last_used, last_used_service) = match used {
                         LastUsed::Unknown => ("unknown".to_owned(), None),
                         LastUsed::Never => ("never".to_owned(), None),
@@ -185,6 +194,7 @@ fn cells(k: &AuditedKey) -> Vec<String> {
         .map(|f| match f {
             Finding::TooOld => "too-old",
             Finding::Unused => "unused",
+            Finding::ManagedTagNearMiss => "managed-tag-near-miss",
         })
         .collect();
     vec![

@@ -58,11 +58,10 @@ fn confirm(change: &str, yes: bool) -> Result<bool, Failure> {
 async fn managed(vault: &SecretsManager, secret: &str) -> Result<(SecretInfo, Enrolment), Failure> {
     let info = vault.describe(secret).await?;
     match records::enrolment(&info) {
-        Enrolment::NotManaged => Err(rekey::Error::SecretNotManaged {
-            secret_id: secret.to_owned(),
+        e @ (Enrolment::NotManaged | Enrolment::NearMiss) => {
+            Err(records::not_managed(secret, e).into())
         }
-        .into()),
-        enrolment => Ok((info, enrolment)),
+        enrolment @ (Enrolment::Managed | Enrolment::Paused) => Ok((info, enrolment)),
     }
 }
 

@@ -26,8 +26,13 @@ const DEFAULT_OVERDUE_DAYS: u64 = 45;
 /// A deployment's settings, as the functions read them.
 #[derive(Clone, Debug)]
 pub struct Deployment {
-    /// The functions' settings.
+    /// The functions' settings (`dry_run` always on: the command's steps
+    /// run dry unless a change is confirmed, [`Deployment::steps`]).
     pub config: Config,
+    /// The deployment is a dry run (`DryRun`, `REKEY_DRY_RUN`): its
+    /// functions change nothing, and the command's changes need `--live`
+    /// (`rekey::dry_run::command_may_change`).
+    pub dry_run: bool,
     /// The pipeline's rotation period (`RotationPeriod`).
     pub period: Duration,
     /// A secret whose AWSCURRENT is older than this is overdue
@@ -138,6 +143,7 @@ fn from_lookup(
     parameters: &HashMap<String, String>,
 ) -> Result<Deployment, Failure> {
     let mut config = Config::from_lookup(lookup)?;
+    let dry_run = config.dry_run;
     // The command reads; its changes (pause, resume) are its own calls.
     config.dry_run = true;
     let period = parameters
@@ -150,6 +156,7 @@ fn from_lookup(
         .unwrap_or(DEFAULT_OVERDUE_DAYS);
     Ok(Deployment {
         config,
+        dry_run,
         period: parse_duration("RotationPeriod", period)?,
         overdue_after: Duration::from_secs(overdue_days * 86_400),
         state_machine: None,
@@ -176,6 +183,7 @@ mod tests {
         assert_eq!(d.config.managed_user_path.as_deref(), Some("/svc/"));
         assert_eq!(d.config.test_timeout, Duration::from_secs(90));
         assert!(d.config.dry_run, "the command's steps run dry");
+        assert!(!d.dry_run, "a live deployment");
         assert_eq!(d.period, Duration::from_secs(7 * 86_400));
         assert_eq!(d.overdue_after, Duration::from_secs(10 * 86_400));
         let d = d.with_period(Some("1h")).unwrap();
@@ -186,5 +194,15 @@ mod tests {
                 .with_period(Some("soon")),
             Err(Failure::Usage(_))
         ));
+    }
+
+    #[test]
+    fn a_stacks_dry_run_is_the_deployments() {
+        let parameters: HashMap<String, String> = [("DryRun", "true")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let d = from_lookup(|n| setting_from(&parameters, n), &parameters).unwrap();
+        assert!(d.dry_run && d.config.dry_run);
     }
 }

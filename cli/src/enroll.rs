@@ -12,7 +12,7 @@ use aws_sdk_secretsmanager::types::{RotationRulesType, Tag};
 use rekey::model::{ManagedSecret, Provider, SecretFormatError, Signing};
 use rekey::ownership::{self, EnrolFacts, Enrolling, OWNER_TAG};
 use rekey::ports::{SecretInfo, Vault};
-use rekey::records::TAG_MANAGED;
+use rekey::records::{self, TAG_MANAGED};
 use rekey::sdk::service_error;
 use rekey::vault::SecretsManager;
 use serde::Serialize;
@@ -159,7 +159,7 @@ pub async fn enroll(
         owning_name: &name,
         secret: owning
             .as_ref()
-            .map(|i| (i.arn.as_str(), i.tag_is_true(TAG_MANAGED))),
+            .map(|i| (i.arn.as_str(), records::is_managed(i))),
         owner_tag: owner_tag.as_ref().map(|(t, e)| (t.as_str(), *e)),
         iam_user: iam_user.is_some(),
     })

@@ -4,8 +4,9 @@
 //! so they change nothing).
 //!
 //! Exit codes (stable, README "The rekey command"): 0 done, 1 an error,
-//! 2 a usage error (or a change refused without `--yes` off a terminal),
-//! 3 findings (a secret overdue or stuck).
+//! 2 a usage error (or a change refused: without `--yes` off a terminal,
+//! or on a dry-run deployment without `--live`), 3 findings (a secret
+//! overdue or stuck, a near miss of `rekey:managed`).
 
 mod audit;
 mod change;
@@ -57,6 +58,11 @@ struct Cli {
     /// change anything).
     #[arg(long, global = true)]
     dry_run: bool,
+    /// Make the change on a deployment that is a dry run (DryRun=true, or
+    /// REKEY_DRY_RUN=true): there, enroll, rotate, rollback, pause and
+    /// resume refuse without it.
+    #[arg(long, global = true, conflicts_with = "dry_run")]
+    live: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +102,21 @@ enum Command {
     Pause(Change),
     /// Resume a paused secret (remove its rekey:paused tag).
     Resume(Change),
+}
+
+impl Command {
+    /// The change the command makes, in words; `None` for those that only
+    /// read.
+    fn change(&self) -> Option<String> {
+        match self {
+            Command::Status(_) | Command::Plan(_) | Command::Audit(_) => None,
+            Command::Enroll(e) => Some(format!("enrol {}", e.user)),
+            Command::Rotate(c) => Some(format!("rotate {}", c.secret)),
+            Command::Rollback(c) => Some(format!("roll {} back", c.secret)),
+            Command::Pause(c) => Some(format!("pause {}", c.secret)),
+            Command::Resume(c) => Some(format!("resume {}", c.secret)),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -185,6 +206,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     }
     let sdk = loader.load().await;
     let deployment = deployment::load(&sdk, cli.stack.as_deref()).await?;
+    // A dry-run deployment is changed only with --live, before any call.
+    if let Some(change) = cli.command.change() {
+        rekey::dry_run::command_may_change(&change, deployment.dry_run, cli.live, cli.dry_run)
+            .map_err(Failure::Usage)?;
+    }
     let iam = match &cli.role_arn {
         None => sdk.clone(),
         Some(role) => assumed_role(&sdk, role, cli.external_id.as_deref()).await?,

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use rekey::model::{KeyStatus, LastUsed};
 use rekey::plan::{timestamp, RetirementStep};
 use rekey::ports::Vault;
+use rekey::records;
 use rekey::steps::{Created, Inspection, RotationOutlook};
 use rekey::{Driver, Error};
 use serde::Serialize;
@@ -14,7 +15,9 @@ use crate::deployment::{Deployment, Steps};
 use crate::output::{self, Format};
 use crate::{Failure, EXIT_FINDINGS, EXIT_OK};
 
-/// The secrets named, or every managed secret (ListSecrets, page by page).
+/// The secrets named, or every secret an operator is shown (ListSecrets,
+/// page by page): the managed ones, paused or not, and the near misses of
+/// `rekey:managed`, which `inspect` refuses and so show as problems.
 async fn secret_ids(app: &Steps, named: &[String]) -> Result<Vec<String>, Failure> {
     if !named.is_empty() {
         return Ok(named.to_vec());
@@ -23,7 +26,12 @@ async fn secret_ids(app: &Steps, named: &[String]) -> Result<Vec<String>, Failur
     let mut next: Option<String> = None;
     loop {
         let page = app.vault.list_page(next.as_deref()).await?;
-        ids.extend(page.secrets.into_iter().map(|s| s.arn));
+        ids.extend(
+            page.secrets
+                .into_iter()
+                .filter(|s| records::enrolment(s).is_shown())
+                .map(|s| s.arn),
+        );
         next = page.next_token;
         if next.is_none() {
             return Ok(ids);

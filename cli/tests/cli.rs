@@ -906,3 +906,180 @@ async fn audit_reaches_member_accounts_through_their_operator_role() {
     .await;
     assert_eq!(out.status.code(), Some(2), "one or the other");
 }
+
+/// Issue 27, case 4: an enrolled user whose owning secret's
+/// `rekey:managed` is `True` is not managed, and `status` (named, and
+/// every secret) and `audit` say so as a problem (exit 3). Its secret is
+/// under a prefix of its own (`REKEY_SECRET_PREFIX`), so that the other
+/// tests' audits of this moto do not count it as theirs.
+#[tokio::test]
+async fn a_near_miss_of_the_managed_tag_is_a_problem_for_status_and_audit() {
+    let w = World::new().await;
+    let prefix = format!(
+        "nearmiss-{}/",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let user = w.user(MANAGED_PATH).await;
+    let key = w.create_key(&user).await;
+    let value = serde_json::json!({"UserName": user});
+    let secret = w
+        .secret_named(
+            &format!("{prefix}aws/{user}"),
+            &value,
+            &[("rekey:managed", "True")],
+        )
+        .await;
+    w.enrol(&user, &secret).await;
+    // Plainly not managed: not shown, no problem.
+    let off = w
+        .secret_named(
+            &format!("{prefix}aws/{}", w.user(MANAGED_PATH).await),
+            &value,
+            &[("rekey:managed", "false")],
+        )
+        .await;
+    let more = [("REKEY_SECRET_PREFIX", prefix.as_str())];
+
+    let out = rekey_with(
+        &w,
+        &moto().endpoint,
+        &["status", &secret, "--output", "json"],
+        &more,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", said(&out));
+    let problem = &json(&out)[0]["Problem"];
+    assert_eq!(problem["ErrorType"], "SecretNotManaged", "{problem}");
+    let message = problem["Message"].as_str().unwrap();
+    assert!(
+        message.contains("exactly `true`") && message.contains("rekey:managed=true"),
+        "{message}"
+    );
+    // Every secret: the near miss is listed (ListSecrets by the tag's key
+    // alone) and a problem; the plain `false` is not shown.
+    let out = rekey_with(&w, &moto().endpoint, &["status", "--output", "json"], &more).await;
+    assert_eq!(out.status.code(), Some(3), "{}", said(&out));
+    let all = json(&out);
+    let all = all.as_array().unwrap();
+    let listed = all
+        .iter()
+        .find(|s| s["SecretId"] == secret.as_str())
+        .unwrap_or_else(|| panic!("{secret} not shown"));
+    assert_eq!(listed["Problem"]["ErrorType"], "SecretNotManaged");
+    assert!(!all.iter().any(|s| s["SecretId"] == off.as_str()));
+
+    let out = rekey_with(&w, &moto().endpoint, &["audit", "--output", "json"], &more).await;
+    assert_eq!(out.status.code(), Some(3), "{}", said(&out));
+    let keys = json(&out);
+    let audited = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["UserName"] == user.as_str())
+        .unwrap();
+    assert_eq!(audited["AccessKeyId"], key.access_key_id.as_str());
+    assert_eq!(
+        audited["Findings"],
+        serde_json::json!(["managed-tag-near-miss"])
+    );
+    assert!(audited.get("ManagedBy").is_none(), "{audited}");
+    w.assert_no_secret_in(&String::from_utf8_lossy(&out.stdout), "the audit");
+}
+
+/// Issue 27, case 9: on a deployment that is a dry run (`DryRun=true`,
+/// here `REKEY_DRY_RUN=true`), every changing command refuses without
+/// `--live`, before any call, saying why; `--dry-run` still shows, and
+/// `--live` makes the change.
+#[tokio::test]
+async fn a_dry_run_deployment_is_changed_only_with_live() {
+    let w = World::new().await;
+    let (user, secret, _, _) = rotated_once(&w).await;
+    let newcomer = w.user(MANAGED_PATH).await;
+    let machine = state_machine(&w).await;
+    let proxy = Proxy::start(&moto().endpoint).await;
+    let dry = [
+        ("REKEY_DRY_RUN", "true"),
+        ("REKEY_STATE_MACHINE_ARN", machine.as_str()),
+    ];
+    let before = (
+        w.tags(&secret).await,
+        w.stages(&secret).await,
+        w.keys(&user).await,
+    );
+    for args in [
+        ["pause", &secret, "--yes"],
+        ["resume", &secret, "--yes"],
+        ["rollback", &secret, "--yes"],
+        ["rotate", &secret, "--yes"],
+        ["enroll", &newcomer, "--yes"],
+    ] {
+        proxy.clear_log();
+        let out = rekey_with(&w, &proxy.endpoint, &args, &dry).await;
+        let told = said(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {told}");
+        for needed in [
+            args[1],
+            "dry run",
+            "--live",
+            "for real",
+            "Nothing was changed",
+        ] {
+            assert!(told.contains(needed), "{args:?}: {needed:?} not in {told}");
+        }
+        let calls: Vec<String> = proxy.calls().into_iter().map(|c| c.action).collect();
+        assert!(calls.is_empty(), "{args:?}: refused after {calls:?}");
+    }
+    let after = (
+        w.tags(&secret).await,
+        w.stages(&secret).await,
+        w.keys(&user).await,
+    );
+    assert_eq!(before, after);
+    let owning =
+        rekey::ownership::owning_name("rekey/", rekey::model::Provider::Aws, None, &newcomer);
+    let sm = aws_sdk_secretsmanager::Client::new(&w.sdk);
+    assert!(sm
+        .describe_secret()
+        .secret_id(&owning)
+        .send()
+        .await
+        .is_err());
+    let sfn = aws_sdk_sfn::Client::new(&w.sdk);
+    let runs = sfn
+        .list_executions()
+        .state_machine_arn(&machine)
+        .send()
+        .await
+        .unwrap();
+    assert!(runs.executions().is_empty(), "no pipeline started");
+
+    // Shown only: allowed, and changes nothing.
+    proxy.clear_log();
+    let show = ["pause", &secret, "--dry-run", "--output", "json"];
+    let out = rekey_with(&w, &proxy.endpoint, &show, &dry).await;
+    succeeded(&out);
+    assert_eq!(json(&out)["Changed"], false);
+    proxy.assert_no_change("rekey pause --dry-run on a dry-run deployment");
+    // --live and --dry-run say opposite things.
+    let both = ["pause", &secret, "--dry-run", "--live"];
+    let out = rekey_with(&w, &proxy.endpoint, &both, &dry).await;
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+
+    // Told to, it is made.
+    let live = ["pause", &secret, "--yes", "--live", "--output", "json"];
+    let out = rekey_with(&w, &proxy.endpoint, &live, &dry).await;
+    succeeded(&out);
+    assert_eq!(json(&out)["Changed"], true);
+    assert_eq!(
+        w.tags(&secret)
+            .await
+            .get("rekey:paused")
+            .map(String::as_str),
+        Some("true")
+    );
+    let live = ["resume", &secret, "--yes", "--live", "--output", "json"];
+    let out = rekey_with(&w, &proxy.endpoint, &live, &dry).await;
+    succeeded(&out);
+    assert!(!w.tags(&secret).await.contains_key("rekey:paused"));
+    w.assert_invariants(&secret, &user).await;
+}

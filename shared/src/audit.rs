@@ -1,13 +1,16 @@
 //! The audit of access keys, enrolled or not, for compliance (CIS AWS
 //! Foundations: access keys rotated every 90 days or less, credentials
 //! unused for 45 days or more disabled): one verdict per key, from its
-//! status, age and last use. Pure; `rekey audit` gathers the keys.
+//! status, age and last use, and whether rekey holds its user ([`holding`]:
+//! an owning secret whose `rekey:managed` is a near miss of `true` is a
+//! finding). Pure; `rekey audit` gathers the keys.
 
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::model::{AccessKey, KeyStatus, LastUsed};
+use crate::records::Enrolment;
 
 /// What a key is held to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +41,21 @@ pub enum Finding {
     /// Active and not used for `max_unused` (or never, and made that long
     /// ago).
     Unused,
+    /// The user's owning secret carries `rekey:managed` with a value that
+    /// is not exactly `true` (`True`, ` true`, `yes`, ...): it looks
+    /// enrolled, but rekey passes it over and never rotates its keys.
+    ManagedTagNearMiss,
+}
+
+/// How rekey holds a user whose owning secret ListSecrets lists as
+/// `owning` (`None`: no owning secret listed): whether rekey manages it
+/// (paused or not), and the finding each of its keys gets, if any.
+pub fn holding(owning: Option<Enrolment>) -> (bool, Option<Finding>) {
+    match owning {
+        Some(Enrolment::Managed | Enrolment::Paused) => (true, None),
+        Some(Enrolment::NearMiss) => (false, Some(Finding::ManagedTagNearMiss)),
+        Some(Enrolment::NotManaged) | None => (false, None),
+    }
 }
 
 /// The findings for `key`, last used `used`, at `now`. An inactive key
@@ -111,5 +129,17 @@ mod tests {
         assert_eq!(verdict(&inactive, &LastUsed::Never, now, &rules), []);
         // Exactly at the limit is still within it.
         assert_eq!(verdict(&active(90), &used(45), now, &rules), []);
+    }
+
+    #[test]
+    fn a_user_whose_owning_secret_is_a_near_miss_is_not_managed_and_a_finding() {
+        assert_eq!(holding(Some(Enrolment::Managed)), (true, None));
+        assert_eq!(holding(Some(Enrolment::Paused)), (true, None));
+        assert_eq!(
+            holding(Some(Enrolment::NearMiss)),
+            (false, Some(Finding::ManagedTagNearMiss))
+        );
+        assert_eq!(holding(Some(Enrolment::NotManaged)), (false, None));
+        assert_eq!(holding(None), (false, None));
     }
 }

@@ -213,6 +213,29 @@ impl<K: KeyApi> KeyApi for Gated<K> {
     }
 }
 
+/// Whether the `rekey` command may make an operator's `change` (`rollback`,
+/// `pause`, `resume`, `enroll`, `rotate`; in words, for the message) on a
+/// deployment whose functions run dry when `deployment_dry_run` (its
+/// `DryRun` parameter, `REKEY_DRY_RUN`). On such a deployment only when the
+/// operator says so explicitly (`live`: `--live`); `show_only`
+/// (`--dry-run`) changes nothing on any deployment. The refusal says why
+/// and how to go on; nothing is changed. Invariant dry-run-changes-nothing,
+/// carried to the command: a dry-run deployment changes nothing a person
+/// did not ask for in so many words.
+pub fn command_may_change(
+    change: &str,
+    deployment_dry_run: bool,
+    live: bool,
+    show_only: bool,
+) -> std::result::Result<(), String> {
+    if !deployment_dry_run || live || show_only {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to {change}: the deployment is a dry run (DryRun=true, REKEY_DRY_RUN=true), so its functions change nothing, and the rekey command does not either unless told to. Nothing was changed. --live makes the change for real; --dry-run only shows it"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +310,24 @@ mod tests {
         run(async {
             let _ = Gated::new(Untouchable, false).create_key("alice").await;
         });
+    }
+
+    #[test]
+    fn the_command_changes_a_dry_run_deployment_only_when_told_to_live() {
+        let change = "pause rekey/aws/alice";
+        assert_eq!(command_may_change(change, false, false, false), Ok(()));
+        assert_eq!(command_may_change(change, true, true, false), Ok(()));
+        // Shown only: nothing changes, on any deployment.
+        assert_eq!(command_may_change(change, true, false, true), Ok(()));
+        let why = command_may_change(change, true, false, false).unwrap_err();
+        for needed in [
+            change,
+            "dry run",
+            "--live",
+            "for real",
+            "Nothing was changed",
+        ] {
+            assert!(why.contains(needed), "{needed:?} not in {why}");
+        }
     }
 }

@@ -65,11 +65,14 @@ pub enum Error {
         secret_id: String,
     },
 
-    /// The secret is not tagged `rekey:managed`.
-    #[error("secret {secret_id} is not managed by rekey: tag it rekey:managed=true to manage it")]
+    /// The secret is not tagged `rekey:managed` = `true`.
+    #[error("secret {secret_id} is not managed by rekey: {}", not_managed_fix(*near_miss))]
     SecretNotManaged {
         /// The secret's name or ARN.
         secret_id: String,
+        /// Tagged `rekey:managed` with another value than `true` or
+        /// `false` (`records::ManagedTag::NearMiss`).
+        near_miss: bool,
     },
 
     /// The secret is tagged `rekey:paused`.
@@ -346,6 +349,15 @@ impl Error {
     }
 }
 
+/// What a `SecretNotManaged` says to do. The tag's value is not repeated
+/// (only that it is not exactly `true`).
+fn not_managed_fix(near_miss: bool) -> &'static str {
+    match near_miss {
+        false => "tag it rekey:managed=true to manage it",
+        true => "its tag rekey:managed is set, but not to exactly `true` (lower case, no spaces), the only value rekey, its IAM policies and its sweep read as managed; set rekey:managed=true to manage it, or remove the tag",
+    }
+}
+
 /// What a `RotationInProgress` says: whose rotation is in progress and the
 /// way forward.
 fn in_progress(token: &str, admin: Option<&str>) -> String {
@@ -379,7 +391,10 @@ mod tests {
                 reason: s(),
             },
             Error::SecretNotFound { secret_id: s() },
-            Error::SecretNotManaged { secret_id: s() },
+            Error::SecretNotManaged {
+                secret_id: s(),
+                near_miss: true,
+            },
             Error::SecretPaused { secret_id: s() },
             Error::invalid_secret("s", "v", "r"),
             Error::UnknownProvider {

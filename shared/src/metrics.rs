@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::lambda::Function;
 use crate::ports::SecretInfo;
 use crate::steps::{CleanupReport, Created, Finished};
-use crate::triage::Triage;
+use crate::triage::{Reason, Triage};
 
 /// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "rekey";
@@ -192,7 +192,9 @@ pub fn count_skipped(function: Function, secret_id: &str, reason: &str) {
 }
 
 /// Metrics of one page the sweep triaged at `now`: how many secrets it
-/// listed and sent on, and the age of each managed secret's AWSCURRENT
+/// listed and sent on, how many carry a near miss of `rekey:managed`
+/// (`ManagedTagNearMiss`: `True`, ` true`, `yes`, ...; not managed, passed
+/// over, each named in a log line by the sweep), and the age of each managed secret's AWSCURRENT
 /// version the records know (`CurrentVersionAgeDays`, behind the overdue
 /// alarm; a secret whose records cannot say is checked in full, and that
 /// cleanup reports its age). The oldest secret is named.
@@ -219,6 +221,12 @@ fn triage_record(page: &[(SecretInfo, Triage)], now: SystemTime) -> Record {
         .count(
             "SecretsDue",
             page.iter().filter(|(_, t)| t.is_due()).count(),
+        )
+        .count(
+            "ManagedTagNearMiss",
+            page.iter()
+                .filter(|(_, t)| t.reason == Reason::ManagedTagNearMiss)
+                .count(),
         )
         .values("CurrentVersionAgeDays", &values);
     match oldest {
@@ -330,11 +338,14 @@ mod tests {
             }
             info
         };
+        let mut near_miss = secret(50, true, false);
+        near_miss.tags.insert(TAG_MANAGED.into(), "True".into());
         let page = [
             secret(1, true, false),
             secret(40, true, false),
             secret(2, false, false),
             secret(3, true, true),
+            near_miss,
         ];
         let periods = Periods {
             rotation: day * 90,
@@ -353,7 +364,9 @@ mod tests {
         // one is left alone, as every function leaves it.
         assert_eq!(v["CurrentVersionAgeDays"], json!([1.0, 40.0]));
         assert_eq!(v["OldestSecretId"], "arn:s40");
-        assert_eq!(v["SecretsListed"], 4.0);
+        assert_eq!(v["SecretsListed"], 5.0);
+        // The near miss is counted, and has no age: rekey does not manage it.
+        assert_eq!(v["ManagedTagNearMiss"], 1.0);
         assert!(verdicts[2].1.clean && verdicts[2].1.current_since.is_none());
         assert_eq!(verdicts[3].1.current_since, None);
     }

@@ -42,13 +42,6 @@ impl SecretInfo {
             .get(version)
             .is_some_and(|stages| stages.iter().any(|s| s == stage))
     }
-
-    /// Whether tag `tag` is set to `true` (any case, spaces ignored).
-    pub fn tag_is_true(&self, tag: &str) -> bool {
-        self.tags
-            .get(tag)
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-    }
 }
 
 /// One version of a secret with its value.
@@ -97,9 +90,11 @@ pub trait Vault {
     async fn tag(&self, secret_id: &str, tags: &[(String, String)]) -> Result<()>;
     /// UntagResource: removes the tags with these keys from the secret.
     async fn untag(&self, secret_id: &str, keys: &[String]) -> Result<()>;
-    /// ListSecrets: one page of the secrets tagged `rekey:managed`, each as
-    /// DescribeSecret would describe it (ListSecrets returns the tags and
-    /// version stages too), from `next_token` (`None`: the first page).
+    /// ListSecrets: one page of the secrets that carry the tag
+    /// `rekey:managed`, whatever its value (`records::enrolment` tells the
+    /// managed ones from near misses), each as DescribeSecret would
+    /// describe it (ListSecrets returns the tags and version stages too),
+    /// from `next_token` (`None`: the first page).
     async fn list_page(&self, next_token: Option<&str>) -> Result<SecretPage>;
 }
 

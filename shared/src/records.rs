@@ -1,7 +1,12 @@
 //! rekey's records: the tags it reads and writes on a managed secret.
 //!
-//! - `rekey:managed` = `true` makes a secret rekey's; `rekey:paused` =
-//!   `true` pauses it (invariant managed-users-only).
+//! - `rekey:managed` = `true` makes a secret rekey's: exactly `true`,
+//!   lower case, nothing around it, as the template's IAM conditions
+//!   (`StringEquals`) and ListSecrets (case-sensitive) read it. Any other
+//!   value but `false` is a near miss ([`ManagedTag::NearMiss`]): not
+//!   managed, and reported. `rekey:paused` = `true` (any case, spaces
+//!   ignored: in doubt, rekey keeps away) pauses it (invariant
+//!   managed-users-only).
 //! - One tag per key and fact, its value an RFC 3339 time:
 //!   `rekey:created:<key id>` (rekey made the key for this secret; its
 //!   value also names the rotation's token: `<time> <token>`),
@@ -25,8 +30,14 @@ use crate::model::AccessKey;
 use crate::plan::PENDING_SETTLE;
 use crate::ports::SecretInfo;
 
-/// A secret is managed by rekey when it carries this tag with value `true`.
+/// A secret is managed by rekey when it carries this tag with value
+/// exactly [`MANAGED_VALUE`].
 pub const TAG_MANAGED: &str = "rekey:managed";
+/// The one value of [`TAG_MANAGED`] that makes a secret managed.
+pub const MANAGED_VALUE: &str = "true";
+/// The value of [`TAG_MANAGED`] that says plainly "not managed" (no near
+/// miss).
+pub const UNMANAGED_VALUE: &str = "false";
 /// `rekey:paused` = `true` pauses a managed secret.
 pub const TAG_PAUSED: &str = "rekey:paused";
 /// The prefix of a `created` record: `rekey:created:<key id>`.
@@ -44,25 +55,85 @@ pub const ALL: [&str; 3] = [CREATED, SUPERSEDED, INACTIVE];
 /// The timer records, which start a grace or deletion period.
 pub const TIMERS: [&str; 2] = [SUPERSEDED, INACTIVE];
 
+/// What a secret's `rekey:managed` tag says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManagedTag {
+    /// Exactly `true`: managed.
+    Managed,
+    /// No such tag, or exactly `false`: not managed, and nothing to say.
+    Absent,
+    /// Any other value (`True`, ` true`, `yes`, `1`, ...): not managed,
+    /// though it looks meant to be. Reported (the sweep's
+    /// `ManagedTagNearMiss`, `rekey status`, `rekey audit`), never read as
+    /// managed: the IAM conditions and ListSecrets would not.
+    NearMiss,
+}
+
+/// The reading of a `rekey:managed` tag's value (`None`: no such tag).
+/// Exact and case-sensitive, with no trimming: the same reading as the
+/// template's IAM conditions (`StringEquals "true"`).
+pub fn managed_tag(value: Option<&str>) -> ManagedTag {
+    match value {
+        Some(MANAGED_VALUE) => ManagedTag::Managed,
+        None | Some(UNMANAGED_VALUE) => ManagedTag::Absent,
+        Some(_) => ManagedTag::NearMiss,
+    }
+}
+
+/// Whether the secret is tagged `rekey:managed` = `true`, exactly.
+pub fn is_managed(info: &SecretInfo) -> bool {
+    managed_tag(info.tags.get(TAG_MANAGED).map(String::as_str)) == ManagedTag::Managed
+}
+
+/// The reading of a `rekey:paused` tag's value (`None`: no such tag):
+/// `true` in any case, spaces ignored. Looser than `rekey:managed` on
+/// purpose: a near miss of it keeps rekey away, the safe side, and no IAM
+/// condition or filter reads it.
+pub fn paused_tag(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
 /// Whether a secret is rekey's to work on, by its tags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Enrolment {
     /// Tagged `rekey:managed` = `true`, not paused.
     Managed,
-    /// Not tagged `rekey:managed` = `true`.
+    /// Not tagged `rekey:managed`, or tagged `false`.
     NotManaged,
+    /// Tagged `rekey:managed` with a value that is neither `true` nor
+    /// `false` ([`ManagedTag::NearMiss`]): not managed, and reported.
+    NearMiss,
     /// Managed, and tagged `rekey:paused` = `true`.
     Paused,
 }
 
+impl Enrolment {
+    /// Whether an operator is shown the secret (`rekey status` with no
+    /// name): every secret rekey manages, paused or not, and every near
+    /// miss, which rekey passes over and reports.
+    pub fn is_shown(self) -> bool {
+        self != Enrolment::NotManaged
+    }
+}
+
 /// What the secret's tags say about rekey working on it.
 pub fn enrolment(info: &SecretInfo) -> Enrolment {
-    if !info.tag_is_true(TAG_MANAGED) {
-        Enrolment::NotManaged
-    } else if info.tag_is_true(TAG_PAUSED) {
-        Enrolment::Paused
-    } else {
-        Enrolment::Managed
+    match managed_tag(info.tags.get(TAG_MANAGED).map(String::as_str)) {
+        ManagedTag::Absent => Enrolment::NotManaged,
+        ManagedTag::NearMiss => Enrolment::NearMiss,
+        ManagedTag::Managed if paused_tag(info.tags.get(TAG_PAUSED).map(String::as_str)) => {
+            Enrolment::Paused
+        }
+        ManagedTag::Managed => Enrolment::Managed,
+    }
+}
+
+/// The error for a secret rekey does not manage, by its enrolment: a near
+/// miss says which value to set.
+pub fn not_managed(secret_id: &str, enrolment: Enrolment) -> crate::error::Error {
+    crate::error::Error::SecretNotManaged {
+        secret_id: secret_id.to_owned(),
+        near_miss: enrolment == Enrolment::NearMiss,
     }
 }
 
@@ -289,5 +360,56 @@ mod tests {
         assert_eq!(enrolment(&info), Enrolment::Paused);
         info.tags.remove(TAG_MANAGED);
         assert_eq!(enrolment(&info), Enrolment::NotManaged);
+    }
+
+    #[test]
+    fn managed_is_exactly_true_and_anything_close_is_a_near_miss() {
+        assert_eq!(managed_tag(Some("true")), ManagedTag::Managed);
+        for absent in [None, Some("false")] {
+            assert_eq!(managed_tag(absent), ManagedTag::Absent, "{absent:?}");
+        }
+        for near in [
+            "True", "TRUE", " true", "true ", "\ttrue", "yes", "1", "on", "", "t", "trueish",
+            "False", " false",
+        ] {
+            assert_eq!(managed_tag(Some(near)), ManagedTag::NearMiss, "{near:?}");
+        }
+        let tagged = |managed: Option<&str>, paused: Option<&str>| {
+            let mut info = SecretInfo::default();
+            if let Some(v) = managed {
+                info.tags.insert(TAG_MANAGED.into(), v.into());
+            }
+            if let Some(v) = paused {
+                info.tags.insert(TAG_PAUSED.into(), v.into());
+            }
+            (enrolment(&info), is_managed(&info))
+        };
+        assert_eq!(tagged(Some("true"), None), (Enrolment::Managed, true));
+        assert_eq!(tagged(Some("True"), None), (Enrolment::NearMiss, false));
+        // A near miss is not managed, paused or not.
+        assert_eq!(
+            tagged(Some(" true"), Some("true")),
+            (Enrolment::NearMiss, false)
+        );
+        assert_eq!(tagged(Some("false"), None), (Enrolment::NotManaged, false));
+        assert_eq!(tagged(None, Some("true")), (Enrolment::NotManaged, false));
+        // Paused keeps its looser reading: in doubt, rekey keeps away.
+        assert_eq!(
+            tagged(Some("true"), Some(" True ")),
+            (Enrolment::Paused, true)
+        );
+        assert_eq!(
+            tagged(Some("true"), Some("false")),
+            (Enrolment::Managed, true)
+        );
+        assert!(Enrolment::NearMiss.is_shown() && Enrolment::Paused.is_shown());
+        assert!(!Enrolment::NotManaged.is_shown());
+        let e = not_managed("s", Enrolment::NearMiss);
+        assert_eq!(e.kind(), "SecretNotManaged");
+        assert!(e.to_string().contains("rekey:managed=true"), "{e}");
+        assert!(e.to_string().contains("exactly"), "{e}");
+        assert!(!not_managed("s", Enrolment::NotManaged)
+            .to_string()
+            .contains("exactly"));
     }
 }

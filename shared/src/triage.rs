@@ -40,8 +40,13 @@ pub struct Periods {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
-    /// Not tagged `rekey:managed` = `true` (ListSecrets' filter is loose).
+    /// Not tagged `rekey:managed` (ListSecrets' filter is by prefix), or
+    /// tagged `false`.
     NotManaged,
+    /// Tagged `rekey:managed` with a near miss of `true` (`True`, ` true`,
+    /// `yes`, ...): not managed, passed over, and counted
+    /// (`ManagedTagNearMiss`) and logged by the sweep.
+    ManagedTagNearMiss,
     /// Tagged `rekey:paused`.
     Paused,
     /// No `rekey:current` record for the AWSCURRENT version.
@@ -96,6 +101,7 @@ pub fn triage(info: &SecretInfo, now: SystemTime, periods: &Periods) -> Triage {
     match records::enrolment(info) {
         Enrolment::Managed => {}
         Enrolment::NotManaged => return Triage::pass(Reason::NotManaged),
+        Enrolment::NearMiss => return Triage::pass(Reason::ManagedTagNearMiss),
         Enrolment::Paused => return Triage::pass(Reason::Paused),
     }
     let pipeline = !info.rotation_enabled;
@@ -324,6 +330,20 @@ mod tests {
         assert_eq!(verdict(&info, 400), (false, false, Reason::Paused));
         info.tags.insert(TAG_MANAGED.into(), "false".into());
         assert_eq!(verdict(&info, 400), (false, false, Reason::NotManaged));
+    }
+
+    #[test]
+    fn a_near_miss_of_the_managed_tag_is_passed_over_and_told_apart() {
+        for near in ["True", " true", "TRUE", "yes", "1"] {
+            let mut info = quiet();
+            info.tags.insert(TAG_MANAGED.into(), near.into());
+            // Due by every record, and still not touched.
+            assert_eq!(
+                verdict(&info, 400),
+                (false, false, Reason::ManagedTagNearMiss),
+                "{near:?}"
+            );
+        }
     }
 
     #[test]

@@ -927,7 +927,7 @@ impl Vault for Sim {
         let managed: Vec<&Secret> = s
             .secrets
             .iter()
-            .filter(|s| s.tags.get(TAG_MANAGED).is_some_and(|v| v == "true"))
+            .filter(|s| s.tags.contains_key(TAG_MANAGED))
             .collect();
         let end = (start + LIST_PAGE).min(managed.len());
         Ok(SecretPage {

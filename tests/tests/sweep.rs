@@ -156,3 +156,80 @@ async fn named_secrets_are_all_due_now_and_a_missing_one_fails_the_call() {
     let err = invoke(&app, Function::Cleanup, event).await.unwrap_err();
     assert_eq!(err.error_type, "SecretNotFound", "{}", err.error_message);
 }
+
+/// Issue 27, case 4: `rekey:managed=True` (or any value but exactly
+/// `true`) is not managed by any path, and no path passes it over in
+/// silence. A direct invocation refuses it naming the value to set; the
+/// sweep lists it (ListSecrets filters by the tag's key alone), leaves it
+/// alone and names it in a log line (the page's `ManagedTagNearMiss`
+/// metric is checked on the built binary, functions/cleanup/tests).
+#[tokio::test]
+async fn a_near_miss_of_the_managed_tag_is_neither_rotated_nor_passed_over_in_silence() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let mut near_misses = Vec::new();
+    for value in ["True", " true", "yes"] {
+        let (user, _, secret) = w.enrolled(MANAGED_PATH).await;
+        w.tag(&secret, "rekey:managed", value).await;
+        near_misses.push((user, secret, value));
+    }
+    // Plainly not managed: listed by its key, passed over without a word.
+    let (_, _, off) = w.enrolled(MANAGED_PATH).await;
+    w.tag(&off, "rekey:managed", "false").await;
+
+    for (user, secret, value) in &near_misses {
+        let before = snapshot(&w, secret, user).await;
+        // Directly: the pipeline's create, the hook, a full check.
+        let mentions = ["rekey:managed=true", "exactly `true`"];
+        let create = invoke(&app, Function::Create, json!({ "SecretId": secret })).await;
+        assert_error(create, "SecretNotManaged", &mentions);
+        let token = w.start_rotation(secret).await;
+        assert_error(
+            hook(&app, "createSecret", secret, &token).await,
+            "SecretNotManaged",
+            &mentions,
+        );
+        let clean = invoke(&app, Function::Cleanup, json!({ "SecretId": secret })).await;
+        assert_error(clean, "SecretNotManaged", &mentions);
+        let after = snapshot(&w, secret, user).await;
+        assert_eq!(after.keys, before.keys, "{value:?}: keys changed");
+        assert_eq!(after.current, before.current, "{value:?}");
+        assert_eq!(w.tags(secret).await["rekey:managed"], *value);
+    }
+
+    // The sweep: nothing sent on, nothing cleaned, each named in the logs.
+    let sweep = invoke(&app, Function::Cleanup, json!({})).await.unwrap();
+    let triage = invoke(
+        &app,
+        Function::Cleanup,
+        json!({"Triage": {"RotationPeriod": "0s"}}),
+    )
+    .await
+    .unwrap();
+    let logs = rekey_testkit::captured_logs();
+    for (_, secret, value) in &near_misses {
+        for (answer, list) in [(&sweep, "Secrets"), (&triage, "Items")] {
+            assert!(
+                !answer[list]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["SecretId"] == secret.as_str()),
+                "{value:?} sent on: {answer}"
+            );
+        }
+        assert!(
+            logs.lines().any(|l| l.contains(secret.as_str())
+                && l.contains("passed over")
+                && l.contains("rekey:managed=true")),
+            "{value:?}: no log line names {secret}"
+        );
+    }
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains(off.as_str()) && l.contains("passed over")),
+        "an unmanaged secret is no near miss"
+    );
+    w.assert_no_secret_in(&logs, "the logs");
+}

@@ -72,3 +72,51 @@ async fn deactivates_the_superseded_key_then_deletes_it() {
     assert_eq!(keys[0].status, KeyStatus::Active);
     w.assert_invariants(&secret, &user).await;
 }
+
+/// Issue 27, case 4: the sweep counts a near miss of `rekey:managed` in
+/// its page's `ManagedTagNearMiss` metric and names the secret in a log
+/// line; the full check is not run on it.
+#[tokio::test]
+async fn counts_and_names_a_near_miss_of_the_managed_tag() {
+    let w = World::new().await;
+    let (user, _, secret) = w.enrolled(MANAGED_PATH).await;
+    w.tag(&secret, "rekey:managed", "True").await;
+    let keys = w.keys(&user).await;
+
+    let run = w
+        .run_function(
+            BIN,
+            &test_config(),
+            vec![json!({}), json!({"Triage": {"RotationPeriod": "0s"}})],
+        )
+        .await;
+    assert_eq!(run.outcomes.len(), 2, "{}", run.logs);
+    let names_secret = |answer: &serde_json::Value, list: &str| {
+        answer[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["SecretId"] == secret.as_str())
+    };
+    let sweep = run.outcomes[0].clone().unwrap();
+    assert!(!names_secret(&sweep, "Secrets"), "{sweep}");
+    let triage = run.outcomes[1].clone().unwrap();
+    assert!(!names_secret(&triage, "Items"), "{triage}");
+    // One EMF line per page, each run: this secret is the only near miss
+    // this test binary makes.
+    let counted: Vec<f64> = run
+        .logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["ManagedTagNearMiss"].as_f64())
+        .collect();
+    assert_eq!(counted, [1.0, 1.0], "{}", run.logs);
+    let named = run
+        .logs
+        .lines()
+        .filter(|l| l.contains(secret.as_str()) && l.contains("not exactly `true`"))
+        .count();
+    assert_eq!(named, 2, "{}", run.logs);
+    assert_eq!(w.keys(&user).await, keys, "nothing changed");
+    w.assert_no_secret_in(&run.logs, "the logs");
+}

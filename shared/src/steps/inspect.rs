@@ -91,10 +91,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         }
         let info = self.vault.describe(secret_id).await?;
         let paused = match records::enrolment(&info) {
-            Enrolment::NotManaged => {
-                return Err(Error::SecretNotManaged {
-                    secret_id: secret_id.to_owned(),
-                })
+            e @ (Enrolment::NotManaged | Enrolment::NearMiss) => {
+                return Err(records::not_managed(secret_id, e))
             }
             Enrolment::Paused => true,
             Enrolment::Managed => false,

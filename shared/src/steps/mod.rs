@@ -256,7 +256,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             return Ok(());
         };
         match self.vault.describe(&admin).await {
-            Ok(found) if found.tag_is_true(records::TAG_MANAGED) => Err(Error::SecretNotOwner {
+            Ok(found) if records::is_managed(&found) => Err(Error::SecretNotOwner {
                 secret_id: secret_id.to_owned(),
                 reason: ownership::claimed_by_admin(&info.name, &found.name, secret),
             }),
@@ -543,14 +543,18 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     }
 }
 
-/// Refuses a secret that is not tagged `rekey:managed`, or is paused
-/// (invariant managed-users-only): the check before every step.
+/// Refuses a secret that is not tagged `rekey:managed` = `true` (a near
+/// miss is told what to set), or is paused (invariant
+/// managed-users-only): the check before every step.
 fn check_managed(secret_id: &str, info: &SecretInfo) -> Result<()> {
-    let secret_id = secret_id.to_owned();
     match records::enrolment(info) {
         Enrolment::Managed => Ok(()),
-        Enrolment::NotManaged => Err(Error::SecretNotManaged { secret_id }),
-        Enrolment::Paused => Err(Error::SecretPaused { secret_id }),
+        e @ (Enrolment::NotManaged | Enrolment::NearMiss) => {
+            Err(records::not_managed(secret_id, e))
+        }
+        Enrolment::Paused => Err(Error::SecretPaused {
+            secret_id: secret_id.to_owned(),
+        }),
     }
 }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tracing::info;
 
 use super::{other_key, Rekey};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events::KeyHolder;
 use crate::model::{KeyStatus, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use crate::plan::timestamp;
@@ -70,12 +70,11 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let refuse = |why: String| Ok(RollBackOutcome::Refused(why));
         let info = self.vault.describe(secret_id).await?;
         let paused = match records::enrolment(&info) {
-            Enrolment::NotManaged => {
-                return Err(Error::SecretNotManaged {
-                    secret_id: secret_id.to_owned(),
-                })
+            e @ (Enrolment::NotManaged | Enrolment::NearMiss) => {
+                return Err(records::not_managed(secret_id, e))
             }
-            enrolment => enrolment == Enrolment::Paused,
+            Enrolment::Paused => true,
+            Enrolment::Managed => false,
         };
         let (from_version, to_version) = match (
             info.version_with(AWSCURRENT),

@@ -14,7 +14,7 @@ use super::{CleanupReport, Rekey, SecretCleanup};
 use crate::error::Result;
 use crate::metrics;
 use crate::ports::{Clock, Providers, SecretInfo, Vault};
-use crate::triage::{triage, Periods, Triage};
+use crate::triage::{triage, Periods, Reason, Triage};
 
 /// Secrets cleaned at once by `rekey-cleanup {}`.
 const SWEEP_CONCURRENCY: usize = 4;
@@ -175,6 +175,17 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 (info, verdict)
             })
             .collect();
+        // Passed over, never silently: a near miss of `rekey:managed` is
+        // named here and counted (`ManagedTagNearMiss`).
+        for (info, _) in verdicts
+            .iter()
+            .filter(|(_, t)| t.reason == Reason::ManagedTagNearMiss)
+        {
+            warn!(
+                secret_id = %info.arn,
+                "passed over: its tag rekey:managed is not exactly `true`, so rekey does not manage it; set rekey:managed=true to manage it, or remove the tag"
+            );
+        }
         metrics::count_triage(&verdicts, now);
         Ok((verdicts, page.next_token))
     }

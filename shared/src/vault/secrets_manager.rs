@@ -180,18 +180,17 @@ impl Vault for SecretsManager {
             .list_secrets()
             .max_results(LIST_PAGE_SIZE)
             .set_next_token(next_token.map(str::to_owned))
+            // By the tag's key alone (a prefix match): every secret that
+            // carries `rekey:managed`, whatever its value, so that a near
+            // miss (`True`, ` true`, `yes`) is listed and reported rather
+            // than never seen. Which are managed (exactly `true`) is
+            // decided from each secret's tags (`records::enrolment`),
+            // never here. A value filter could not say "anything" and
+            // "exactly true" at once: it is a prefix match on any tag.
             .filters(
                 Filter::builder()
                     .key(FilterNameStringType::TagKey)
                     .values(TAG_MANAGED)
-                    .build(),
-            )
-            // Narrows the list (a tag of any key with value "true"); each
-            // secret's tags are checked exactly before it is handled.
-            .filters(
-                Filter::builder()
-                    .key(FilterNameStringType::TagValue)
-                    .values("true")
                     .build(),
             )
             .send()
