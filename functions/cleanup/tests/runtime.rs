@@ -47,13 +47,7 @@ async fn deactivates_the_superseded_key_then_deletes_it() {
     let second = run.outcomes[1].clone().unwrap();
     assert_eq!(second["Secrets"][0]["Deleted"], json!([old.access_key_id]));
     // Checked in full just now: the sweep passes it over, by its records.
-    let names_secret = |answer: &serde_json::Value, list: &str| {
-        answer[list]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["SecretId"] == secret.as_str())
-    };
+    let names_secret = |answer: &serde_json::Value, list: &str| names(answer, list, &secret);
     let sweep = run.outcomes[2].clone().unwrap();
     assert!(!names_secret(&sweep, "Secrets"), "{sweep}");
     let triage = run.outcomes[3].clone().unwrap();
@@ -91,13 +85,7 @@ async fn counts_and_names_a_near_miss_of_the_managed_tag() {
         )
         .await;
     assert_eq!(run.outcomes.len(), 2, "{}", run.logs);
-    let names_secret = |answer: &serde_json::Value, list: &str| {
-        answer[list]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["SecretId"] == secret.as_str())
-    };
+    let names_secret = |answer: &serde_json::Value, list: &str| names(answer, list, &secret);
     let sweep = run.outcomes[0].clone().unwrap();
     assert!(!names_secret(&sweep, "Secrets"), "{sweep}");
     let triage = run.outcomes[1].clone().unwrap();
@@ -119,4 +107,13 @@ async fn counts_and_names_a_near_miss_of_the_managed_tag() {
     assert_eq!(named, 2, "{}", run.logs);
     assert_eq!(w.keys(&user).await, keys, "nothing changed");
     w.assert_no_secret_in(&run.logs, "the logs");
+}
+
+/// Whether the function's answer names `secret` in its list `list`.
+fn names(answer: &serde_json::Value, list: &str, secret: &str) -> bool {
+    answer[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["SecretId"] == secret)
 }
