@@ -193,9 +193,10 @@ pub fn count_skipped(function: Function, secret_id: &str, reason: &str) {
 
 /// Metrics of one page the sweep triaged at `now`: how many secrets it
 /// listed and sent on, and the age of each managed secret's AWSCURRENT
-/// version the records know (`CurrentVersionAgeDays`, behind the overdue
-/// alarm; a secret whose records cannot say is checked in full, and that
-/// cleanup reports its age). The oldest secret is named.
+/// key the records know (`CurrentKeyAgeDays`, behind the overdue alarm:
+/// from `rekey:current`, so an edit that keeps the key does not make it
+/// look young; a secret whose records cannot say is checked in full, and
+/// that cleanup reports its age). The oldest secret is named.
 pub fn count_triage(page: &[(SecretInfo, Triage)], now: SystemTime) {
     triage_record(page, now).emit();
 }
@@ -220,7 +221,7 @@ fn triage_record(page: &[(SecretInfo, Triage)], now: SystemTime) -> Record {
             "SecretsDue",
             page.iter().filter(|(_, t)| t.is_due()).count(),
         )
-        .values("CurrentVersionAgeDays", &values);
+        .values("CurrentKeyAgeDays", &values);
     match oldest {
         Some(arn) => record.property("OldestSecretId", arn),
         None => record,
@@ -249,7 +250,7 @@ pub fn count_cleanup(report: &CleanupReport, now: SystemTime) {
             .and_then(|t| humantime::parse_rfc3339(t).ok())
             .and_then(|t| now.duration_since(t).ok())
         {
-            record = record.value("CurrentVersionAgeDays", age.as_secs_f64() / 86_400.0);
+            record = record.value("CurrentKeyAgeDays", age.as_secs_f64() / 86_400.0);
         }
         record.emit();
     }
@@ -266,7 +267,7 @@ mod tests {
             .dimension("Reason", "paused")
             .count("SecretsSkipped", 2)
             .count("KeysDeleted", 0)
-            .value("CurrentVersionAgeDays", 1.5)
+            .value("CurrentKeyAgeDays", 1.5)
             .property("SecretId", "arn:x")
             .to_line(UNIX_EPOCH + Duration::from_millis(1234))
             .unwrap();
@@ -280,7 +281,7 @@ mod tests {
         );
         assert_eq!(
             cw["Metrics"],
-            json!([{"Name": "SecretsSkipped", "Unit": "Count"}, {"Name": "CurrentVersionAgeDays", "Unit": "None"}])
+            json!([{"Name": "SecretsSkipped", "Unit": "Count"}, {"Name": "CurrentKeyAgeDays", "Unit": "None"}])
         );
         assert_eq!(v["Function"], "cleanup");
         assert_eq!(v["Reason"], "paused");
@@ -293,12 +294,12 @@ mod tests {
     fn a_page_of_ages_is_one_line() {
         let line = Record::new(Function::Cleanup)
             .count("SecretsListed", 3)
-            .values("CurrentVersionAgeDays", &[1.0, 2.5, 90.0])
+            .values("CurrentKeyAgeDays", &[1.0, 2.5, 90.0])
             .values("Nothing", &[])
             .to_line(UNIX_EPOCH)
             .unwrap();
         let v: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["CurrentVersionAgeDays"], json!([1.0, 2.5, 90.0]));
+        assert_eq!(v["CurrentKeyAgeDays"], json!([1.0, 2.5, 90.0]));
         assert_eq!(v["SecretsListed"], 3.0);
         assert!(v.get("Nothing").is_none(), "no values, no metric");
     }
@@ -351,7 +352,7 @@ mod tests {
         // The two recorded ones by their records; the unrecorded one is
         // sent to its full check, whose report carries its age; the paused
         // one is left alone, as every function leaves it.
-        assert_eq!(v["CurrentVersionAgeDays"], json!([1.0, 40.0]));
+        assert_eq!(v["CurrentKeyAgeDays"], json!([1.0, 40.0]));
         assert_eq!(v["OldestSecretId"], "arn:s40");
         assert_eq!(v["SecretsListed"], 4.0);
         assert!(verdicts[2].1.clean && verdicts[2].1.current_since.is_none());
