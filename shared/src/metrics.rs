@@ -194,10 +194,12 @@ pub fn count_skipped(function: Function, secret_id: &str, reason: &str) {
 /// Metrics of one page the sweep triaged at `now`: how many secrets it
 /// listed and sent on, how many carry a near miss of `rekey:managed`
 /// (`ManagedTagNearMiss`: `True`, ` true`, `yes`, ...; not managed, passed
-/// over, each named in a log line by the sweep), and the age of each managed secret's AWSCURRENT
-/// version the records know (`CurrentVersionAgeDays`, behind the overdue
-/// alarm; a secret whose records cannot say is checked in full, and that
-/// cleanup reports its age). The oldest secret is named.
+/// over, each named in a log line by the sweep), and the age of each
+/// managed secret's AWSCURRENT key the records know (`CurrentKeyAgeDays`,
+/// behind the overdue alarm: from `rekey:current`, so an edit that keeps
+/// the key does not make it look young; a secret whose records cannot say
+/// is checked in full, and that cleanup reports its age). The oldest
+/// secret is named.
 pub fn count_triage(page: &[(SecretInfo, Triage)], now: SystemTime) {
     triage_record(page, now).emit();
 }
@@ -228,7 +230,7 @@ fn triage_record(page: &[(SecretInfo, Triage)], now: SystemTime) -> Record {
                 .filter(|(_, t)| t.reason == Reason::ManagedTagNearMiss)
                 .count(),
         )
-        .values("CurrentVersionAgeDays", &values);
+        .values("CurrentKeyAgeDays", &values);
     match oldest {
         Some(arn) => record.property("OldestSecretId", arn),
         None => record,
@@ -257,7 +259,7 @@ pub fn count_cleanup(report: &CleanupReport, now: SystemTime) {
             .and_then(|t| humantime::parse_rfc3339(t).ok())
             .and_then(|t| now.duration_since(t).ok())
         {
-            record = record.value("CurrentVersionAgeDays", age.as_secs_f64() / 86_400.0);
+            record = record.value("CurrentKeyAgeDays", age.as_secs_f64() / 86_400.0);
         }
         record.emit();
     }
@@ -274,7 +276,7 @@ mod tests {
             .dimension("Reason", "paused")
             .count("SecretsSkipped", 2)
             .count("KeysDeleted", 0)
-            .value("CurrentVersionAgeDays", 1.5)
+            .value("CurrentKeyAgeDays", 1.5)
             .property("SecretId", "arn:x")
             .to_line(UNIX_EPOCH + Duration::from_millis(1234))
             .unwrap();
@@ -288,7 +290,7 @@ mod tests {
         );
         assert_eq!(
             cw["Metrics"],
-            json!([{"Name": "SecretsSkipped", "Unit": "Count"}, {"Name": "CurrentVersionAgeDays", "Unit": "None"}])
+            json!([{"Name": "SecretsSkipped", "Unit": "Count"}, {"Name": "CurrentKeyAgeDays", "Unit": "None"}])
         );
         assert_eq!(v["Function"], "cleanup");
         assert_eq!(v["Reason"], "paused");
@@ -301,12 +303,12 @@ mod tests {
     fn a_page_of_ages_is_one_line() {
         let line = Record::new(Function::Cleanup)
             .count("SecretsListed", 3)
-            .values("CurrentVersionAgeDays", &[1.0, 2.5, 90.0])
+            .values("CurrentKeyAgeDays", &[1.0, 2.5, 90.0])
             .values("Nothing", &[])
             .to_line(UNIX_EPOCH)
             .unwrap();
         let v: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["CurrentVersionAgeDays"], json!([1.0, 2.5, 90.0]));
+        assert_eq!(v["CurrentKeyAgeDays"], json!([1.0, 2.5, 90.0]));
         assert_eq!(v["SecretsListed"], 3.0);
         assert!(v.get("Nothing").is_none(), "no values, no metric");
     }
@@ -362,7 +364,7 @@ mod tests {
         // The two recorded ones by their records; the unrecorded one is
         // sent to its full check, whose report carries its age; the paused
         // one is left alone, as every function leaves it.
-        assert_eq!(v["CurrentVersionAgeDays"], json!([1.0, 40.0]));
+        assert_eq!(v["CurrentKeyAgeDays"], json!([1.0, 40.0]));
         assert_eq!(v["OldestSecretId"], "arn:s40");
         assert_eq!(v["SecretsListed"], 5.0);
         // The near miss is counted, and has no age: rekey does not manage it.

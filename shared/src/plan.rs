@@ -256,10 +256,11 @@ pub fn dead_pending(
     }
 }
 
-/// Whether a secret whose AWSCURRENT version was made at `current_since` is
-/// due for rotation with `period`.
-pub fn is_due(current_since: SystemTime, period: Duration, now: SystemTime) -> bool {
-    ended(current_since, period, now)
+/// Whether a secret whose AWSCURRENT key exists since `key_since`
+/// (`records::key_since`, never the latest version's creation: an edit
+/// that keeps the key moves no clock) is due for rotation with `period`.
+pub fn is_due(key_since: SystemTime, period: Duration, now: SystemTime) -> bool {
+    ended(key_since, period, now)
 }
 
 /// Whether a period of `length` that began at `start` has ended by `now`
@@ -357,9 +358,11 @@ pub struct CleanupInput<'a> {
     pub previous: Option<&'a str>,
     /// rekey's records on the secret.
     pub records: &'a Records,
-    /// No record is trusted to be earlier than this: the creation of the
-    /// AWSCURRENT version, which rekey (or an edit) made after any key it
-    /// superseded was superseded.
+    /// No record is trusted to be earlier than this: since when the
+    /// AWSCURRENT key exists (`records::key_since`, its creation as the
+    /// provider reports it). rekey supersedes a key only once the key that
+    /// supersedes it is made, and an edit that keeps the key does not move
+    /// it (invariant retire-by-record, the clocks).
     pub floor: SystemTime,
     /// The time now.
     pub now: SystemTime,
@@ -872,6 +875,31 @@ mod tests {
         let plan = plan_cleanup(&input);
         assert!(plan.actions.is_empty());
         assert_eq!(plan.waiting[0].due, at(200));
+    }
+
+    #[test]
+    fn edits_that_keep_the_key_move_no_clock() {
+        // CUR superseded PREV at 50 (its record); edits then made new
+        // AWSCURRENT versions holding CUR at 120 and 140. The floor is
+        // CUR's creation, so the grace period ends at 150 whatever the
+        // edits, and the rotation is due when CUR is the period old.
+        let keys = [key("CUR", Active, 10), key("PREV", Active, 5)];
+        let mut rec = Records::default();
+        rec.superseded.insert("PREV".into(), at(50));
+        for version in [10, 120, 140] {
+            let floor = crate::records::key_since(&keys, Some("CUR"), at(version));
+            let mut input = cleanup_input(&keys, &rec, 149);
+            input.floor = floor;
+            assert_eq!(plan_cleanup(&input).waiting[0].due, at(150));
+            input.now = at(150);
+            assert_eq!(
+                plan_cleanup(&input).actions,
+                vec![Action::Deactivate("PREV".into())]
+            );
+            let period = Duration::from_secs(100);
+            assert!(!is_due(floor, period, at(109)));
+            assert!(is_due(floor, period, at(110)));
+        }
     }
 
     #[test]

@@ -15,13 +15,18 @@
 //!   secret so they survive crashes; a missing timer record starts its
 //!   clock now.
 //! - `rekey:current` = `<version id> <key id> <time>`: the version finish
-//!   promoted, its key, and when (written by finish, repaired by a full
-//!   check); `rekey:checked` = `<time>`: the last full check. The sweep
-//!   decides from these and the version stages alone ([`crate::triage`]).
+//!   promoted, its key, and since when that key exists (written by finish,
+//!   repaired by a full check, which keeps the time while the key is the
+//!   same: [`CurrentRecord::after_check`]); `rekey:checked` = `<time>`:
+//!   the last full check. The sweep decides from these and the version
+//!   stages alone ([`crate::triage`]).
 //!
 //! Invariant retire-by-record: a key is retired by these records, and a
 //! record is never trusted too early ([`trusted_since`],
-//! [`CREATED_RECORD_WINDOW`]). Pure; the steps read and write the tags.
+//! [`CREATED_RECORD_WINDOW`]). The clocks (a grace period, a rotation
+//! period) are anchored on the key, never on the latest version
+//! ([`key_since`]): an edit that leaves the key unchanged moves none.
+//! Pure; the steps read and write the tags.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -172,15 +177,18 @@ pub fn load_records(info: &SecretInfo) -> Records {
     records
 }
 
-/// The `rekey:current` record: which version became AWSCURRENT, holding
-/// which key, and when.
+/// The `rekey:current` record: which version is AWSCURRENT, holding
+/// which key, and since when that key exists (the sweep counts the
+/// rotation period from it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CurrentRecord {
-    /// The version finish promoted.
+    /// The version finish promoted (or a full check found AWSCURRENT).
     pub version: String,
     /// The key that version holds.
     pub key_id: String,
-    /// When it became AWSCURRENT.
+    /// Since when that key exists: finish writes its version's creation
+    /// (moments after the key's), a full check the key's own creation
+    /// ([`CurrentRecord::after_check`]).
     pub since: SystemTime,
 }
 
@@ -193,6 +201,35 @@ impl CurrentRecord {
             self.key_id,
             crate::plan::timestamp(self.since)
         )
+    }
+
+    /// The record a full check leaves for AWSCURRENT's `version`, holding
+    /// `key_id`, given the user's `keys` as the provider lists them and the
+    /// version's creation: since [`key_since`] (an edit that keeps the key
+    /// keeps the time, so the sweep's due-ness does not restart). Where
+    /// the provider does not list the key, the time `recorded` when it
+    /// names the same key (never later than the version's creation), else
+    /// the version's creation. Invariant liveness: the time is never later
+    /// than the functions' own (`rekey-create` decides from
+    /// [`key_since`]), so the record makes a rotation due no later than
+    /// they would.
+    pub fn after_check(
+        recorded: Option<&CurrentRecord>,
+        version: &str,
+        key_id: &str,
+        keys: &[AccessKey],
+        version_created: SystemTime,
+    ) -> CurrentRecord {
+        let since = match (created_of(keys, Some(key_id)), recorded) {
+            (Some(_), _) => key_since(keys, Some(key_id), version_created),
+            (None, Some(r)) if r.key_id == key_id => r.since.min(version_created),
+            (None, _) => version_created,
+        };
+        CurrentRecord {
+            version: version.to_owned(),
+            key_id: key_id.to_owned(),
+            since,
+        }
     }
 
     /// The record in the secret's tags, if it is well-formed.
@@ -270,9 +307,43 @@ impl Records {
 
 /// When a period started: the record, never earlier than `floor` (a
 /// record is a tag anyone who may tag the secret can write; invariant
-/// retire-by-record).
+/// retire-by-record). The floor is [`key_since`] of the AWSCURRENT key.
 pub fn trusted_since(record: SystemTime, floor: SystemTime) -> SystemTime {
     record.max(floor)
+}
+
+/// Since when the key AWSCURRENT holds (`key_id`) exists: the anchor of
+/// rekey's clocks (invariant retire-by-record, "The clocks" in
+/// ARCHITECTURE.md). It is the key's creation as the provider reports it
+/// in `keys`, which no tag and no edit can move: an edit that leaves the
+/// key unchanged leaves it unchanged.
+///
+/// - The rotation period counts from it (`rekey-create`, and through
+///   `rekey:current` the sweep): a rotation is due when the *key* is that
+///   old, however often the secret was edited since.
+/// - It is the floor of every timer record ([`trusted_since`]): rekey
+///   writes a `superseded` record only once the key that supersedes is
+///   made (finish after create; cleanup at the time it runs), so a
+///   record dated earlier than the current key's creation was not written
+///   by rekey for this supersession.
+///
+/// Never later than the AWSCURRENT version's creation (`version_created`):
+/// no version holds a key before the key exists, so a provider clock ahead
+/// of Secrets Manager's is not believed. Where the provider does not list
+/// the key (deleted by hand, or too new to be listed), the version's
+/// creation.
+pub fn key_since(
+    keys: &[AccessKey],
+    key_id: Option<&str>,
+    version_created: SystemTime,
+) -> SystemTime {
+    created_of(keys, key_id).map_or(version_created, |made| made.min(version_created))
+}
+
+/// The provider's creation time of `key_id`, if `keys` lists it.
+fn created_of(keys: &[AccessKey], key_id: Option<&str>) -> Option<SystemTime> {
+    let id = key_id?;
+    keys.iter().find(|k| k.id == id).map(|k| k.created)
 }
 
 #[cfg(test)]
@@ -301,6 +372,82 @@ mod tests {
         assert!(rec.made_by_rekey(&hand));
         rec.created.insert("HAND".into(), at(1));
         assert!(!rec.made_by_rekey(&hand));
+    }
+
+    fn key(id: &str, created: u64) -> AccessKey {
+        AccessKey {
+            id: id.into(),
+            status: KeyStatus::Active,
+            created: at(created),
+        }
+    }
+
+    #[test]
+    fn the_clocks_count_from_the_key_not_from_the_latest_version() {
+        let keys = [key("CUR", 100), key("OLD", 10)];
+        // Edits made a new AWSCURRENT version long after the key: the
+        // key's creation all the same.
+        assert_eq!(key_since(&keys, Some("CUR"), at(5_000)), at(100));
+        assert_eq!(key_since(&keys, Some("CUR"), at(9_000)), at(100));
+        // No version holds a key before the key exists: a provider clock
+        // ahead of Secrets Manager's is not believed.
+        assert_eq!(key_since(&keys, Some("CUR"), at(90)), at(90));
+        // A key the provider does not list: the version's creation.
+        assert_eq!(key_since(&keys, Some("GONE"), at(5_000)), at(5_000));
+        assert_eq!(key_since(&keys, None, at(5_000)), at(5_000));
+    }
+
+    #[test]
+    fn a_backdated_record_is_trusted_from_the_current_keys_creation_at_the_earliest() {
+        let keys = [key("CUR", 100), key("OLD", 10)];
+        // A record set by hand to long ago, then an edit: trusted from
+        // the creation of the key that superseded it, not from the edit
+        // (which would restart the grace period) nor from the record.
+        let floor = key_since(&keys, Some("CUR"), at(5_000));
+        assert_eq!(trusted_since(at(1), floor), at(100));
+        assert_eq!(trusted_since(at(150), floor), at(150));
+    }
+
+    #[test]
+    fn a_full_check_keeps_the_current_records_time_while_the_key_is_the_same() {
+        let keys = [key("CUR", 100)];
+        let finished = CurrentRecord {
+            version: "v1".into(),
+            key_id: "CUR".into(),
+            since: at(103),
+        };
+        // An edit (version v2) keeps the key: the time is the key's
+        // creation, not v2's.
+        let after = CurrentRecord::after_check(Some(&finished), "v2", "CUR", &keys, at(5_000));
+        assert_eq!(
+            after,
+            CurrentRecord {
+                version: "v2".into(),
+                key_id: "CUR".into(),
+                since: at(100),
+            }
+        );
+        let again = CurrentRecord::after_check(Some(&after), "v3", "CUR", &keys, at(9_000));
+        assert_eq!((again.version.as_str(), again.since), ("v3", at(100)));
+        // A time set by hand later than the key's creation would put the
+        // rotation off: it is not kept.
+        let forged = CurrentRecord {
+            since: at(8_000),
+            ..after.clone()
+        };
+        let fixed = CurrentRecord::after_check(Some(&forged), "v3", "CUR", &keys, at(9_000));
+        assert_eq!(fixed.since, at(100));
+        // The provider does not list the key: the recorded time of the
+        // same key, never later than the version's creation.
+        let unlisted = |r: &CurrentRecord, key: &str, made: u64| {
+            CurrentRecord::after_check(Some(r), "v3", key, &[], at(made)).since
+        };
+        assert_eq!(unlisted(&after, "CUR", 9_000), at(100));
+        assert_eq!(unlisted(&forged, "CUR", 7_000), at(7_000));
+        // Another key: the version's creation.
+        assert_eq!(unlisted(&after, "NEW", 9_000), at(9_000));
+        let none = CurrentRecord::after_check(None, "v3", "NEW", &[], at(9_000));
+        assert_eq!(none.since, at(9_000));
     }
 
     #[test]

@@ -26,7 +26,8 @@ use crate::records::{self, checked_at, load_records, CurrentRecord, Enrolment};
 /// The periods the sweep decides with.
 #[derive(Clone, Copy, Debug)]
 pub struct Periods {
-    /// Rotate when AWSCURRENT is at least this old (the pipeline's period).
+    /// Rotate when AWSCURRENT's key is at least this old (the pipeline's
+    /// period).
     pub rotation: Duration,
     /// `REKEY_DEACTIVATE_AFTER`.
     pub deactivate_after: Duration,
@@ -53,7 +54,8 @@ pub enum Reason {
     Unrecorded,
     /// AWSPENDING is on a version other than AWSCURRENT's.
     InProgress,
-    /// AWSCURRENT is at least the rotation period old (pipeline only).
+    /// AWSCURRENT's key is at least the rotation period old, by
+    /// `rekey:current` (pipeline only).
     RotationDue,
     /// A superseded key's grace period or an inactive key's deletion
     /// period has ended, or a key rekey made is neither current nor
@@ -74,7 +76,8 @@ pub struct Triage {
     pub clean: bool,
     /// Why.
     pub reason: Reason,
-    /// When the AWSCURRENT version became current, where the records say.
+    /// Since when AWSCURRENT's key exists, where the records say
+    /// (`rekey:current`).
     pub current_since: Option<SystemTime>,
 }
 
@@ -285,6 +288,32 @@ mod tests {
             .tags
             .insert(CHECKED.into(), timestamp(at(400)));
         assert_eq!(verdict(&checked_ahead, 1), (false, true, Reason::CheckDue));
+    }
+
+    #[test]
+    fn an_edit_checked_in_full_keeps_the_rotation_on_schedule() {
+        use crate::model::{AccessKey, KeyStatus};
+        // On day 60 an edit makes v3 AWSCURRENT, holding the same key NEW
+        // (made on day 0): the sweep cannot tell, so it checks in full.
+        let mut info = quiet();
+        info.versions.insert("v3".into(), vec![AWSCURRENT.into()]);
+        info.versions
+            .insert("v2".into(), vec!["AWSPREVIOUS".into()]);
+        info.versions.remove("v1");
+        assert_eq!(verdict(&info, 60), (true, true, Reason::Unrecorded));
+        // The full check names v3 and keeps the key's time.
+        let keys = [AccessKey {
+            id: "NEW".into(),
+            status: KeyStatus::Active,
+            created: at(0),
+        }];
+        let recorded = CurrentRecord::load(&info);
+        let checked = CurrentRecord::after_check(recorded.as_ref(), "v3", "NEW", &keys, at(60));
+        assert_eq!(checked.since, at(0));
+        info.tags.insert(CURRENT.into(), checked.value());
+        info.tags.insert(CHECKED.into(), timestamp(at(60)));
+        assert_eq!(verdict(&info, 61), (false, false, Reason::NothingDue));
+        assert_eq!(verdict(&info, 90), (true, false, Reason::RotationDue));
     }
 
     #[test]

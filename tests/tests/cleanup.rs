@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rekey::model::KeyStatus;
+use rekey::model::{KeyStatus, AWSCURRENT};
+use rekey::plan::timestamp;
 use rekey_testkit::{test_config, World, MANAGED_PATH};
 use serde_json::json;
 
@@ -158,5 +159,54 @@ async fn with_a_secret_id_errors_are_the_functions_errors() {
         "UserNotManaged",
         &[&outsider],
     );
+    w.assert_invariants(&secret, &user).await;
+}
+
+/// Issue 27: a `rekey:superseded:` record set by hand to long ago is
+/// trusted from no earlier than the creation of the key that superseded
+/// it (as the provider reports it), and edits that keep that key move this
+/// floor no more than they move the grace period.
+#[tokio::test]
+async fn a_backdated_record_is_not_trusted_before_the_current_keys_creation() {
+    let w = World::new().await;
+    let (user, secret, old) = rotated_once(&w).await;
+    let current = w.value(&secret, AWSCURRENT).await.unwrap()["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let made = w
+        .keys(&user)
+        .await
+        .into_iter()
+        .find(|k| k.id == current)
+        .unwrap()
+        .created;
+    w.tag(
+        &secret,
+        &format!("rekey:superseded:{old}"),
+        "2000-01-01T00:00:00Z",
+    )
+    .await;
+    let grace = Duration::from_secs(3600);
+    let mut config = test_config();
+    config.deactivate_after = grace;
+    let app = w.app(config);
+    for n in 0..2 {
+        next_second().await;
+        edit_field(&w, &secret, "Edit", json!(n)).await;
+        let report = cleanup(&app, &secret).await;
+        assert!(report.get("Deactivated").is_none(), "{report}");
+        assert_eq!(
+            report["Waiting"][0]["AccessKeyId"],
+            old.as_str(),
+            "{report}"
+        );
+        assert_eq!(
+            report["Waiting"][0]["Due"],
+            timestamp(made + grace),
+            "the grace period ends {grace:?} after the current key's creation, whatever the edits: {report}"
+        );
+        assert_eq!(status(&w.keys(&user).await, &old), Some(KeyStatus::Active));
+    }
     w.assert_invariants(&secret, &user).await;
 }

@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::time::{Duration, SystemTime};
+
 use common::*;
 use rekey::model::{KeyStatus, AWSCURRENT, AWSPENDING};
 use rekey_testkit::{test_config, version_with, World, MANAGED_PATH};
@@ -15,15 +17,7 @@ use serde_json::json;
 /// Someone edits the secret in the console: a new AWSCURRENT version, the
 /// same key, one field more. Returns the new value.
 async fn edit(w: &World, secret: &str) -> serde_json::Value {
-    let mut edited = w.value(secret, AWSCURRENT).await.unwrap();
-    edited["Team"] = json!("payments");
-    w.sm.put_secret_value()
-        .secret_id(secret)
-        .secret_string(edited.to_string())
-        .send()
-        .await
-        .expect("PutSecretValue");
-    edited
+    edit_field(w, secret, "Team", json!("payments")).await
 }
 
 /// Case 1: a second rotation at the limit fails with KeyLimitReached and
@@ -102,6 +96,80 @@ async fn a_console_edit_does_not_strand_the_superseded_key() {
         w.value(&secret, AWSCURRENT).await.unwrap()["Team"],
         "payments",
         "the edit is carried into the new version"
+    );
+    w.assert_invariants(&secret, &user).await;
+}
+
+/// Issue 27, case 3: a job edits the secret every two seconds after a hook
+/// rotation (the same key, another field changed: a new AWSCURRENT version
+/// each time). The superseded key's grace period runs from its
+/// supersession, not from the last edit: the time cleanup reports for its
+/// deactivation does not move with the edits, and the first cleanup after
+/// that time deactivates it while the edits go on. The full check after
+/// each edit names the new version in `rekey:current` and keeps the key's
+/// time.
+#[tokio::test]
+async fn edits_that_keep_the_key_do_not_restart_the_grace_period() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let (user, old, secret) = w.enrolled(MANAGED_PATH).await;
+    let token = w.start_rotation(&secret).await;
+    hook_rotation(&app, &secret, &token).await.unwrap();
+    let superseded = SystemTime::now();
+    let grace = Duration::from_secs(8);
+    let mut config = test_config();
+    config.deactivate_after = grace;
+    let cleaner = w.app(config);
+
+    let old = old.access_key_id;
+    let (mut due, mut since) = (None, None);
+    for n in 1.. {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        edit_field(&w, &secret, "Edit", json!(n)).await;
+        let checked_at = SystemTime::now();
+        let report = cleanup(&cleaner, &secret).await;
+
+        let record = w.tags(&secret).await["rekey:current"].clone();
+        let parts: Vec<&str> = record.split(' ').collect();
+        assert_eq!(
+            Some(parts[0].to_owned()),
+            version_with(&w.stages(&secret).await, AWSCURRENT),
+            "the full check names the edit's version: {record}"
+        );
+        assert_eq!(
+            *since.get_or_insert(parts[2].to_owned()),
+            parts[2],
+            "edit {n} moved rekey:current's time"
+        );
+
+        if report["Deactivated"] == json!([old]) {
+            break;
+        }
+        assert_eq!(
+            report["Waiting"][0]["AccessKeyId"],
+            old.as_str(),
+            "{report}"
+        );
+        let d = report["Waiting"][0]["Due"].as_str().unwrap().to_owned();
+        assert_eq!(
+            *due.get_or_insert(d.clone()),
+            d,
+            "edit {n} moved the end of {old}'s grace period: {report}"
+        );
+        let end = humantime::parse_rfc3339(&d).unwrap();
+        // (The report's times are to the second.)
+        assert!(
+            checked_at < end + Duration::from_secs(1),
+            "{old} still active after its grace period ended at {d}: {report}"
+        );
+        assert!(
+            end <= superseded + grace,
+            "{old}'s grace period ends at {d}, later than {grace:?} after it was superseded"
+        );
+    }
+    assert_eq!(
+        status(&w.keys(&user).await, &old),
+        Some(KeyStatus::Inactive)
     );
     w.assert_invariants(&secret, &user).await;
 }

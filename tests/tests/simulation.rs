@@ -1095,15 +1095,22 @@ impl World {
             let before = self.current_of.get(i).cloned().flatten();
             if let Some(old) = before.filter(|old| Some(old) != key.as_ref()) {
                 // The grace period runs from the supersession, and rekey
-                // promises it from no earlier than the creation of the
-                // version that superseded the key (a record is a tag anyone
-                // who may tag the secret can backdate that far): the
-                // earlier of the two is what is checked.
-                let superseding = s
-                    .secret(&self.secrets[i].arn)
-                    .unwrap()
-                    .with_stage(AWSCURRENT)
-                    .map_or(self.action_started, |v| v.created);
+                // promises it from no earlier than the creation of the key
+                // that superseded it, as the provider dates it (a record is
+                // a tag anyone who may tag the secret can backdate that
+                // far; `rekey::records::key_since`, never later than its
+                // version's creation): the earlier of the two is what is
+                // checked. Edits that keep the key move neither.
+                let m = &self.secrets[i];
+                let version = s.secret(&m.arn).unwrap().with_stage(AWSCURRENT);
+                let made = key
+                    .as_ref()
+                    .and_then(|id| s.keys(m.kind, &m.user).iter().find(|k| &k.id == id))
+                    .map(|k| k.created);
+                let superseding = match (made, version.map(|v| v.created)) {
+                    (Some(made), Some(v)) => made.min(v),
+                    (made, v) => made.or(v).unwrap_or(self.action_started),
+                };
                 self.superseded_at
                     .insert(old, self.action_started.min(superseding));
             }

@@ -3,12 +3,13 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::*;
-use rekey::model::KeyStatus;
-use rekey_testkit::{test_config, World, MANAGED_PATH};
-use serde_json::json;
+use rekey::model::{KeyStatus, AWSCURRENT};
+use rekey::plan::timestamp;
+use rekey_testkit::{test_config, version_with, World, MANAGED_PATH};
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn a_sweep_handles_the_good_and_reports_the_broken() {
@@ -232,4 +233,103 @@ async fn a_near_miss_of_the_managed_tag_is_neither_rotated_nor_passed_over_in_si
         "an unmanaged secret is no near miss"
     );
     w.assert_no_secret_in(&logs, "the logs");
+}
+
+/// The state machine's triage of `secret` with `period`: its item, if the
+/// sweep sends it on (following `Next` over every page).
+async fn triage_item(app: &rekey_testkit::App, secret: &str, period: &str) -> Option<Value> {
+    let mut event = json!({"Triage": {"RotationPeriod": period}});
+    loop {
+        let answer = invoke(app, Function::Cleanup, event).await.unwrap();
+        let items = answer["Items"].as_array().unwrap();
+        if let Some(item) = items.iter().find(|i| i["SecretId"] == secret) {
+            return Some(item.clone());
+        }
+        match answer.get("Next") {
+            Some(next) => event = next.clone(),
+            None => return None,
+        }
+    }
+}
+
+/// Issue 27, case 3: a pipeline secret edited every two seconds (the same
+/// key, another field changed) still comes due when its key is
+/// `RotationPeriod` old. Each edit is sent on (an edit rekey did not
+/// make), its full check names the new version in `rekey:current` and
+/// keeps the key's creation as its time, and rekey-create finds it not
+/// due; once the key is the period old, the sweep sends it on by its
+/// records alone, and rekey-create rotates it even right after another
+/// edit.
+#[tokio::test]
+async fn a_pipeline_secret_edited_regularly_still_comes_due_on_schedule() {
+    let w = World::new().await;
+    let app = w.app(test_config());
+    let (user, _, secret) = w.enrolled(MANAGED_PATH).await;
+    pipeline_rotation(&app, &secret).await.unwrap();
+    let key = w.value(&secret, AWSCURRENT).await.unwrap()["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let made = w
+        .keys(&user)
+        .await
+        .into_iter()
+        .find(|k| k.id == key)
+        .unwrap()
+        .created;
+    let (period, every) = (Duration::from_secs(15), "15s");
+    let create = json!({"SecretId": secret, "RotationPeriod": every, "Resume": true});
+
+    let mut edits = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if SystemTime::now() + Duration::from_secs(2) >= made + period {
+            break;
+        }
+        edits += 1;
+        edit_field(&w, &secret, "Edit", json!(edits)).await;
+        let item = triage_item(&app, &secret, every)
+            .await
+            .expect("an edit is sent on");
+        assert_eq!(item["Clean"], true, "{item}");
+        cleanup(&app, &secret).await;
+        let version = version_with(&w.stages(&secret).await, AWSCURRENT).unwrap();
+        assert_eq!(
+            w.tags(&secret).await["rekey:current"],
+            format!("{version} {key} {}", timestamp(made)),
+            "after edit {edits}, the record names its version and keeps the key's time"
+        );
+        let out = invoke(&app, Function::Create, create.clone())
+            .await
+            .unwrap();
+        assert_eq!(out["Skipped"], "not-due", "edit {edits}: {out}");
+    }
+    assert!(
+        edits >= 2,
+        "only {edits} edits before the key was the period old"
+    );
+    while SystemTime::now() < made + period + Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // No edit since the last full check: due by the records alone.
+    let item = triage_item(&app, &secret, every)
+        .await
+        .expect("due by its records");
+    assert_eq!(item["Rotate"], true, "{item}");
+    assert_eq!(item["Clean"], false, "nothing else is due: {item}");
+
+    // An edit just before: rekey-create counts from the key all the same.
+    edit_field(&w, &secret, "Edit", json!("last")).await;
+    let created = invoke(&app, Function::Create, create).await.unwrap();
+    assert!(created.get("Skipped").is_none(), "{created}");
+    invoke(&app, Function::Test, created.clone()).await.unwrap();
+    invoke(&app, Function::Finish, created).await.unwrap();
+    let now = w.value(&secret, AWSCURRENT).await.unwrap();
+    assert_ne!(now["AccessKeyId"], key.as_str(), "rotated");
+    assert_eq!(
+        now["Edit"], "last",
+        "the edit is carried into the new version"
+    );
+    w.assert_invariants(&secret, &user).await;
 }

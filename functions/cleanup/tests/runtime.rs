@@ -57,7 +57,7 @@ async fn deactivates_the_superseded_key_then_deletes_it() {
     assert!(
         run.logs
             .lines()
-            .any(|l| l.contains("\"SecretsListed\"") && l.contains("\"CurrentVersionAgeDays\":[")),
+            .any(|l| l.contains("\"SecretsListed\"") && l.contains("\"CurrentKeyAgeDays\":[")),
         "{}",
         run.logs
     );

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::events::KeyHolder;
 use crate::model::{AccessKey, LastUsed, ManagedSecret, AWSCURRENT, AWSPENDING};
 use crate::plan::{self, timestamp, Action, CleanupInput, Scheduled};
-use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
+use crate::ports::{Clock, KeyApi, Providers, SecretInfo, SecretVersion, Select, Vault};
 use crate::records::{
     self, load_records, record_tag, CurrentRecord, CHECKED, CURRENT, INACTIVE, SUPERSEDED,
 };
@@ -32,7 +32,8 @@ pub struct SecretCleanup {
     /// The error type it was skipped with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_type: Option<&'static str>,
-    /// When the AWSCURRENT version was created.
+    /// Since when the AWSCURRENT key exists (`records::key_since`: its
+    /// creation as the provider reports it), for `CurrentKeyAgeDays`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_since: Option<String>,
     /// Keys deactivated in this run.
@@ -116,10 +117,13 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let keys = provider.list_keys(user).await?;
         let records = load_records(&info);
         let now = self.clock.now();
+        // Invariant retire-by-record (the clocks): anchored on the key,
+        // which an edit that keeps it does not renew.
+        let key_since = records::key_since(&keys, current.key_id(), current_read.created);
         let mut report = SecretCleanup {
             secret_id: secret_id.to_owned(),
             status: "cleaned",
-            current_since: Some(timestamp(current_read.created)),
+            current_since: Some(timestamp(key_since)),
             holder: Some(KeyHolder::of(&info, &current)),
             ..Default::default()
         };
@@ -141,7 +145,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             pending_token,
             previous: previous.as_deref(),
             records: &records,
-            floor: current_read.created,
+            floor: key_since,
             now,
             deactivate_after: self.grace_of(&info.name),
             delete_after: self.config.delete_after,
@@ -149,9 +153,9 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let mut changes = RecordChanges::default();
         self.note_check(
             &info,
-            &current_read.version_id,
+            &current_read,
             current.key_id(),
-            current_read.created,
+            &keys,
             now,
             &mut changes,
         );
@@ -167,16 +171,19 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
 
     /// The full check's own records: when it ran (`rekey:checked`), and
     /// the `rekey:current` record unless it names this version, its key
-    /// and its creation (AWSCURRENT moved by hand, a secret enrolled
-    /// before finish wrote it, or a time set by hand): the sweep can then
-    /// decide from the records again, as rekey-create does, from the
-    /// version's creation.
+    /// and since when that key exists (AWSCURRENT moved by an edit or by
+    /// hand, a secret enrolled before finish wrote it, or a time set by
+    /// hand): the sweep can then decide from the records again, as
+    /// rekey-create does, from the key's creation. After an edit that kept
+    /// the key, only the version changes: the time stays the key's
+    /// (`CurrentRecord::after_check`; invariant retire-by-record, the
+    /// clocks), so the rotation comes due on schedule.
     fn note_check(
         &self,
         info: &SecretInfo,
-        version: &str,
+        version: &SecretVersion,
         key_id: Option<&str>,
-        created: SystemTime,
+        keys: &[AccessKey],
         now: SystemTime,
         changes: &mut RecordChanges,
     ) {
@@ -184,14 +191,16 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let Some(key_id) = key_id else {
             return; // no key yet: the records cannot vouch for it
         };
-        let record = CurrentRecord {
-            version: version.to_owned(),
-            key_id: key_id.to_owned(),
-            since: created,
-        };
+        let recorded = CurrentRecord::load(info);
+        let record = CurrentRecord::after_check(
+            recorded.as_ref(),
+            &version.version_id,
+            key_id,
+            keys,
+            version.created,
+        );
         // Compared as written (to the second).
-        let recorded = CurrentRecord::load(info).map(|r| r.value());
-        if recorded.as_deref() != Some(record.value().as_str()) {
+        if recorded.map(|r| r.value()) != Some(record.value()) {
             changes.tags.push((CURRENT.to_owned(), record.value()));
         }
     }

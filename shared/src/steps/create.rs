@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::model::{AccessKey, Credential, KeyStatus, LastUsed, ManagedSecret, AWSCURRENT};
 use crate::plan::{self, KeyFacts, KeyRole, PendingFacts, RoleFacts, Room, RoomContext};
 use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
-use crate::records::{created_value, load_records, record_tag, trusted_since, Records, CREATED};
+use crate::records::{
+    self, created_value, load_records, record_tag, trusted_since, Records, CREATED,
+};
 
 /// The token `preview_rotation` decides with (never written: the
 /// preview runs dry).
@@ -35,9 +37,9 @@ pub enum Created {
     },
     /// The token's version is already AWSCURRENT.
     AlreadyCurrent,
-    /// The AWSCURRENT version is younger than the rotation period.
+    /// The AWSCURRENT key is younger than the rotation period.
     NotDue {
-        /// When the AWSCURRENT version was created.
+        /// Since when the AWSCURRENT key exists (`records::key_since`).
         current_since: SystemTime,
     },
 }
@@ -49,7 +51,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     }
 
     /// Like [`Rekey::create`], but a new rotation starts only if the
-    /// AWSCURRENT version is at least `period` old.
+    /// AWSCURRENT key is at least `period` old (`records::key_since`: an
+    /// edit that keeps the key does not put the rotation off).
     pub async fn create_if_due(
         &self,
         secret_id: &str,
@@ -65,7 +68,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// `create` itself decides, in a dry run (so it changes nothing), on a
     /// token of its own, whatever the secret's driver. `Err(DryRun)` names
     /// the keys it would delete and the key it would create; `Ok(NotDue)`
-    /// says since when AWSCURRENT is current. Refused unless the steps
+    /// says since when AWSCURRENT's key exists. Refused unless the steps
     /// run dry (`Rekey::new` with `dry_run`): `rekey plan` and `rekey
     /// status` use it.
     pub async fn preview_rotation(
@@ -101,14 +104,6 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         let (current_version, current) = self
             .read_secret(secret_id, Select::Stage(AWSCURRENT))
             .await?;
-        if let (TokenState::Absent, Some(period)) = (state, period) {
-            if !plan::is_due(current_version.created, period, self.clock.now()) {
-                return Ok(Created::NotDue {
-                    current_since: current_version.created,
-                });
-            }
-        }
-
         self.check_owner(secret_id, info, &current)?;
         self.check_admin_claim(secret_id, info, &current).await?;
         let user = current.user_name.as_str();
@@ -120,6 +115,16 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             _ => None,
         };
         let keys = provider.list_keys(user).await?;
+        // Invariant retire-by-record (the clocks): due when the key is
+        // `period` old, whatever edits made newer versions since.
+        let key_since = records::key_since(&keys, current.key_id(), current_version.created);
+        if let (TokenState::Absent, Some(period)) = (state, period) {
+            if !plan::is_due(key_since, period, self.clock.now()) {
+                return Ok(Created::NotDue {
+                    current_since: key_since,
+                });
+            }
+        }
         if let Some(p) = pending.filter(|p| !matches!(p.facts(), PendingFacts::Empty)) {
             return self.resume_or_abandon(secret_id, token, p, &keys).await;
         }
@@ -131,6 +136,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             info,
             current: &current,
             current_created: current_version.created,
+            key_since,
         };
         let (keys, mut removed) = self
             .reclaim_own_keys(&provider, &facts, token, keys)
@@ -258,7 +264,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             grace_ends: grace_ends(
                 &facts,
                 &records,
-                secret.current_created,
+                secret.key_since,
                 self.grace_of(&secret.info.name),
             ),
         };
@@ -403,10 +409,14 @@ struct SecretFacts<'a> {
     current: &'a ManagedSecret,
     /// When the AWSCURRENT version was created.
     current_created: SystemTime,
+    /// Since when the AWSCURRENT key exists (`records::key_since`): no
+    /// record is trusted earlier.
+    key_since: SystemTime,
 }
 
 /// When each recorded superseded key's grace period ends: its record
-/// (never trusted before `floor`) plus `grace`.
+/// (never trusted before `floor`, the current key's `records::key_since`)
+/// plus `grace`.
 fn grace_ends(
     facts: &[KeyFacts],
     records: &Records,

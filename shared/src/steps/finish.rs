@@ -76,8 +76,9 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         // The same call records the version about to become current, for
         // the sweep (a promotion that then fails leaves a record for
         // another version than AWSCURRENT's: the sweep checks in full).
-        // Its time is the version's creation, from which rekey-create
-        // counts the rotation period too.
+        // Its time is the new version's creation, moments after its key's
+        // (a full check sets the key's own: `CurrentRecord::after_check`),
+        // from which the sweep counts the rotation period.
         let now = self.clock.now();
         let current = CurrentRecord {
             version: token.to_owned(),

@@ -29,7 +29,9 @@ pub struct Inspection {
     pub paused: bool,
     /// The key AWSCURRENT holds.
     pub current_key: Option<String>,
-    /// When the AWSCURRENT version was created.
+    /// Since when the AWSCURRENT key exists (`records::key_since`: its
+    /// creation as the provider reports it), from which its age and the
+    /// next rotation count.
     pub current_since: SystemTime,
     /// The token of a rotation in progress (AWSPENDING on another version).
     pub rotating: Option<String>,
@@ -108,6 +110,8 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             let used = provider.last_used(user, &key.id).await?;
             keys.push((key, used));
         }
+        let listed: Vec<AccessKey> = keys.iter().map(|(k, _)| k.clone()).collect();
+        let current_since = records::key_since(&listed, current.key_id(), current_read.created);
         let rotating = info
             .version_with(AWSPENDING)
             .filter(|v| Some(*v) != info.version_with(AWSCURRENT))
@@ -137,7 +141,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             },
             paused,
             current_key: current.key_id().map(str::to_owned),
-            current_since: current_read.created,
+            current_since,
             rotating,
             keys,
             rotation,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 pub use rekey::lambda::Function;
 use rekey::model::{KeyStatus, AWSCURRENT};
-use rekey_testkit::{App, World};
+use rekey_testkit::{version_with, App, World};
 use serde_json::{json, Value};
 
 pub const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
@@ -57,6 +57,36 @@ pub fn zero_periods(mut config: rekey::Config) -> rekey::Config {
 /// Secret versions are timed to the second: an orphan must be younger.
 pub async fn next_second() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
+}
+
+/// Someone (a person in the console, a job) edits the secret: a new
+/// AWSCURRENT version holding the same key, with `field` set to `value`
+/// (AWSPREVIOUS moves onto the version it replaces). Returns the new value.
+///
+/// Played as PutSecretValue under a label of its own, then AWSCURRENT
+/// moved onto it: moto's PutSecretValue moves AWSCURRENT off the version
+/// it last made current itself, not off the one a stage move made current
+/// (after a pipeline rotation it would leave two AWSCURRENT versions).
+pub async fn edit_field(w: &World, secret: &str, field: &str, value: Value) -> Value {
+    const EDITING: &str = "rekey-test-edit";
+    let mut edited = w.value(secret, AWSCURRENT).await.unwrap();
+    edited[field] = value;
+    let old = version_with(&w.stages(secret).await, AWSCURRENT).expect("a current version");
+    let new =
+        w.sm.put_secret_value()
+            .secret_id(secret)
+            .secret_string(edited.to_string())
+            .version_stages(EDITING)
+            .send()
+            .await
+            .expect("PutSecretValue")
+            .version_id()
+            .expect("a version id")
+            .to_owned();
+    w.move_stage(secret, AWSCURRENT, Some(&new), Some(&old))
+        .await;
+    w.move_stage(secret, EDITING, None, Some(&new)).await;
+    edited
 }
 
 /// The status of key `id` among `keys`, if it is there.
