@@ -114,10 +114,13 @@ pub async fn pause(
 ) -> Result<u8, Failure> {
     let vault = SecretsManager::new(sdk);
     let (info, now) = managed(&vault, secret).await?;
-    let paused = records::TAG_PAUSED;
+    let (paused, since) = (records::TAG_PAUSED, records::TAG_PAUSED_SINCE);
     let change = match pause {
-        true => format!("pause {} (tag {paused}=true)", info.name),
-        false => format!("resume {} (remove its tag {paused})", info.name),
+        true => format!("pause {} (tag {paused}=true, and {since})", info.name),
+        false => format!(
+            "resume {} (remove its tags {paused} and {since})",
+            info.name
+        ),
     };
     let mut outcome = Outcome::new(&info, &change, dry_run);
     if (now == Enrolment::Paused) == pause {
@@ -125,10 +128,18 @@ pub async fn pause(
         outcome.change = format!("nothing: {} is {state} already", info.name);
     } else if go_ahead(&change, yes, dry_run)? {
         if pause {
-            let tag = (paused.to_owned(), "true".to_owned());
-            vault.tag(&info.arn, &[tag]).await?;
+            // Since when: the sweep counts the pause and, past
+            // REKEY_PAUSED_ALERT_AFTER, alarms on it.
+            let now = rekey::plan::timestamp(SystemTime::now());
+            let tags = [
+                (paused.to_owned(), "true".to_owned()),
+                (since.to_owned(), now),
+            ];
+            vault.tag(&info.arn, &tags).await?;
         } else {
-            vault.untag(&info.arn, &[paused.to_owned()]).await?;
+            vault
+                .untag(&info.arn, &[paused.to_owned(), since.to_owned()])
+                .await?;
         }
         outcome.changed = true;
     } else {

@@ -117,6 +117,12 @@ struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     driver: Option<&'static str>,
     paused: bool,
+    /// Since when it is paused (its `rekey:paused-since` record); `null`
+    /// for a paused secret the sweep has not recorded yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused_since: Option<String>,
+    /// Paused for longer than `REKEY_PAUSED_ALERT_AFTER`: a finding.
+    paused_too_long: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     current_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,7 +143,7 @@ struct Status {
 
 impl Status {
     fn is_finding(&self) -> bool {
-        self.overdue || self.problem.is_some()
+        self.overdue || self.paused_too_long || self.problem.is_some()
     }
 }
 
@@ -223,6 +229,8 @@ fn status_of(
                 owner: None,
                 driver: None,
                 paused: matches!(e, Error::SecretPaused { .. }),
+                paused_since: None,
+                paused_too_long: false,
                 current_key: None,
                 current_since: None,
                 current_age_days: None,
@@ -276,6 +284,11 @@ fn status_of(
         owner: i.holder.owner.clone(),
         driver: Some(driver_name(i.driver)),
         paused: i.paused,
+        paused_since: i
+            .pause
+            .filter(|p| !p.unrecorded)
+            .map(|p| timestamp(p.since)),
+        paused_too_long: i.pause.is_some_and(|p| p.too_long),
         current_key: i.current_key.clone(),
         current_since: Some(timestamp(i.current_since)),
         current_age_days: Some(days(age)),
@@ -352,8 +365,15 @@ fn status_row(s: &Status) -> Vec<String> {
         })
         .collect();
     let mut notes = Vec::new();
-    if s.paused {
-        notes.push("paused".to_owned());
+    match (&s.paused_since, s.paused_too_long) {
+        (Some(since), true) => notes.push(format!(
+            "PAUSED since {since}, longer than REKEY_PAUSED_ALERT_AFTER: resume it once the cause is understood"
+        )),
+        (Some(since), false) => notes.push(format!("paused since {since}")),
+        (None, _) if s.paused => {
+            notes.push("paused (since when is not recorded yet: the next sweep records it)".to_owned())
+        }
+        (None, _) => {}
     }
     if s.overdue {
         notes.push("OVERDUE".to_owned());

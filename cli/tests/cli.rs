@@ -280,6 +280,29 @@ async fn pause_and_resume_ask_first_and_dry_run_changes_nothing() {
         (s["Paused"].clone(), s["Next"]["Action"].clone()),
         (true.into(), "nothing: paused".into())
     );
+    // Issue 27, case 5: pausing records since when, and status shows it.
+    let since = w.tags(&secret).await["rekey:paused-since"].clone();
+    let at = humantime::parse_rfc3339(&since).expect("an RFC 3339 time");
+    let age = std::time::SystemTime::now().duration_since(at).unwrap();
+    assert!(age < std::time::Duration::from_secs(120), "{since}");
+    assert_eq!(s["PausedSince"], since.as_str());
+    assert_eq!(s["PausedTooLong"], false);
+    assert_eq!(out.status.code(), Some(0), "a fresh pause is no finding");
+    let table = ["status", &secret, "--output", "table"];
+    let table = rekey(&w, &proxy.endpoint, &table).await;
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains(&format!("paused since {since}")), "{table}");
+    // Paused for longer than REKEY_PAUSED_ALERT_AFTER: a finding (exit 3).
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let bound = [("REKEY_PAUSED_ALERT_AFTER", "2s")];
+    let args = ["status", &secret, "--output", "json"];
+    let out = rekey_with(&w, &proxy.endpoint, &args, &bound).await;
+    assert_eq!(out.status.code(), Some(3), "{}", said(&out));
+    assert_eq!(json(&out)[0]["PausedTooLong"], true);
+    let table = ["status", &secret, "--output", "table"];
+    let table = rekey_with(&w, &proxy.endpoint, &table, &bound).await;
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("REKEY_PAUSED_ALERT_AFTER"), "{table}");
 
     let out = rekey(
         &w,
@@ -288,7 +311,9 @@ async fn pause_and_resume_ask_first_and_dry_run_changes_nothing() {
     )
     .await;
     assert_eq!(json(&out)["Changed"], true);
-    assert!(!w.tags(&secret).await.contains_key("rekey:paused"));
+    let tags = w.tags(&secret).await;
+    assert!(!tags.contains_key("rekey:paused"));
+    assert!(!tags.contains_key("rekey:paused-since"), "{tags:?}");
     let out = rekey(
         &w,
         &proxy.endpoint,
@@ -569,6 +594,15 @@ async fn rollback_puts_the_previous_key_back_keeps_the_invariants_and_pauses() {
     );
     let tags = w.tags(&secret).await;
     assert_eq!(tags.get("rekey:paused").map(String::as_str), Some("true"));
+    // Since when it is paused, in the same call (issue 27, case 5).
+    let since = humantime::parse_rfc3339(&tags["rekey:paused-since"]).expect("a time");
+    assert!(
+        std::time::SystemTime::now()
+            .duration_since(since)
+            .unwrap()
+            .as_secs()
+            < 120
+    );
     assert!(tags.contains_key(&format!("rekey:superseded:{new}")));
     assert!(
         !tags.contains_key(&format!("rekey:superseded:{old}"))

@@ -19,6 +19,11 @@ pub struct Config {
     /// The sweep checks each secret in full (its keys at the provider) at
     /// least this often, however quiet its records are.
     pub full_check_every: Duration,
+    /// A secret paused (`rekey:paused`) for longer than this is counted
+    /// by the sweep (`SecretsPausedTooLong`, behind an alarm) and shown as
+    /// a problem by `rekey status` (invariant liveness: nothing goes
+    /// silent). Above zero.
+    pub paused_alert_after: Duration,
     /// Consecutive successful probes a new key needs.
     pub test_consecutive: u32,
     /// How long the hook's testSecret waits for a new key at most.
@@ -231,6 +236,8 @@ pub const DELETE_AFTER: &str = "REKEY_DELETE_AFTER";
 pub const IDLE_BEFORE_DEACTIVATE: &str = "REKEY_IDLE_BEFORE_DEACTIVATE";
 /// `REKEY_FULL_CHECK_EVERY`: [`Config::full_check_every`].
 pub const FULL_CHECK_EVERY: &str = "REKEY_FULL_CHECK_EVERY";
+/// `REKEY_PAUSED_ALERT_AFTER`: [`Config::paused_alert_after`].
+pub const PAUSED_ALERT_AFTER: &str = "REKEY_PAUSED_ALERT_AFTER";
 /// `REKEY_TEST_CONSECUTIVE`: [`Config::test_consecutive`].
 pub const TEST_CONSECUTIVE: &str = "REKEY_TEST_CONSECUTIVE";
 /// `REKEY_TEST_TIMEOUT`: [`Config::test_timeout`].
@@ -271,7 +278,7 @@ pub const EVENT_BUS: &str = "REKEY_EVENT_BUS";
 /// fills and how its text is read. [`Config::from_lookup`] reads them in
 /// this order (the first invalid one is reported), [`Config::to_env`]
 /// writes them back, and a test holds `infra/template.yaml` to the table.
-pub const SETTINGS: [Setting; 22] = [
+pub const SETTINGS: [Setting; 23] = [
     Setting {
         name: MANAGED_USER_PATH,
         default: None,
@@ -332,6 +339,12 @@ pub const SETTINGS: [Setting; 22] = [
         default: Some("7d"),
         template: Some(TemplateValue::Ref("FullCheckEvery")),
         field: Field::Duration(|c| c.full_check_every, |c, v| c.full_check_every = v),
+    },
+    Setting {
+        name: PAUSED_ALERT_AFTER,
+        default: Some("7d"),
+        template: Some(TemplateValue::Ref("PausedAlertAfter")),
+        field: Field::Bound(|c| c.paused_alert_after, |c, v| c.paused_alert_after = v),
     },
     Setting {
         name: TEST_TIMEOUT,
@@ -499,6 +512,8 @@ enum Field {
     AdminSecretPrefix(fn(&Config) -> String, fn(&mut Config, String)),
     /// A number and a unit ([`parse_duration`]).
     Duration(fn(&Config) -> Duration, fn(&mut Config, Duration)),
+    /// A duration above zero: a bound past which something is reported.
+    Bound(fn(&Config) -> Duration, fn(&mut Config, Duration)),
     /// A user-name pattern, optional.
     Pattern(
         fn(&Config) -> Option<UserPattern>,
@@ -567,6 +582,16 @@ impl Setting {
                 set(config, admins);
             }
             Field::Duration(_, set) => set(config, parse_duration(name, &required()?)?),
+            Field::Bound(_, set) => {
+                let bound = parse_duration(name, &required()?)?;
+                if bound.is_zero() {
+                    return Err(Error::Config {
+                        name,
+                        reason: "must be above zero: write a number and a unit, e.g. 7d".into(),
+                    });
+                }
+                set(config, bound);
+            }
             Field::Pattern(_, set) => {
                 let pattern = value.map(|p| UserPattern::new(name, &p)).transpose()?;
                 set(config, pattern);
@@ -672,7 +697,7 @@ impl Setting {
             Field::IamPath(get, _) => get(config),
             Field::Number { get, .. } => Some(get(config).to_string()),
             Field::SecretPrefix(get, _) | Field::AdminSecretPrefix(get, _) => Some(get(config)),
-            Field::Duration(get, _) => {
+            Field::Duration(get, _) | Field::Bound(get, _) => {
                 let d = get(config);
                 Some(if d.subsec_nanos() % 1_000_000 == 0 {
                     format!("{}ms", d.as_millis())
@@ -740,6 +765,7 @@ impl Config {
             delete_after: Duration::ZERO,
             idle_before_deactivate: Duration::ZERO,
             full_check_every: Duration::ZERO,
+            paused_alert_after: Duration::ZERO,
             test_consecutive: 0,
             test_timeout: Duration::ZERO,
             test_spacing: Duration::ZERO,
@@ -861,6 +887,7 @@ mod tests {
         assert_eq!(c.deactivate_after, Duration::from_secs(24 * 3600));
         assert_eq!(c.delete_after, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(c.idle_before_deactivate, Duration::from_secs(4 * 3600));
+        assert_eq!(c.paused_alert_after, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(c.test_consecutive, 3);
         assert_eq!(c.test_timeout, Duration::from_secs(60));
         assert_eq!(c.alibaba.user_pattern, None);
@@ -988,6 +1015,10 @@ mod tests {
                 &[(MANAGED_USER_PATH, "/"), (TEST_CONSECUTIVE, "0")],
                 TEST_CONSECUTIVE,
             ),
+            (&[(PAUSED_ALERT_AFTER, "0s")], PAUSED_ALERT_AFTER),
+            (&[(PAUSED_ALERT_AFTER, "0d")], PAUSED_ALERT_AFTER),
+            (&[(PAUSED_ALERT_AFTER, "a week")], PAUSED_ALERT_AFTER),
+            (&[(PAUSED_ALERT_AFTER, "7")], PAUSED_ALERT_AFTER),
         ];
         for (pairs, setting) in cases {
             let err = config(pairs).unwrap_err();
@@ -1039,6 +1070,7 @@ mod tests {
             (DEACTIVATE_AFTER, "0s"),
             (DELETE_AFTER, "90m"),
             (IDLE_BEFORE_DEACTIVATE, "1500us"),
+            (PAUSED_ALERT_AFTER, "36h"),
             (TEST_CONSECUTIVE, "7"),
             (TEST_TIMEOUT, "3s"),
             (TEST_SPACING, "250ms"),

@@ -199,7 +199,10 @@ pub fn count_skipped(function: Function, secret_id: &str, reason: &str) {
 /// behind the overdue alarm: from `rekey:current`, so an edit that keeps
 /// the key does not make it look young; a secret whose records cannot say
 /// is checked in full, and that cleanup reports its age). The oldest
-/// secret is named.
+/// secret is named. Paused secrets are counted too (`SecretsPaused`), and
+/// those paused for longer than `REKEY_PAUSED_ALERT_AFTER` apart
+/// (`SecretsPausedTooLong`, behind the `PausedTooLong` alarm; the longest
+/// paused is named): invariant liveness, nothing goes silent.
 pub fn count_triage(page: &[(SecretInfo, Triage)], now: SystemTime) {
     triage_record(page, now).emit();
 }
@@ -218,6 +221,15 @@ fn triage_record(page: &[(SecretInfo, Triage)], now: SystemTime) -> Record {
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(arn, _)| *arn);
     let values: Vec<f64> = ages.iter().map(|(_, age)| *age).collect();
+    let paused: Vec<(&str, crate::triage::Pause)> = page
+        .iter()
+        .filter_map(|(info, t)| Some((info.arn.as_str(), t.pause?)))
+        .collect();
+    let longest_paused = paused
+        .iter()
+        .filter(|(_, p)| p.too_long)
+        .min_by_key(|(_, p)| p.since)
+        .map(|(arn, _)| *arn);
     let record = Record::new(Function::Cleanup)
         .count("SecretsListed", page.len())
         .count(
@@ -230,7 +242,16 @@ fn triage_record(page: &[(SecretInfo, Triage)], now: SystemTime) -> Record {
                 .filter(|(_, t)| t.reason == Reason::ManagedTagNearMiss)
                 .count(),
         )
+        .count("SecretsPaused", paused.len())
+        .count(
+            "SecretsPausedTooLong",
+            paused.iter().filter(|(_, p)| p.too_long).count(),
+        )
         .values("CurrentKeyAgeDays", &values);
+    let record = match longest_paused {
+        Some(arn) => record.property("LongestPausedSecretId", arn),
+        None => record,
+    };
     match oldest {
         Some(arn) => record.property("OldestSecretId", arn),
         None => record,
@@ -354,6 +375,7 @@ mod tests {
             deactivate_after: day,
             delete_after: day * 7,
             full_check_every: day * 7,
+            paused_alert_after: day * 7,
         };
         let verdicts: Vec<_> = page
             .iter()
@@ -371,6 +393,55 @@ mod tests {
         assert_eq!(v["ManagedTagNearMiss"], 1.0);
         assert!(verdicts[2].1.clean && verdicts[2].1.current_since.is_none());
         assert_eq!(verdicts[3].1.current_since, None);
+        // The paused one is counted all the same; not yet for too long.
+        assert_eq!(v["SecretsPaused"], 1.0);
+        assert!(v.get("SecretsPausedTooLong").is_none());
+    }
+
+    #[test]
+    fn secrets_paused_for_too_long_are_counted_and_the_longest_named() {
+        use crate::records::{TAG_MANAGED, TAG_PAUSED, TAG_PAUSED_SINCE};
+        use crate::triage::{triage, Periods};
+        let day = Duration::from_secs(86_400);
+        let now = UNIX_EPOCH + day * 1_000;
+        let paused = |n: u32, since: Option<u32>| {
+            let mut info = SecretInfo {
+                arn: format!("arn:p{n}"),
+                ..Default::default()
+            };
+            info.tags.insert(TAG_MANAGED.into(), "true".into());
+            info.tags.insert(TAG_PAUSED.into(), "true".into());
+            if let Some(days) = since {
+                let t = crate::plan::timestamp(now - day * days);
+                info.tags.insert(TAG_PAUSED_SINCE.into(), t);
+            }
+            info
+        };
+        let periods = Periods {
+            rotation: day * 90,
+            deactivate_after: day,
+            delete_after: day * 7,
+            full_check_every: day * 7,
+            paused_alert_after: day * 7,
+        };
+        let page: Vec<_> = [
+            paused(1, None),
+            paused(2, Some(3)),
+            paused(3, Some(8)),
+            paused(4, Some(30)),
+        ]
+        .into_iter()
+        .map(|i| {
+            let t = triage(&i, now, &periods);
+            (i, t)
+        })
+        .collect();
+        let line = triage_record(&page, now).to_line(now).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["SecretsPaused"], 4.0);
+        assert_eq!(v["SecretsPausedTooLong"], 2.0);
+        assert_eq!(v["LongestPausedSecretId"], "arn:p4");
+        assert_eq!(v["SecretsListed"], 4.0);
     }
 
     #[test]

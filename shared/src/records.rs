@@ -6,7 +6,12 @@
 //!   value but `false` is a near miss ([`ManagedTag::NearMiss`]): not
 //!   managed, and reported. `rekey:paused` = `true` (any case, spaces
 //!   ignored: in doubt, rekey keeps away) pauses it (invariant
-//!   managed-users-only).
+//!   managed-users-only). `rekey:paused-since` = `<time>`: since when
+//!   (written by `rekey pause` and `rekey rollback`, or by the sweep or a
+//!   full check that finds a paused secret without it; removed by `rekey
+//!   resume`, or by the sweep once the secret is no longer paused), so a
+//!   pause is counted and, past `REKEY_PAUSED_ALERT_AFTER`, alarmed
+//!   (invariant liveness: nothing goes silent).
 //! - One tag per key and fact, its value an RFC 3339 time:
 //!   `rekey:created:<key id>` (rekey made the key for this secret; its
 //!   value also names the rotation's token: `<time> <token>`),
@@ -45,6 +50,8 @@ pub const MANAGED_VALUE: &str = "true";
 pub const UNMANAGED_VALUE: &str = "false";
 /// `rekey:paused` = `true` pauses a managed secret.
 pub const TAG_PAUSED: &str = "rekey:paused";
+/// The record of since when a secret is paused: `<time>`.
+pub const TAG_PAUSED_SINCE: &str = "rekey:paused-since";
 /// The prefix of a `created` record: `rekey:created:<key id>`.
 pub const CREATED: &str = "rekey:created:";
 /// The prefix of a `superseded` record: `rekey:superseded:<key id>`.
@@ -245,6 +252,12 @@ impl CurrentRecord {
             since: humantime::parse_rfc3339(since).ok()?,
         })
     }
+}
+
+/// The `rekey:paused-since` record, if it is an RFC 3339 time (believed or
+/// not: [`crate::triage::pause`] decides).
+pub fn paused_since(info: &SecretInfo) -> Option<SystemTime> {
+    humantime::parse_rfc3339(info.tags.get(TAG_PAUSED_SINCE)?.trim()).ok()
 }
 
 /// The `rekey:checked` record: when the secret was last checked in full.

@@ -13,6 +13,11 @@
 //! Invariant liveness: every state the records cannot vouch for is sent on
 //! to the functions that look at the keys themselves; a record only ever
 //! makes a secret due sooner, never later, than the functions would.
+//! Nothing goes silent: a paused secret is passed over but reported
+//! ([`Pause`]: since when, and whether for longer than
+//! `REKEY_PAUSED_ALERT_AFTER`), and its `rekey:paused-since` record is
+//! written when missing and removed once the pause is over
+//! ([`PauseRecord`]).
 
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +26,9 @@ use serde::Serialize;
 use crate::model::{AWSCURRENT, AWSPENDING};
 use crate::plan::{ended, is_due, PENDING_SETTLE};
 use crate::ports::SecretInfo;
-use crate::records::{self, checked_at, load_records, CurrentRecord, Enrolment};
+use crate::records::{
+    self, checked_at, load_records, paused_since, CurrentRecord, Enrolment, TAG_PAUSED_SINCE,
+};
 
 /// The periods the sweep decides with.
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +42,8 @@ pub struct Periods {
     pub delete_after: Duration,
     /// `REKEY_FULL_CHECK_EVERY`.
     pub full_check_every: Duration,
+    /// `REKEY_PAUSED_ALERT_AFTER`.
+    pub paused_alert_after: Duration,
 }
 
 /// Why the sweep sends a secret on, or passes it over.
@@ -79,6 +88,67 @@ pub struct Triage {
     /// Since when AWSCURRENT's key exists, where the records say
     /// (`rekey:current`).
     pub current_since: Option<SystemTime>,
+    /// A paused secret: since when, and whether for too long.
+    pub pause: Option<Pause>,
+    /// How the sweep changes the `rekey:paused-since` record, if at all.
+    pub pause_record: Option<PauseRecord>,
+}
+
+/// A paused secret, as the sweep and `rekey status` report it (invariant
+/// liveness: nothing goes silent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pause {
+    /// Since when: its `rekey:paused-since` record, or `now` when it has
+    /// none rekey can believe (none, not a time, or a time in the future,
+    /// which would put the alarm off).
+    pub since: SystemTime,
+    /// The record is missing or not believed: `since` is now, and the
+    /// sweep writes it.
+    pub unrecorded: bool,
+    /// Paused for `REKEY_PAUSED_ALERT_AFTER` or longer.
+    pub too_long: bool,
+}
+
+/// A change of a secret's `rekey:paused-since` record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PauseRecord {
+    /// Write this time: the secret is paused and has no record rekey
+    /// believes (a `rekey:paused` tag set by hand, seen for the first time).
+    Write(SystemTime),
+    /// Remove it: the secret is no longer paused (the tag was removed by
+    /// hand), so a later pause starts a new clock.
+    Remove,
+}
+
+/// The pause of the secret `info` describes at `now`, if it is paused
+/// (managed and tagged `rekey:paused`), with `alert_after` its bound
+/// (`REKEY_PAUSED_ALERT_AFTER`). A backdated record only makes the alarm
+/// sooner (the safe side); one in the future is not believed.
+pub fn pause(info: &SecretInfo, now: SystemTime, alert_after: Duration) -> Option<Pause> {
+    if records::enrolment(info) != Enrolment::Paused {
+        return None;
+    }
+    let recorded = paused_since(info).filter(|t| *t <= now);
+    let since = recorded.unwrap_or(now);
+    Some(Pause {
+        since,
+        unrecorded: recorded.is_none(),
+        too_long: ended(since, alert_after, now),
+    })
+}
+
+/// How the `rekey:paused-since` record of `info` must change, given its
+/// [`pause`]: written for a paused secret without a believable one,
+/// removed from a managed secret that is no longer paused. Nothing for a
+/// secret rekey does not manage (it may not tag it).
+pub fn pause_record(info: &SecretInfo, pause: Option<&Pause>) -> Option<PauseRecord> {
+    match pause {
+        Some(p) if p.unrecorded => Some(PauseRecord::Write(p.since)),
+        Some(_) => None,
+        None => (records::enrolment(info) == Enrolment::Managed
+            && info.tags.contains_key(TAG_PAUSED_SINCE))
+        .then_some(PauseRecord::Remove),
+    }
 }
 
 impl Triage {
@@ -88,6 +158,8 @@ impl Triage {
             clean: false,
             reason,
             current_since: None,
+            pause: None,
+            pause_record: None,
         }
     }
 
@@ -101,12 +173,22 @@ impl Triage {
 /// at `now`. The hook drives the rotation of a secret with rotation
 /// enabled: the sweep only retires its keys.
 pub fn triage(info: &SecretInfo, now: SystemTime, periods: &Periods) -> Triage {
-    match records::enrolment(info) {
-        Enrolment::Managed => {}
-        Enrolment::NotManaged => return Triage::pass(Reason::NotManaged),
-        Enrolment::NearMiss => return Triage::pass(Reason::ManagedTagNearMiss),
-        Enrolment::Paused => return Triage::pass(Reason::Paused),
+    let pause = pause(info, now, periods.paused_alert_after);
+    let verdict = match records::enrolment(info) {
+        Enrolment::Managed => due(info, now, periods),
+        Enrolment::NotManaged => Triage::pass(Reason::NotManaged),
+        Enrolment::NearMiss => Triage::pass(Reason::ManagedTagNearMiss),
+        Enrolment::Paused => Triage::pass(Reason::Paused),
+    };
+    Triage {
+        pause_record: pause_record(info, pause.as_ref()),
+        pause,
+        ..verdict
     }
+}
+
+/// What is due for a managed secret that is not paused.
+fn due(info: &SecretInfo, now: SystemTime, periods: &Periods) -> Triage {
     let pipeline = !info.rotation_enabled;
     let current_version = info.version_with(AWSCURRENT);
     // A record in the future (a clock set wrong, or a tag set by hand) is
@@ -117,15 +199,14 @@ pub fn triage(info: &SecretInfo, now: SystemTime, periods: &Periods) -> Triage {
         return Triage {
             rotate: pipeline,
             clean: true,
-            reason: Reason::Unrecorded,
-            current_since: None,
+            ..Triage::pass(Reason::Unrecorded)
         };
     };
     let due = |rotate, clean, reason| Triage {
         rotate,
         clean,
-        reason,
         current_since: Some(current.since),
+        ..Triage::pass(reason)
     };
     if info
         .version_with(AWSPENDING)
@@ -214,6 +295,7 @@ mod tests {
             deactivate_after: Duration::from_secs(DAY),
             delete_after: Duration::from_secs(7 * DAY),
             full_check_every: Duration::from_secs(7 * DAY),
+            paused_alert_after: Duration::from_secs(7 * DAY),
         }
     }
 
@@ -359,6 +441,70 @@ mod tests {
         assert_eq!(verdict(&info, 400), (false, false, Reason::Paused));
         info.tags.insert(TAG_MANAGED.into(), "false".into());
         assert_eq!(verdict(&info, 400), (false, false, Reason::NotManaged));
+    }
+
+    #[test]
+    fn a_paused_secret_is_reported_since_its_record_and_alarmed_past_the_bound() {
+        let mut info = quiet();
+        info.tags.insert(records::TAG_PAUSED.into(), "true".into());
+        // Paused by hand, first seen on day 3: since then, to be recorded.
+        let t = triage(&info, at(3), &periods());
+        assert_eq!(
+            (t.rotate, t.clean, t.reason),
+            (false, false, Reason::Paused)
+        );
+        let first = Pause {
+            since: at(3),
+            unrecorded: true,
+            too_long: false,
+        };
+        assert_eq!(t.pause, Some(first));
+        assert_eq!(t.pause_record, Some(PauseRecord::Write(at(3))));
+        // Recorded: counted from the record, alarmed from the bound on.
+        info.tags.insert(TAG_PAUSED_SINCE.into(), timestamp(at(3)));
+        let seen = |info: &SecretInfo, day| triage(info, at(day), &periods());
+        assert_eq!(seen(&info, 9).pause.map(|p| p.too_long), Some(false));
+        assert_eq!(seen(&info, 9).pause_record, None);
+        assert_eq!(
+            seen(&info, 10).pause,
+            Some(Pause {
+                since: at(3),
+                unrecorded: false,
+                too_long: true
+            })
+        );
+        // A record in the future, or garbled, is not believed: from now.
+        for bad in [timestamp(at(400)), "last week".to_owned()] {
+            info.tags.insert(TAG_PAUSED_SINCE.into(), bad.clone());
+            assert_eq!(
+                seen(&info, 20).pause_record,
+                Some(PauseRecord::Write(at(20))),
+                "{bad}"
+            );
+            assert_eq!(seen(&info, 20).pause.map(|p| p.too_long), Some(false));
+        }
+        // A backdated one only alarms sooner.
+        info.tags.insert(TAG_PAUSED_SINCE.into(), timestamp(at(0)));
+        assert!(seen(&info, 7).pause.unwrap().too_long);
+    }
+
+    #[test]
+    fn the_record_of_a_pause_that_is_over_is_removed() {
+        let mut info = quiet();
+        info.tags.insert(TAG_PAUSED_SINCE.into(), timestamp(at(0)));
+        let t = triage(&info, at(1), &periods());
+        assert_eq!(t.pause, None);
+        assert_eq!(t.pause_record, Some(PauseRecord::Remove));
+        assert_eq!(t.reason, Reason::NothingDue, "the rest as before");
+        // Not rekey's to tag: left alone.
+        info.tags.insert(TAG_MANAGED.into(), "True".into());
+        assert_eq!(triage(&info, at(1), &periods()).pause_record, None);
+        info.tags.insert(TAG_MANAGED.into(), "false".into());
+        info.tags.insert(records::TAG_PAUSED.into(), "true".into());
+        let t = triage(&info, at(1), &periods());
+        assert_eq!((t.pause, t.pause_record), (None, None));
+        // Paused, not managed: no pause to report (the near miss is).
+        assert_eq!(pause(&info, at(1), Duration::from_secs(1)), None);
     }
 
     #[test]

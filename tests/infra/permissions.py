@@ -96,7 +96,10 @@ ACTION_REASONS = {
     ("finish", "iam:UpdateAccessKey"): "with DeactivateAfter 0, deactivates the superseded key at promotion",
     ("cleanup", "iam:UpdateAccessKey"): "deactivates a superseded key after REKEY_DEACTIVATE_AFTER",
     ("cleanup", "iam:DeleteAccessKey"): "deletes an inactive key after REKEY_DELETE_AFTER, and orphans of an interrupted run",
-    ("cleanup", "secretsmanager:UntagResource"): "drops the records (rekey:created:, rekey:superseded:, rekey:inactive:) of a deleted key",
+    ("cleanup", "secretsmanager:UntagResource"): (
+        "drops the records (rekey:created:, rekey:superseded:, rekey:inactive:) of a deleted key, and "
+        "rekey:paused-since once a secret is no longer paused"
+    ),
     ("create", "secretsmanager:UpdateSecretVersionStage"): "takes AWSPENDING off a rotation that can never finish",
     ("cleanup", "secretsmanager:UpdateSecretVersionStage"): "takes AWSPENDING off a rotation that can never finish",
     ("hook", "events:PutEvents"): "Rotation Failed when a step fails, and Key Deactivated with DeactivateAfter 0",

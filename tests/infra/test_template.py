@@ -247,9 +247,10 @@ class Template(unittest.TestCase):
         written = set(re.findall(r'const \w+: &str = "(rekey:[a-z]+:)"', source))
         self.assertEqual(written, {"rekey:created:", "rekey:superseded:", "rekey:inactive:"})
         records = {w + "*" for w in written}
-        # And two whole tags: since when AWSCURRENT is current (finish, and
-        # cleanup when it finds none) and the last full check (cleanup).
-        whole = {"rekey:current", "rekey:checked"}
+        # And three whole tags: since when AWSCURRENT is current (finish, and
+        # cleanup when it finds none), the last full check (cleanup), and
+        # since when a secret is paused (cleanup's sweep and full check).
+        whole = {"rekey:current", "rekey:checked", "rekey:paused-since"}
         for tag in whole:
             self.assertTrue(f'"{tag}"' in source, f"the code writes {tag}")
         granted = set()
@@ -270,6 +271,12 @@ class Template(unittest.TestCase):
         self.assertEqual(tag_keys("HookFunction"), records | {"rekey:current"})
         self.assertLessEqual({"rekey:superseded:*", "rekey:inactive:*", "rekey:current"}, tag_keys("FinishFunction"))
         self.assertEqual(tag_keys("CleanupFunction"), records | whole)
+        self.assertEqual(tag_keys("HookFunction") & {"rekey:paused-since"}, set())
+        # No function may pause, resume or enrol a secret: those tags are a
+        # person's.
+        for name in FUNCTIONS:
+            for tag in ("rekey:paused", "rekey:managed", "rekey:*", "*"):
+                self.assertNotIn(tag, tag_keys(name), name)
 
     def test_each_function_may_make_the_secrets_manager_calls_its_steps_make(self):
         # What each function's code calls (steps/*.rs through the Vault):
@@ -565,6 +572,33 @@ class Template(unittest.TestCase):
         )
         grouped = [p for g in TEMPLATE["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"] for p in g["Parameters"]]
         self.assertEqual(sorted(grouped), sorted(TEMPLATE["Parameters"]))
+
+    def test_an_alarm_on_secrets_paused_for_too_long(self):
+        # Nothing goes silent: the sweep counts the secrets paused longer
+        # than PausedAlertAfter (REKEY_PAUSED_ALERT_AFTER), and any one of
+        # them raises the alarm, as an overdue rotation does.
+        alarms = {k: r["Properties"] for k, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+        paused = alarms["PausedTooLong"]
+        overdue = alarms["RotationOverdue"]
+        self.assertEqual((paused["Namespace"], paused["MetricName"]), ("rekey", "SecretsPausedTooLong"))
+        self.assertEqual(paused["Dimensions"], [{"Name": "Function", "Value": "cleanup"}])
+        self.assertEqual(paused["Dimensions"], overdue["Dimensions"])
+        self.assertEqual((paused["Threshold"], paused["ComparisonOperator"]), (1, "GreaterThanOrEqualToThreshold"))
+        for k in ("Statistic", "Period", "EvaluationPeriods", "TreatMissingData", "AlarmActions"):
+            self.assertEqual(paused[k], overdue[k], k)
+        self.assertEqual(paused["AlarmActions"], [{"Ref": "AlertsTopic"}])
+        # The bound is a parameter that feeds the functions' setting.
+        env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+        self.assertEqual(env["REKEY_PAUSED_ALERT_AFTER"], {"Ref": "PausedAlertAfter"})
+        p = TEMPLATE["Parameters"]["PausedAlertAfter"]
+        self.assertEqual(p["Default"], "7d")
+        for ok in ("7d", "12h", "1s"):
+            self.assertRegex(ok, p["AllowedPattern"])
+        for bad in ("0d", "0s", "7", "d", "-1d"):
+            self.assertNotRegex(bad, p["AllowedPattern"])
+        # The code counts under the alarm's metric name.
+        source = (ROOT / "shared/src/metrics.rs").read_text()
+        self.assertIn('"SecretsPausedTooLong"', source)
 
     def test_the_state_machine_names_no_partition(self):
         text = (ROOT / "infra/statemachine/rotation.asl.json").read_text()

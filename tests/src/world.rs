@@ -300,6 +300,17 @@ impl World {
             .expect("TagResource");
     }
 
+    /// Removes the secret's tag `key` (as a person would by hand).
+    pub async fn untag(&self, secret: &str, key: &str) {
+        self.sm
+            .untag_resource()
+            .secret_id(secret)
+            .tag_keys(key)
+            .send()
+            .await
+            .expect("UntagResource");
+    }
+
     async fn describe(
         &self,
         secret: &str,

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use rekey::lambda::Function;
 use rekey::model::{KeyStatus, Provider, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
-use rekey::records::{TAG_MANAGED, TAG_PAUSED};
+use rekey::records::{TAG_MANAGED, TAG_PAUSED, TAG_PAUSED_SINCE};
 use rekey::steps::RollBackOutcome;
 use rekey::{Config, Driver, Rekey};
 use rekey_testkit::sim::{Actor, Fault, Op, Sim};
@@ -1214,6 +1214,35 @@ impl World {
         Ok(())
     }
 
+    /// Nothing goes silent: with faults off, one sweep records since when
+    /// each paused secret is paused (by hand, by rollback, or by either
+    /// way of the operator's), at a time rekey could have seen it.
+    fn check_pauses_recorded(&mut self) -> Result<(), String> {
+        self.sweep()?;
+        let now = self.sim.now();
+        let s = self.sim.state();
+        for m in &self.secrets {
+            let tags = &s.secret(&m.arn).unwrap().tags;
+            let managed = tags.get(TAG_MANAGED).map(String::as_str) == Some("true");
+            if !managed || !tags.contains_key(TAG_PAUSED) {
+                continue;
+            }
+            let since = tags
+                .get(TAG_PAUSED_SINCE)
+                .and_then(|t| humantime::parse_rfc3339(t).ok());
+            if since.is_none_or(|t| t > now) {
+                return Err(format!(
+                    "{} is paused and its pause is not recorded: {:?}",
+                    m.user,
+                    tags.get(TAG_PAUSED_SINCE)
+                ));
+            }
+        }
+        drop(s);
+        self.note("checked: every paused secret's pause is recorded".into());
+        Ok(())
+    }
+
     /// Faults and operators stop; a person does what the errors say; time
     /// runs. Every secret must rotate and be left tidy.
     fn check_liveness(&mut self) -> Result<(), String> {
@@ -1223,6 +1252,7 @@ impl World {
             s.armed.clear();
             s.next_key_delay = Duration::ZERO;
         }
+        self.check_pauses_recorded()?;
         for m in &self.secrets {
             self.sim.state().set_tag(&m.arn, TAG_PAUSED, None);
         }
@@ -1267,6 +1297,15 @@ impl World {
         for (i, m) in self.secrets.iter().enumerate() {
             if !rotated[i] {
                 return Err(format!("{} did not rotate", m.user));
+            }
+            // The pause is over: its record went with it (a later pause
+            // starts a clock of its own).
+            if s.secret(&m.arn)
+                .unwrap()
+                .tags
+                .contains_key(TAG_PAUSED_SINCE)
+            {
+                return Err(format!("{} keeps {TAG_PAUSED_SINCE} unpaused", m.user));
             }
             if let Some(v) = s.secret(&m.arn).unwrap().with_stage(AWSPENDING) {
                 if !v.stages.iter().any(|s| s == AWSCURRENT) {

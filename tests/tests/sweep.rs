@@ -333,3 +333,66 @@ async fn a_pipeline_secret_edited_regularly_still_comes_due_on_schedule() {
     );
     w.assert_invariants(&secret, &user).await;
 }
+
+/// Issue 27, case 5: a secret paused by hand is passed over, never in
+/// silence: the sweep names it in a log line, records since when it is
+/// paused (`rekey:paused-since`, once), names it louder once it is paused
+/// for longer than `REKEY_PAUSED_ALERT_AFTER`, and drops the record once
+/// the pause is over. (The page's `SecretsPaused` and
+/// `SecretsPausedTooLong` metrics are checked on the built binary,
+/// functions/cleanup/tests.)
+#[tokio::test]
+async fn a_secret_paused_by_hand_is_named_recorded_and_reported_past_the_bound() {
+    let w = World::new().await;
+    let (user, _, secret) = w.enrolled(MANAGED_PATH).await;
+    w.tag(&secret, "rekey:paused", "true").await;
+    let keys = w.keys(&user).await;
+    let mut config = test_config();
+    config.paused_alert_after = Duration::from_secs(3);
+    let app = w.app(config);
+    let names_secret = |answer: &serde_json::Value, list: &str| {
+        answer[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["SecretId"] == secret.as_str())
+    };
+    let lines = |needle: &str| {
+        rekey_testkit::captured_logs()
+            .lines()
+            .filter(|l| l.contains(secret.as_str()) && l.contains(needle))
+            .count()
+    };
+
+    let sweep = invoke(&app, Function::Cleanup, json!({})).await.unwrap();
+    assert!(!names_secret(&sweep, "Secrets"), "{sweep}");
+    assert_eq!(lines("passed over: paused (rekey:paused) since"), 1);
+    assert_eq!(lines("REKEY_PAUSED_ALERT_AFTER"), 0, "not yet for too long");
+    let since = w.tags(&secret).await["rekey:paused-since"].clone();
+    let at = humantime::parse_rfc3339(&since).expect("an RFC 3339 time");
+    let age = std::time::SystemTime::now().duration_since(at).unwrap();
+    assert!(age < Duration::from_secs(60), "{since}");
+
+    // The state machine's triage names it too, and keeps the record.
+    let triage = json!({"Triage": {"RotationPeriod": "0s"}});
+    let answer = invoke(&app, Function::Cleanup, triage.clone())
+        .await
+        .unwrap();
+    assert!(!names_secret(&answer, "Items"), "{answer}");
+    assert_eq!(lines("passed over: paused (rekey:paused) since"), 2);
+    assert_eq!(w.tags(&secret).await["rekey:paused-since"], since);
+
+    // Past the bound: named as paused for too long, by the same record.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    invoke(&app, Function::Cleanup, triage).await.unwrap();
+    assert_eq!(lines("longer than REKEY_PAUSED_ALERT_AFTER"), 1);
+    assert_eq!(w.tags(&secret).await["rekey:paused-since"], since);
+    assert_eq!(w.keys(&user).await, keys, "nothing changed but the record");
+
+    // Resumed by hand: the record of that pause goes, so that the next
+    // pause starts a clock of its own.
+    w.untag(&secret, "rekey:paused").await;
+    invoke(&app, Function::Cleanup, json!({})).await.unwrap();
+    assert!(!w.tags(&secret).await.contains_key("rekey:paused-since"));
+    w.assert_no_secret_in(&rekey_testkit::captured_logs(), "the logs");
+}

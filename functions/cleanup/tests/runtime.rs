@@ -117,3 +117,71 @@ fn names(answer: &serde_json::Value, list: &str, secret: &str) -> bool {
         .iter()
         .any(|s| s["SecretId"] == secret)
 }
+
+/// Issue 27, case 5: the sweep counts a paused secret in its page's
+/// `SecretsPaused` metric and names it in a log line; once it is paused
+/// for longer than `REKEY_PAUSED_ALERT_AFTER`, in `SecretsPausedTooLong`
+/// (the `PausedTooLong` alarm's metric) too, with its id.
+#[tokio::test]
+async fn counts_a_paused_secret_and_alarms_past_the_bound() {
+    let w = World::new().await;
+    let (user, _, secret) = w.enrolled(MANAGED_PATH).await;
+    w.tag(&secret, "rekey:paused", "true").await;
+    let keys = w.keys(&user).await;
+    let mut config = test_config();
+    config.paused_alert_after = Duration::from_secs(3);
+    let metric = |logs: &str, name: &str| -> Vec<f64> {
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["SecretsListed"].is_number())
+            .map(|v| v[name].as_f64().unwrap_or(0.0))
+            .collect()
+    };
+    let events = || vec![json!({}), json!({"Triage": {"RotationPeriod": "0s"}})];
+
+    // First seen: counted, named, recorded; not yet for too long. This
+    // is the only paused secret this test binary makes.
+    let run = w.run_function(BIN, &config, events()).await;
+    assert_eq!(run.outcomes.len(), 2, "{}", run.logs);
+    assert_eq!(
+        metric(&run.logs, "SecretsPaused"),
+        [1.0, 1.0],
+        "{}",
+        run.logs
+    );
+    assert_eq!(metric(&run.logs, "SecretsPausedTooLong"), [0.0, 0.0]);
+    let named = |logs: &str| {
+        logs.lines()
+            .filter(|l| l.contains(secret.as_str()) && l.contains("paused (rekey:paused) since"))
+            .count()
+    };
+    assert_eq!(named(&run.logs), 2, "{}", run.logs);
+    let since = w.tags(&secret).await["rekey:paused-since"].clone();
+
+    // Past the bound: counted as paused for too long, and named.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let run = w.run_function(BIN, &config, events()).await;
+    assert_eq!(run.outcomes.len(), 2, "{}", run.logs);
+    assert_eq!(
+        metric(&run.logs, "SecretsPausedTooLong"),
+        [1.0, 1.0],
+        "{}",
+        run.logs
+    );
+    let longest: Vec<String> = run
+        .logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["LongestPausedSecretId"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(longest, [secret.clone(), secret.clone()]);
+    assert!(
+        run.logs
+            .lines()
+            .any(|l| l.contains(secret.as_str()) && l.contains("REKEY_PAUSED_ALERT_AFTER")),
+        "{}",
+        run.logs
+    );
+    assert_eq!(w.tags(&secret).await["rekey:paused-since"], since);
+    assert_eq!(w.keys(&user).await, keys, "nothing changed");
+}

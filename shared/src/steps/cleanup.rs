@@ -16,7 +16,9 @@ use crate::plan::{self, timestamp, Action, CleanupInput, Scheduled};
 use crate::ports::{Clock, KeyApi, Providers, SecretInfo, SecretVersion, Select, Vault};
 use crate::records::{
     self, load_records, record_tag, CurrentRecord, CHECKED, CURRENT, INACTIVE, SUPERSEDED,
+    TAG_PAUSED_SINCE,
 };
+use crate::triage::{self, PauseRecord};
 
 /// What cleanup did to one secret.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -102,6 +104,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
     /// stop it).
     pub async fn cleanup(&self, secret_id: &str) -> Result<SecretCleanup> {
         let info = self.vault.describe(secret_id).await?;
+        self.record_pause(&info).await;
         check_managed(secret_id, &info)?;
         let (current_read, current) = self
             .read_secret(secret_id, Select::Stage(AWSCURRENT))
@@ -169,6 +172,22 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         Ok(report)
     }
 
+    /// A paused secret refused by the full check still gets its
+    /// `rekey:paused-since` record when it has none (a tag set by hand,
+    /// seen here first), so its pause is counted from now (invariant
+    /// liveness: nothing goes silent). Not written, it is tried again by
+    /// the next sweep; the refusal stands either way.
+    async fn record_pause(&self, info: &SecretInfo) {
+        let now = self.clock.now();
+        let pause = triage::pause(info, now, self.config.paused_alert_after);
+        if let Some(PauseRecord::Write(since)) = triage::pause_record(info, pause.as_ref()) {
+            let tag = (TAG_PAUSED_SINCE.to_owned(), timestamp(since));
+            if let Err(e) = self.vault.tag(&info.arn, &[tag]).await {
+                warn!(error_type = e.kind(), error = %e, "the record {TAG_PAUSED_SINCE} could not be written");
+            }
+        }
+    }
+
     /// The full check's own records: when it ran (`rekey:checked`), and
     /// the `rekey:current` record unless it names this version, its key
     /// and since when that key exists (AWSCURRENT moved by an edit or by
@@ -188,6 +207,9 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
         changes: &mut RecordChanges,
     ) {
         changes.tags.push((CHECKED.to_owned(), timestamp(now)));
+        // Not paused: a pause record left by a `rekey:paused` tag removed
+        // by hand is over (`write_records` keeps only tags that exist).
+        changes.untags.push(TAG_PAUSED_SINCE.to_owned());
         let Some(key_id) = key_id else {
             return; // no key yet: the records cannot vouch for it
         };

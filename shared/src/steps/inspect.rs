@@ -15,6 +15,7 @@ use crate::model::{AccessKey, LastUsed, AWSCURRENT, AWSPENDING};
 use crate::ports::{Clock, KeyApi, Providers, SecretInfo, Select, Vault};
 use crate::records::{self, Enrolment};
 use crate::steps::Created;
+use crate::triage::{self, Pause};
 
 /// One managed secret, as `inspect` found it.
 #[derive(Debug)]
@@ -27,6 +28,10 @@ pub struct Inspection {
     pub driver: Driver,
     /// Tagged `rekey:paused`.
     pub paused: bool,
+    /// Since when it is paused, by its `rekey:paused-since` record, and
+    /// whether for longer than `REKEY_PAUSED_ALERT_AFTER` (invariant
+    /// liveness: nothing goes silent).
+    pub pause: Option<Pause>,
     /// The key AWSCURRENT holds.
     pub current_key: Option<String>,
     /// Since when the AWSCURRENT key exists (`records::key_since`: its
@@ -140,6 +145,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 Driver::Pipeline
             },
             paused,
+            pause: triage::pause(&info, self.clock.now(), self.config.paused_alert_after),
             current_key: current.key_id().map(str::to_owned),
             current_since,
             rotating,

@@ -5,7 +5,8 @@
 //! It refuses what would break an invariant: a rotation in progress would
 //! promote over the rollback, and an active key that no version holds
 //! would never be retired (invariant retire-by-record). The order makes a
-//! crash at any point safe to run again: pause and record the key rolled
+//! crash at any point safe to run again: pause (and record since when:
+//! `rekey:paused-since`) and record the key rolled
 //! back from as superseded first (so it is retired whatever happens to the
 //! labels later), then reactivate the key rolled back to, then move
 //! AWSCURRENT, then drop that key's timers (it is current again).
@@ -19,7 +20,9 @@ use crate::events::KeyHolder;
 use crate::model::{KeyStatus, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use crate::plan::timestamp;
 use crate::ports::{Clock, KeyApi, Providers, Select, Vault};
-use crate::records::{self, record_tag, Enrolment, INACTIVE, SUPERSEDED, TAG_PAUSED};
+use crate::records::{
+    self, record_tag, Enrolment, INACTIVE, SUPERSEDED, TAG_PAUSED, TAG_PAUSED_SINCE,
+};
 
 /// A rollback: from the key AWSCURRENT holds to the one AWSPREVIOUS holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -154,7 +157,10 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             timestamp(self.clock.now()),
         )];
         if plan.pause {
+            // Since when, so the pause is counted and, past
+            // REKEY_PAUSED_ALERT_AFTER, alarmed (invariant liveness).
             tags.push((TAG_PAUSED.to_owned(), "true".to_owned()));
+            tags.push((TAG_PAUSED_SINCE.to_owned(), timestamp(self.clock.now())));
         }
         self.vault.tag(&info.arn, &tags).await?;
         if plan.reactivate {

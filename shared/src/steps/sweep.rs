@@ -13,8 +13,10 @@ use tracing::{info, warn, Instrument};
 use super::{CleanupReport, Rekey, SecretCleanup};
 use crate::error::Result;
 use crate::metrics;
+use crate::plan::timestamp;
 use crate::ports::{Clock, Providers, SecretInfo, Vault};
-use crate::triage::{triage, Periods, Reason, Triage};
+use crate::records::TAG_PAUSED_SINCE;
+use crate::triage::{triage, PauseRecord, Periods, Reason, Triage};
 
 /// Secrets cleaned at once by `rekey-cleanup {}`.
 const SWEEP_CONCURRENCY: usize = 4;
@@ -101,6 +103,7 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
             deactivate_after: self.config.deactivate_after,
             delete_after: self.config.delete_after,
             full_check_every: self.config.full_check_every,
+            paused_alert_after: self.config.paused_alert_after,
         }
     }
 
@@ -186,8 +189,57 @@ impl<V: Vault, P: Providers, C: Clock> Rekey<V, P, C> {
                 "passed over: its tag rekey:managed is not exactly `true`, so rekey does not manage it; set rekey:managed=true to manage it, or remove the tag"
             );
         }
+        self.report_paused(&verdicts).await;
         metrics::count_triage(&verdicts, now);
         Ok((verdicts, page.next_token))
+    }
+
+    /// Passed over, never silently (invariant liveness): each paused
+    /// secret is named in a log line with since when it is paused, louder
+    /// once past `REKEY_PAUSED_ALERT_AFTER` (the page's
+    /// `SecretsPausedTooLong` counts those); a pause seen for the first
+    /// time gets its `rekey:paused-since` record, and a pause that is over
+    /// loses it. A record that cannot be written is tried again by the
+    /// next sweep: the secret is reported all the same.
+    async fn report_paused(&self, verdicts: &[(SecretInfo, Triage)]) {
+        let bound = humantime::format_duration(self.config.paused_alert_after);
+        for (info, t) in verdicts {
+            if let Some(p) = t.pause {
+                let since = timestamp(p.since);
+                if p.too_long {
+                    warn!(
+                        secret_id = %info.arn,
+                        paused_since = %since,
+                        "passed over: paused (rekey:paused) since {since}, longer than REKEY_PAUSED_ALERT_AFTER ({bound}); nothing rotates or retires its keys: resume it (rekey resume) once the cause is understood"
+                    );
+                } else {
+                    info!(
+                        secret_id = %info.arn,
+                        paused_since = %since,
+                        "passed over: paused (rekey:paused) since {since}"
+                    );
+                }
+            }
+            let written = match t.pause_record {
+                None => continue,
+                Some(PauseRecord::Write(since)) => {
+                    let tag = (TAG_PAUSED_SINCE.to_owned(), timestamp(since));
+                    self.vault.tag(&info.arn, &[tag]).await
+                }
+                Some(PauseRecord::Remove) => {
+                    let tag = TAG_PAUSED_SINCE.to_owned();
+                    self.vault.untag(&info.arn, &[tag]).await
+                }
+            };
+            if let Err(e) = written {
+                warn!(
+                    secret_id = %info.arn,
+                    error_type = e.kind(),
+                    error = %e,
+                    "the record {TAG_PAUSED_SINCE} could not be changed; the next sweep tries again"
+                );
+            }
+        }
     }
 
     /// The named secrets, each rotated (where the pipeline drives it) and
