@@ -338,7 +338,7 @@ mod tests {
     fn every_managed_secret_gets_its_age_from_the_sweep_or_its_full_check() {
         use crate::model::AWSCURRENT;
         use crate::records::{CurrentRecord, CURRENT, TAG_MANAGED, TAG_PAUSED};
-        use crate::triage::{triage, Periods};
+        use crate::triage::triage;
         let day = Duration::from_secs(86_400);
         let now = UNIX_EPOCH + day * 1_000;
         let secret = |n: u64, recorded: bool, paused: bool| {
@@ -370,13 +370,7 @@ mod tests {
             secret(3, true, true),
             near_miss,
         ];
-        let periods = Periods {
-            rotation: day * 90,
-            deactivate_after: day,
-            delete_after: day * 7,
-            full_check_every: day * 7,
-            paused_alert_after: day * 7,
-        };
+        let periods = default_periods(day);
         let verdicts: Vec<_> = page
             .iter()
             .map(|i| (i.clone(), triage(i, now, &periods)))
@@ -398,10 +392,21 @@ mod tests {
         assert!(v.get("SecretsPausedTooLong").is_none());
     }
 
+    /// The default periods, in units of `day`.
+    fn default_periods(day: Duration) -> crate::triage::Periods {
+        crate::triage::Periods {
+            rotation: day * 90,
+            deactivate_after: day,
+            delete_after: day * 7,
+            full_check_every: day * 7,
+            paused_alert_after: day * 7,
+        }
+    }
+
     #[test]
     fn secrets_paused_for_too_long_are_counted_and_the_longest_named() {
         use crate::records::{TAG_MANAGED, TAG_PAUSED, TAG_PAUSED_SINCE};
-        use crate::triage::{triage, Periods};
+        use crate::triage::triage;
         let day = Duration::from_secs(86_400);
         let now = UNIX_EPOCH + day * 1_000;
         let paused = |n: u32, since: Option<u32>| {
@@ -417,13 +422,7 @@ mod tests {
             }
             info
         };
-        let periods = Periods {
-            rotation: day * 90,
-            deactivate_after: day,
-            delete_after: day * 7,
-            full_check_every: day * 7,
-            paused_alert_after: day * 7,
-        };
+        let periods = default_periods(day);
         let page: Vec<_> = [
             paused(1, None),
             paused(2, Some(3)),

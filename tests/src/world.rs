@@ -156,6 +156,22 @@ impl World {
             .expect("DeleteAccessKey");
     }
 
+    /// The key `secret`'s AWSCURRENT holds, as `user`'s keys list it.
+    pub async fn current_key(&self, secret: &str, user: &str) -> AccessKey {
+        let id = self
+            .value(secret, AWSCURRENT)
+            .await
+            .expect("an AWSCURRENT value")["AccessKeyId"]
+            .as_str()
+            .expect("AccessKeyId")
+            .to_owned();
+        self.keys(user)
+            .await
+            .into_iter()
+            .find(|k| k.id == id)
+            .expect("the AWSCURRENT key is one of the user's")
+    }
+
     /// The user's keys, oldest first.
     pub async fn keys(&self, user: &str) -> Vec<AccessKey> {
         let out = self

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rekey::model::{KeyStatus, AWSCURRENT};
+use rekey::model::KeyStatus;
 use rekey::plan::timestamp;
 use rekey_testkit::{test_config, World, MANAGED_PATH};
 use serde_json::json;
@@ -170,17 +170,7 @@ async fn with_a_secret_id_errors_are_the_functions_errors() {
 async fn a_backdated_record_is_not_trusted_before_the_current_keys_creation() {
     let w = World::new().await;
     let (user, secret, old) = rotated_once(&w).await;
-    let current = w.value(&secret, AWSCURRENT).await.unwrap()["AccessKeyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let made = w
-        .keys(&user)
-        .await
-        .into_iter()
-        .find(|k| k.id == current)
-        .unwrap()
-        .created;
+    let made = w.current_key(&secret, &user).await.created;
     w.tag(
         &secret,
         &format!("rekey:superseded:{old}"),

@@ -266,17 +266,8 @@ async fn a_pipeline_secret_edited_regularly_still_comes_due_on_schedule() {
     let app = w.app(test_config());
     let (user, _, secret) = w.enrolled(MANAGED_PATH).await;
     pipeline_rotation(&app, &secret).await.unwrap();
-    let key = w.value(&secret, AWSCURRENT).await.unwrap()["AccessKeyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let made = w
-        .keys(&user)
-        .await
-        .into_iter()
-        .find(|k| k.id == key)
-        .unwrap()
-        .created;
+    let current = w.current_key(&secret, &user).await;
+    let (key, made) = (current.id, current.created);
     let (period, every) = (Duration::from_secs(15), "15s");
     let create = json!({"SecretId": secret, "RotationPeriod": every, "Resume": true});
 
